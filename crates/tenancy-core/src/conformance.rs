@@ -1,0 +1,533 @@
+//! The conformance suite every store implementation runs (feature `conformance`).
+//!
+//! Each check takes a store and asserts the contract of [`TenantStore`] and [`ConfigStore`]; it
+//! panics with a message naming the broken rule. [`run_all`] runs them all and needs an empty store
+//! (the listing check counts tenants). Implementations call it from their tests:
+//!
+//! ```
+//! # tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap().block_on(async {
+//! let store = std::sync::Arc::new(tenancy_core::InMemoryStore::new());
+//! tenancy_core::conformance::run_all(store).await;
+//! # });
+//! ```
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use serde_json::json;
+
+use crate::error::TenantError;
+use crate::id::{Slug, TenantId, TenantRef};
+use crate::store::{ConfigStore, ListQuery, StatusChange, TenantStore};
+use crate::tenant::{CreateTenant, TenantInfo, TenantStatus, UpdateTenant};
+
+/// A tenant and config store, as the suite needs both.
+pub trait Store: TenantStore + ConfigStore {}
+impl<T: TenantStore + ConfigStore + ?Sized> Store for T {}
+
+fn slug(s: &str) -> Slug {
+    s.parse().expect("the suite uses valid slugs")
+}
+
+/// A new `provisioning` tenant with a unique slug starting with `prefix`.
+#[must_use]
+pub fn new_tenant(prefix: &str) -> TenantInfo {
+    let id = TenantId::new();
+    let slug = slug(&format!("{prefix}-{}", &id.simple().to_string()[20..]));
+    let mut tenant = TenantInfo::from_command(
+        CreateTenant::new(slug, format!("Tenant {prefix}"))
+            .with_plan("free")
+            .with_id(id),
+        Utc::now(),
+    )
+    .expect("valid command");
+    tenant.metadata.insert("region".into(), json!("eu"));
+    tenant.config.insert("theme".into(), json!("light"));
+    tenant
+}
+
+/// Runs every check, in order, on an empty store.
+pub async fn run_all<S: Store + 'static>(store: Arc<S>) {
+    list_pages_and_filters(&*store).await;
+    create_and_get(&*store).await;
+    slug_conflicts(&*store).await;
+    concurrent_creates_of_one_slug(store.clone(), 50).await;
+    update_applies_given_fields(&*store).await;
+    status_changes(&*store).await;
+    racing_status_changes(store.clone()).await;
+    config_values(&*store).await;
+}
+
+/// Created tenants read back equal, by id and by slug; unknown ones are `None`.
+pub async fn create_and_get<S: Store + ?Sized>(store: &S) {
+    let tenant = new_tenant("get");
+    let created = store.create(tenant.clone()).await.expect("create");
+    assert_eq!(created.id, tenant.id);
+    assert_eq!(created.slug, tenant.slug);
+    assert_eq!(created.status, TenantStatus::Provisioning);
+    let by_id = store
+        .get(tenant.id)
+        .await
+        .expect("get")
+        .expect("stored tenant is found by id");
+    assert_eq!(by_id.slug, tenant.slug);
+    assert_eq!(by_id.name, tenant.name);
+    assert_eq!(by_id.plan.as_deref(), Some("free"));
+    assert_eq!(by_id.metadata, tenant.metadata);
+    assert_eq!(by_id.config, tenant.config, "initial config is stored");
+    assert_eq!(
+        by_id.created_at.timestamp_millis(),
+        tenant.created_at.timestamp_millis(),
+        "created_at survives a round trip (to the millisecond)"
+    );
+    let by_slug = store
+        .get_by_slug(&tenant.slug)
+        .await
+        .expect("get_by_slug")
+        .expect("found");
+    assert_eq!(by_slug.id, tenant.id);
+    assert_eq!(
+        store
+            .find(&TenantRef::Slug(tenant.slug))
+            .await
+            .expect("find")
+            .map(|t| t.id),
+        Some(tenant.id)
+    );
+    assert!(
+        store
+            .get(TenantId::new())
+            .await
+            .expect("get unknown")
+            .is_none()
+    );
+    assert!(
+        store
+            .get_by_slug(&slug("no-such-tenant"))
+            .await
+            .expect("get unknown")
+            .is_none()
+    );
+}
+
+/// A taken slug is refused on create and on update; renaming to one's own slug is fine.
+pub async fn slug_conflicts<S: Store + ?Sized>(store: &S) {
+    let a = store
+        .create(new_tenant("conflict-a"))
+        .await
+        .expect("create a");
+    let b = store
+        .create(new_tenant("conflict-b"))
+        .await
+        .expect("create b");
+    let mut dup = new_tenant("conflict-c");
+    dup.slug = a.slug;
+    match store.create(dup.clone()).await {
+        Err(TenantError::SlugConflict { slug }) => assert_eq!(slug, a.slug),
+        other => panic!("create with a taken slug must be SlugConflict, got {other:?}"),
+    }
+    assert!(
+        store.get(dup.id).await.expect("get").is_none(),
+        "the refused tenant is not stored"
+    );
+    let rename = UpdateTenant {
+        slug: Some(a.slug),
+        ..UpdateTenant::default()
+    };
+    match store.update(b.id, &rename).await {
+        Err(TenantError::SlugConflict { slug }) => assert_eq!(slug, a.slug),
+        other => panic!("update to a taken slug must be SlugConflict, got {other:?}"),
+    }
+    assert_eq!(
+        store.get(b.id).await.expect("get").expect("b").slug,
+        b.slug,
+        "b is unchanged"
+    );
+    let same = UpdateTenant {
+        slug: Some(a.slug),
+        ..UpdateTenant::default()
+    };
+    store
+        .update(a.id, &same)
+        .await
+        .expect("renaming to one's own slug is fine");
+}
+
+/// Of `n` concurrent creates with one slug, exactly one succeeds; the rest get `SlugConflict`.
+pub async fn concurrent_creates_of_one_slug<S: Store + 'static>(store: Arc<S>, n: usize) {
+    let contested = new_tenant("race").slug;
+    let handles: Vec<_> = (0..n)
+        .map(|_| {
+            let store = store.clone();
+            let mut tenant = new_tenant("racer");
+            tenant.slug = contested;
+            tokio::spawn(async move { store.create(tenant).await })
+        })
+        .collect();
+    let (mut won, mut conflicts) = (0, 0);
+    for handle in handles {
+        match handle.await.expect("task") {
+            Ok(_) => won += 1,
+            Err(TenantError::SlugConflict { slug }) if slug == contested => conflicts += 1,
+            Err(other) => panic!("a losing create must be SlugConflict, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        (won, conflicts),
+        (1, n - 1),
+        "exactly one concurrent create wins"
+    );
+}
+
+/// `update` changes the fields given and nothing else; a missing tenant is `NotFound`.
+pub async fn update_applies_given_fields<S: Store + ?Sized>(store: &S) {
+    let tenant = store.create(new_tenant("update")).await.expect("create");
+    let patch = UpdateTenant {
+        name: Some("Renamed".into()),
+        ..UpdateTenant::default()
+    };
+    let updated = store.update(tenant.id, &patch).await.expect("update");
+    assert_eq!(updated.name, "Renamed");
+    assert_eq!(updated.slug, tenant.slug);
+    assert_eq!(updated.plan, tenant.plan);
+    assert_eq!(updated.metadata, tenant.metadata);
+    assert!(updated.updated_at >= tenant.updated_at);
+    let reread = store.get(tenant.id).await.expect("get").expect("found");
+    assert_eq!(reread.name, "Renamed");
+
+    let new_slug = new_tenant("renamed").slug;
+    let patch = UpdateTenant {
+        slug: Some(new_slug),
+        plan: Some(None),
+        metadata: Some(serde_json::Map::new()),
+        ..UpdateTenant::default()
+    };
+    let updated = store.update(tenant.id, &patch).await.expect("update");
+    assert_eq!((updated.slug, updated.plan.clone()), (new_slug, None));
+    assert!(updated.metadata.is_empty());
+    assert!(
+        store
+            .get_by_slug(&tenant.slug)
+            .await
+            .expect("get")
+            .is_none(),
+        "old slug is free"
+    );
+    assert_eq!(
+        store
+            .get_by_slug(&new_slug)
+            .await
+            .expect("get")
+            .map(|t| t.id),
+        Some(tenant.id)
+    );
+
+    let invalid = UpdateTenant {
+        name: Some(String::new()),
+        ..UpdateTenant::default()
+    };
+    assert!(matches!(
+        store.update(tenant.id, &invalid).await,
+        Err(TenantError::InvalidInput { field: "name", .. })
+    ));
+    match store.update(TenantId::new(), &patch).await {
+        Err(TenantError::NotFound { .. }) => {}
+        other => panic!("updating a missing tenant must be NotFound, got {other:?}"),
+    }
+}
+
+/// Status changes follow the table, are conditional on the current status, and keep the reason.
+pub async fn status_changes<S: Store + ?Sized>(store: &S) {
+    let tenant = store.create(new_tenant("status")).await.expect("create");
+    let change = |from, to, reason: Option<&str>| StatusChange {
+        from,
+        to,
+        reason: reason.map(str::to_owned),
+    };
+    let active = store
+        .set_status(
+            tenant.id,
+            change(TenantStatus::Provisioning, TenantStatus::Active, None),
+        )
+        .await
+        .expect("provisioning -> active");
+    assert_eq!(active.status, TenantStatus::Active);
+    let suspended = store
+        .set_status(
+            tenant.id,
+            change(
+                TenantStatus::Active,
+                TenantStatus::Suspended,
+                Some("unpaid"),
+            ),
+        )
+        .await
+        .expect("active -> suspended");
+    assert_eq!(suspended.status_reason.as_deref(), Some("unpaid"));
+    let reread = store.get(tenant.id).await.expect("get").expect("found");
+    assert_eq!(
+        (reread.status, reread.status_reason.as_deref()),
+        (TenantStatus::Suspended, Some("unpaid"))
+    );
+
+    match store
+        .set_status(
+            tenant.id,
+            change(TenantStatus::Suspended, TenantStatus::Provisioning, None),
+        )
+        .await
+    {
+        Err(TenantError::IllegalTransition { from, to, .. }) => {
+            assert_eq!(
+                (from, to),
+                (TenantStatus::Suspended, TenantStatus::Provisioning)
+            );
+        }
+        other => panic!("an illegal transition must be IllegalTransition, got {other:?}"),
+    }
+    match store
+        .set_status(
+            tenant.id,
+            change(TenantStatus::Active, TenantStatus::Inactive, None),
+        )
+        .await
+    {
+        Err(TenantError::StatusConflict {
+            expected, actual, ..
+        }) => {
+            assert_eq!(
+                (expected, actual),
+                (TenantStatus::Active, TenantStatus::Suspended)
+            );
+        }
+        other => panic!("a stale `from` must be StatusConflict, got {other:?}"),
+    }
+    let reread = store.get(tenant.id).await.expect("get").expect("found");
+    assert_eq!(
+        reread.status,
+        TenantStatus::Suspended,
+        "refused changes change nothing"
+    );
+    assert_eq!(reread.status_reason.as_deref(), Some("unpaid"));
+
+    let active = store
+        .set_status(
+            tenant.id,
+            change(TenantStatus::Suspended, TenantStatus::Active, None),
+        )
+        .await
+        .expect("suspended -> active");
+    assert_eq!(active.status_reason, None, "the reason is cleared");
+    match store
+        .set_status(
+            TenantId::new(),
+            change(TenantStatus::Active, TenantStatus::Inactive, None),
+        )
+        .await
+    {
+        Err(TenantError::NotFound { .. }) => {}
+        other => panic!("changing a missing tenant must be NotFound, got {other:?}"),
+    }
+}
+
+/// Two racing transitions from one status: one wins, the other gets `StatusConflict`.
+pub async fn racing_status_changes<S: Store + 'static>(store: Arc<S>) {
+    for _ in 0..10 {
+        let tenant = store.create(new_tenant("racing")).await.expect("create");
+        let handles: Vec<_> = [TenantStatus::Active, TenantStatus::Inactive]
+            .into_iter()
+            .map(|to| {
+                let store = store.clone();
+                let change = StatusChange {
+                    from: TenantStatus::Provisioning,
+                    to,
+                    reason: None,
+                };
+                tokio::spawn(async move { store.set_status(tenant.id, change).await })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        for handle in handles {
+            match handle.await.expect("task") {
+                Ok(t) => winners.push(t.status),
+                Err(TenantError::StatusConflict {
+                    expected: TenantStatus::Provisioning,
+                    ..
+                }) => {}
+                Err(other) => panic!("the losing transition must be StatusConflict, got {other:?}"),
+            }
+        }
+        assert_eq!(
+            winners.len(),
+            1,
+            "exactly one of two racing transitions wins"
+        );
+        let stored = store.get(tenant.id).await.expect("get").expect("found");
+        assert_eq!(stored.status, winners[0]);
+    }
+}
+
+/// Listing is ordered by id, filters active tenants, and pages stably.
+pub async fn list_pages_and_filters<S: Store + ?Sized>(store: &S) {
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        let tenant = store.create(new_tenant("list")).await.expect("create");
+        if i % 2 == 0 {
+            let change = StatusChange {
+                from: TenantStatus::Provisioning,
+                to: TenantStatus::Active,
+                reason: None,
+            };
+            store.set_status(tenant.id, change).await.expect("activate");
+        }
+        ids.push(tenant.id);
+    }
+    ids.sort();
+    let mut seen = Vec::new();
+    let mut query = ListQuery {
+        limit: 3,
+        ..ListQuery::default()
+    };
+    loop {
+        let page = store.list(query).await.expect("list");
+        assert!(
+            page.items.len() <= 3,
+            "a page holds at most `limit` tenants"
+        );
+        seen.extend(page.items.iter().map(|t| t.id));
+        match page.next {
+            Some(next) => query.after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(
+        seen, ids,
+        "pages cover every tenant once, in id order (the store must start empty)"
+    );
+    let active = store
+        .list(ListQuery {
+            active_only: true,
+            limit: 100,
+            after: None,
+        })
+        .await
+        .expect("list");
+    let expected: Vec<_> = ids
+        .iter()
+        .copied()
+        .filter(|id| active.items.iter().any(|t| t.id == *id))
+        .collect();
+    assert_eq!(active.items.len(), 4, "four of seven are active");
+    assert!(active.items.iter().all(TenantInfo::is_active));
+    assert_eq!(
+        active.items.iter().map(|t| t.id).collect::<Vec<_>>(),
+        expected
+    );
+    assert!(active.next.is_none());
+}
+
+/// Config values: set returns the old value, get and get-all read them, remove returns what it
+/// removed; an unknown tenant is `NotFound` for writes.
+pub async fn config_values<S: Store + ?Sized>(store: &S) {
+    let tenant = store.create(new_tenant("config")).await.expect("create");
+    assert_eq!(
+        store.get_config(tenant.id, "theme").await.expect("get"),
+        Some(json!("light"))
+    );
+    assert_eq!(
+        store.get_config(tenant.id, "missing").await.expect("get"),
+        None
+    );
+    let old = store
+        .set_config(tenant.id, "theme", json!("dark"))
+        .await
+        .expect("set");
+    assert_eq!(old, Some(json!("light")));
+    let old = store
+        .set_config(tenant.id, "limits", json!({"users": 10, "tags": ["a"]}))
+        .await
+        .expect("set");
+    assert_eq!(old, None);
+    let all = store.get_all_config(tenant.id).await.expect("get all");
+    assert_eq!(all.get("theme"), Some(&json!("dark")));
+    assert_eq!(
+        all.get("limits"),
+        Some(&json!({"users": 10, "tags": ["a"]}))
+    );
+    assert_eq!(all.len(), 2);
+    let removed = store
+        .remove_config(tenant.id, "theme")
+        .await
+        .expect("remove");
+    assert_eq!(removed, Some(json!("dark")));
+    assert_eq!(
+        store
+            .remove_config(tenant.id, "theme")
+            .await
+            .expect("remove again"),
+        None
+    );
+    assert_eq!(
+        store.get_config(tenant.id, "theme").await.expect("get"),
+        None
+    );
+    let reread = store.get(tenant.id).await.expect("get").expect("found");
+    assert_eq!(
+        reread.config.get("limits"),
+        Some(&json!({"users": 10, "tags": ["a"]})),
+        "TenantInfo::config mirrors the config store"
+    );
+    assert!(
+        store
+            .get_all_config(TenantId::new())
+            .await
+            .expect("get all unknown")
+            .is_empty()
+    );
+    match store.set_config(TenantId::new(), "theme", json!(1)).await {
+        Err(TenantError::NotFound { .. }) => {}
+        other => panic!("setting config of a missing tenant must be NotFound, got {other:?}"),
+    }
+    match store.remove_config(TenantId::new(), "theme").await {
+        Err(TenantError::NotFound { .. }) => {}
+        other => panic!("removing config of a missing tenant must be NotFound, got {other:?}"),
+    }
+}
+
+/// The URL of the test PostgreSQL server (`TENANCY_TEST_DATABASE_URL`, a superuser URL).
+///
+/// # Panics
+/// When the variable is not set: tests that need PostgreSQL never pass silently without one.
+#[must_use]
+pub fn test_database_url() -> String {
+    required_env("TENANCY_TEST_DATABASE_URL")
+}
+
+/// The URL of the second test PostgreSQL server (`TENANCY_TEST_DATABASE_URL_2`).
+///
+/// # Panics
+/// When the variable is not set.
+#[must_use]
+pub fn test_database_url_2() -> String {
+    required_env("TENANCY_TEST_DATABASE_URL_2")
+}
+
+/// The non-superuser, non-BYPASSRLS login role of the test servers (`TENANCY_TEST_APP_ROLE`); its
+/// password is its name.
+///
+/// # Panics
+/// When the variable is not set.
+#[must_use]
+pub fn test_app_role() -> String {
+    required_env("TENANCY_TEST_APP_ROLE")
+}
+
+fn required_env(name: &str) -> String {
+    match std::env::var(name) {
+        Ok(value) if !value.is_empty() => value,
+        _ => panic!(
+            "{name} is not set: this test needs the throwaway PostgreSQL. Run the tests with \
+             `cargo xtask ci`, or start it with `cargo xtask pg start` and export what it prints."
+        ),
+    }
+}

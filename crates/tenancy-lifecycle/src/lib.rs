@@ -1,0 +1,1 @@
+//! `tenancy-lifecycle`: see its issue; this crate holds only its documentation until its capability lands.

@@ -1,0 +1,246 @@
+//! Project automation, run as `cargo xtask <command>` (see `cargo xtask help`).
+//!
+//! Uses the standard library only, so it builds in seconds on a fresh machine.
+
+mod pg;
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  ci            everything CI checks: fmt, clippy per feature set, dependency-tree rules,
+                tests and doctests against a throwaway PostgreSQL, cargo-deny
+  bench         run the benchmarks (criterion and the PostgreSQL benches) against a
+                throwaway PostgreSQL; figures go to target/criterion and stdout
+  pg start      start a throwaway PostgreSQL cluster (two servers) and print its URLs
+  pg url        print the URLs of the running throwaway cluster
+  pg stop       stop and delete the throwaway cluster
+";
+
+/// The result of an xtask step: an error message for the user.
+type Result<T = ()> = std::result::Result<T, String>;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let result = match args.as_slice() {
+        ["ci"] => ci(),
+        ["bench", rest @ ..] => bench(rest),
+        ["pg", "start"] => pg::start_by_hand(),
+        ["pg", "url"] => pg::print_urls(),
+        ["pg", "stop"] => pg::stop_by_hand(),
+        ["help" | "--help" | "-h"] | [] => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        other => Err(format!("unknown command {other:?}\n\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("\nxtask: error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root (the parent of this crate's directory).
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(root());
+    cmd
+}
+
+/// Runs a command, printing it first; fails with the step's name when it fails.
+fn run(step: &str, cmd: &mut Command) -> Result {
+    let shown = format!(
+        "{} {}",
+        cmd.get_program().to_string_lossy(),
+        cmd.get_args()
+            .map(|a| a.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    println!("\n==> {step}\n    $ {shown}");
+    let started = Instant::now();
+    let status = cmd
+        .status()
+        .map_err(|e| format!("{step}: could not run `{shown}`: {e}"))?;
+    println!("    ({step}: {:.1} s)", started.elapsed().as_secs_f64());
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{step} failed ({status}): `{shown}`"))
+    }
+}
+
+/// Runs a command and returns its standard output.
+fn output(step: &str, cmd: &mut Command) -> Result<String> {
+    let out = cmd.output().map_err(|e| format!("{step}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{step} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Feature sets of the umbrella crate that are checked one by one.
+const UMBRELLA_FEATURES: &[&str] = &["sql", "postgres", "sqlite", "axum", "jwt"];
+
+fn ci() -> Result {
+    let started = Instant::now();
+    run("rustfmt", cargo().args(["fmt", "--all", "--check"]))?;
+    let clippy = |features: &[&str]| {
+        let mut cmd = cargo();
+        cmd.args(["clippy", "--workspace", "--all-targets", "--locked"]);
+        cmd.args(features);
+        cmd.args(["--", "-D", "warnings"]);
+        cmd
+    };
+    run("clippy (no features)", &mut clippy(&[]))?;
+    run("clippy (all features)", &mut clippy(&["--all-features"]))?;
+    for feature in UMBRELLA_FEATURES {
+        run(
+            &format!("clippy (tenancy, feature {feature} alone)"),
+            cargo().args([
+                "clippy",
+                "--package",
+                "tenancy",
+                "--all-targets",
+                "--locked",
+                "--features",
+                feature,
+                "--",
+                "-D",
+                "warnings",
+            ]),
+        )?;
+    }
+    dependency_rules()?;
+    {
+        let cluster = pg::Cluster::start()?;
+        let mut test = cargo();
+        test.args(["test", "--workspace", "--all-features", "--locked"]);
+        cluster.export(&mut test);
+        run("tests and doctests (all features)", &mut test)?;
+        let mut test = cargo();
+        test.args(["test", "--workspace", "--locked", "--lib", "--tests"]);
+        cluster.export(&mut test);
+        run("tests (no features)", &mut test)?;
+    }
+    deny()?;
+    println!(
+        "\nxtask ci: all steps passed in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Architecture invariant: sqlx appears in the tree only with `sql`, `postgres` or `sqlite`.
+fn dependency_rules() -> Result {
+    println!("\n==> dependency rules (cargo tree)");
+    let tree = |args: &[&str]| {
+        let mut cmd = cargo();
+        cmd.args(["tree", "--edges", "normal", "--prefix", "none", "--locked"]);
+        cmd.args(args);
+        output("cargo tree", &mut cmd)
+    };
+    for krate in [
+        "tenancy-core",
+        "tenancy-resolution",
+        "tenancy-lifecycle",
+        "tenancy-overrides",
+        "tenancy",
+    ] {
+        let deps = tree(&["--package", krate])?;
+        if deps.lines().any(|l| l.starts_with("sqlx")) {
+            return Err(format!(
+                "{krate} without features depends on sqlx; it must not"
+            ));
+        }
+        println!("    {krate} (no features): no sqlx");
+    }
+    for krate in [
+        "tenancy-resolution",
+        "tenancy-lifecycle",
+        "tenancy-overrides",
+    ] {
+        let deps = tree(&["--package", krate, "--all-features"])?;
+        if deps.lines().any(|l| l.starts_with("sqlx")) {
+            return Err(format!(
+                "{krate} depends on sqlx with its features on; it must not"
+            ));
+        }
+    }
+    let with_sql = tree(&["--package", "tenancy", "--features", "sql"])?;
+    if !with_sql.lines().any(|l| l.starts_with("sqlx")) {
+        return Err(
+            "tenancy with feature sql does not depend on sqlx; the feature is not wired".into(),
+        );
+    }
+    println!("    tenancy (feature sql): sqlx present");
+    Ok(())
+}
+
+fn deny() -> Result {
+    let has_deny = Command::new("cargo-deny")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_deny {
+        run(
+            "install cargo-deny",
+            cargo().args(["install", "--locked", "cargo-deny"]),
+        )?;
+    }
+    run(
+        "cargo deny (bans, licenses, sources)",
+        cargo().args(["deny", "--locked", "check", "bans", "licenses", "sources"]),
+    )?;
+    // The advisory database is fetched from its git repository; on a machine that reaches only the
+    // package registries that fetch fails. That case is reported loudly; any other failure (an
+    // advisory that matches) fails the step.
+    println!("\n==> cargo deny (advisories)");
+    let out = cargo()
+        .args(["deny", "--locked", "check", "advisories"])
+        .output()
+        .map_err(|e| format!("cargo deny advisories: {e}"))?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.success() {
+        println!("    advisories ok");
+        Ok(())
+    } else if stderr.contains("failed to fetch advisory database") {
+        println!(
+            "    WARNING: advisories NOT checked: the RustSec advisory database could not be \
+             fetched (no network access to it here). Run `cargo deny check advisories` where it is."
+        );
+        Ok(())
+    } else {
+        eprint!("{stderr}");
+        Err("cargo deny advisories failed".into())
+    }
+}
+
+fn bench(extra: &[&str]) -> Result {
+    let cluster = pg::Cluster::start()?;
+    let mut cmd = cargo();
+    cmd.args(["bench", "--workspace", "--all-features", "--locked"]);
+    if !extra.is_empty() {
+        cmd.arg("--").args(extra);
+    }
+    cluster.export(&mut cmd);
+    run("benchmarks", &mut cmd)
+}

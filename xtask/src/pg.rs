@@ -1,0 +1,307 @@
+//! The throwaway PostgreSQL fixture: two clusters on free loopback ports, data under `target/`.
+//!
+//! Tests find them through environment variables:
+//! - `TENANCY_TEST_DATABASE_URL`: superuser URL of the first server;
+//! - `TENANCY_TEST_DATABASE_URL_2`: superuser URL of the second server (database-per-tenant tests);
+//! - `TENANCY_TEST_APP_ROLE`: a login role on both servers that is not superuser, not BYPASSRLS and
+//!   owns nothing (its password is its name); tests grant it what the application needs.
+
+use std::fs;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::{Result, output, root, run};
+
+/// The application role the fixture creates.
+pub(crate) const APP_ROLE: &str = "tenancy_app";
+
+/// A running throwaway cluster of two servers, stopped and deleted when dropped.
+#[derive(Debug)]
+pub(crate) struct Cluster {
+    servers: Vec<Server>,
+    dir: PathBuf,
+    keep: bool,
+}
+
+#[derive(Debug)]
+struct Server {
+    data: PathBuf,
+    port: u16,
+}
+
+impl Server {
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+fn is_root() -> bool {
+    output("id", Command::new("id").arg("-u")).is_ok_and(|uid| uid.trim() == "0")
+}
+
+/// A command run as the `postgres` system user when we are root (initdb and postgres refuse root).
+fn as_server_user(program: &Path) -> Command {
+    if is_root() {
+        let mut cmd = Command::new("runuser");
+        cmd.args(["-u", "postgres", "--"]).arg(program);
+        cmd
+    } else {
+        Command::new(program)
+    }
+}
+
+/// Where `initdb` lives: `$PG_BIN`, the newest `/usr/lib/postgresql/*/bin`, or `$PATH`.
+fn bin_dir() -> Result<PathBuf> {
+    if let Ok(dir) = std::env::var("PG_BIN") {
+        return Ok(PathBuf::from(dir));
+    }
+    let mut versions: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let version = e.file_name().to_string_lossy().parse::<u32>().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").exists().then_some((version, bin))
+        })
+        .collect();
+    versions.sort();
+    if let Some((_, bin)) = versions.pop() {
+        return Ok(bin);
+    }
+    let found = output(
+        "which initdb",
+        Command::new("sh").args(["-c", "command -v initdb"]),
+    );
+    if let Ok(path) = found
+        && let Some(dir) = Path::new(path.trim()).parent()
+    {
+        return Ok(dir.to_path_buf());
+    }
+    Err(
+        "PostgreSQL server binaries (initdb, pg_ctl) not found. Install them \
+         (`apt-get install -y postgresql` on Debian/Ubuntu) or set PG_BIN to their directory."
+            .into(),
+    )
+}
+
+fn free_port() -> Result<u16> {
+    let listener =
+        TcpListener::bind("127.0.0.1:0").map_err(|e| format!("no free port on 127.0.0.1: {e}"))?;
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| e.to_string())
+}
+
+/// A directory the server user can use: under `target/` when it can reach it, else under /tmp.
+fn base_dir(name: &str) -> Result<PathBuf> {
+    let preferred = root().join("target").join("tenancy-pg").join(name);
+    let _ = fs::remove_dir_all(&preferred);
+    fs::create_dir_all(&preferred).map_err(|e| format!("creating {}: {e}", preferred.display()))?;
+    if !is_root() {
+        return Ok(preferred);
+    }
+    let reachable = Command::new("runuser")
+        .args(["-u", "postgres", "--", "test", "-x"])
+        .arg(&preferred)
+        .status()
+        .is_ok_and(|s| s.success());
+    if reachable {
+        return Ok(preferred);
+    }
+    let fallback = std::env::temp_dir().join(format!("tenancy-pg-{name}"));
+    println!(
+        "    note: the postgres user cannot reach {}; using {}",
+        preferred.display(),
+        fallback.display()
+    );
+    let _ = fs::remove_dir_all(&fallback);
+    fs::create_dir_all(&fallback).map_err(|e| format!("creating {}: {e}", fallback.display()))?;
+    Ok(fallback)
+}
+
+fn start_server(bin: &Path, data: &Path) -> Result<Server> {
+    fs::create_dir_all(data).map_err(|e| format!("creating {}: {e}", data.display()))?;
+    if is_root() {
+        run(
+            "chown data directory",
+            Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(data),
+        )?;
+    }
+    run(
+        "initdb",
+        as_server_user(&bin.join("initdb"))
+            .args([
+                "--auth=trust",
+                "--username=postgres",
+                "--encoding=UTF8",
+                "--no-locale",
+                "--no-sync",
+            ])
+            .arg("--pgdata")
+            .arg(data)
+            .stdout(std::process::Stdio::null()),
+    )?;
+    let port = free_port()?;
+    let options = format!(
+        "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
+         -c full_page_writes=off -c max_connections=300 -c max_locks_per_transaction=512 \
+         -c shared_buffers=128MB",
+        data.display()
+    );
+    run(
+        "pg_ctl start",
+        as_server_user(&bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(data)
+            .arg("-l")
+            .arg(data.join("server.log"))
+            .args(["-o", &options, "-w", "-t", "60", "start"])
+            .stdout(std::process::Stdio::null()),
+    )?;
+    let server = Server {
+        data: data.to_path_buf(),
+        port,
+    };
+    let sql = format!(
+        "CREATE ROLE {APP_ROLE} LOGIN PASSWORD '{APP_ROLE}' NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE"
+    );
+    run(
+        "create application role",
+        Command::new(bin.join("psql")).args([
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            &server.url(),
+            "-c",
+            &sql,
+        ]),
+    )?;
+    Ok(server)
+}
+
+fn stop_server(bin: &Path, data: &Path) {
+    let _ = as_server_user(&bin.join("pg_ctl"))
+        .arg("-D")
+        .arg(data)
+        .args(["-m", "immediate", "-w", "stop"])
+        .stdout(std::process::Stdio::null())
+        .status();
+}
+
+impl Cluster {
+    /// Starts two servers for this run; they are stopped and deleted on drop.
+    pub(crate) fn start() -> Result<Self> {
+        Self::start_in(&format!("run-{}", std::process::id()), false)
+    }
+
+    fn start_in(name: &str, keep: bool) -> Result<Self> {
+        println!("\n==> PostgreSQL fixture");
+        let bin = bin_dir()?;
+        let dir = base_dir(name)?;
+        let mut cluster = Self {
+            servers: Vec::new(),
+            dir: dir.clone(),
+            keep,
+        };
+        for i in 1..=2 {
+            // On failure `cluster` is dropped, which stops what already started.
+            let server = start_server(&bin, &dir.join(format!("server{i}")))?;
+            println!("    server {i}: {}", server.url());
+            cluster.servers.push(server);
+        }
+        Ok(cluster)
+    }
+
+    /// The variables tests read, as (name, value) pairs.
+    fn vars(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("TENANCY_TEST_DATABASE_URL", self.servers[0].url()),
+            ("TENANCY_TEST_DATABASE_URL_2", self.servers[1].url()),
+            ("TENANCY_TEST_APP_ROLE", APP_ROLE.to_owned()),
+        ]
+    }
+
+    /// Exports the cluster's URLs to a command's environment.
+    pub(crate) fn export(&self, cmd: &mut Command) {
+        for (name, value) in self.vars() {
+            cmd.env(name, value);
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if self.keep {
+            return;
+        }
+        if let Ok(bin) = bin_dir() {
+            for server in &self.servers {
+                stop_server(&bin, &server.data);
+            }
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+        println!("    PostgreSQL fixture stopped and deleted");
+    }
+}
+
+fn state_file() -> PathBuf {
+    root().join("target").join("tenancy-pg").join("manual.env")
+}
+
+/// `cargo xtask pg start`: starts a cluster that outlives the command.
+pub(crate) fn start_by_hand() -> Result {
+    if state_file().exists() {
+        return Err(
+            "a throwaway cluster is already running (`cargo xtask pg url` shows it, \
+                    `cargo xtask pg stop` stops it)"
+                .into(),
+        );
+    }
+    let mut cluster = Cluster::start_in("manual", true)?;
+    let mut state = String::new();
+    for (name, value) in cluster.vars() {
+        state.push_str(&format!("export {name}={value}\n"));
+    }
+    for server in &cluster.servers {
+        state.push_str(&format!("# data {}\n", server.data.display()));
+    }
+    fs::write(state_file(), &state)
+        .map_err(|e| format!("writing {}: {e}", state_file().display()))?;
+    cluster.keep = true;
+    println!(
+        "\n{state}\nPaste the export lines into your shell, then `cargo test --workspace --all-features`."
+    );
+    Ok(())
+}
+
+/// `cargo xtask pg url`.
+pub(crate) fn print_urls() -> Result {
+    let state = fs::read_to_string(state_file()).map_err(|_| {
+        "no throwaway cluster is running: start one with `cargo xtask pg start`".to_owned()
+    })?;
+    print!("{state}");
+    Ok(())
+}
+
+/// `cargo xtask pg stop`.
+pub(crate) fn stop_by_hand() -> Result {
+    let state = fs::read_to_string(state_file())
+        .map_err(|_| "no throwaway cluster is running".to_owned())?;
+    let bin = bin_dir()?;
+    for data in state.lines().filter_map(|l| l.strip_prefix("# data ")) {
+        stop_server(&bin, Path::new(data));
+        if let Some(parent) = Path::new(data).parent() {
+            let _ = fs::remove_dir_all(parent);
+        }
+    }
+    let _ = fs::remove_file(state_file());
+    println!("stopped");
+    Ok(())
+}
