@@ -330,6 +330,84 @@ pub async fn status_changes<S: Store + ?Sized>(store: &S) {
     }
 }
 
+/// `set_status_reason` records a reason without changing the status, only while the tenant is in
+/// the given status; `set_status` then replaces the reason. Not part of [`run_all`] (stores written
+/// before the method existed keep passing that); call it on its own.
+pub async fn status_reasons<S: Store + ?Sized>(store: &S) {
+    let tenant = store.create(new_tenant("reason")).await.expect("create");
+    let recorded = store
+        .set_status_reason(
+            tenant.id,
+            TenantStatus::Provisioning,
+            Some("schema creation failed".to_owned()),
+        )
+        .await
+        .expect("recording a reason in the current status");
+    assert_eq!(
+        recorded.status,
+        TenantStatus::Provisioning,
+        "the status is kept"
+    );
+    assert_eq!(
+        recorded.status_reason.as_deref(),
+        Some("schema creation failed")
+    );
+    let reread = store.get(tenant.id).await.expect("get").expect("found");
+    assert_eq!(
+        reread.status_reason.as_deref(),
+        Some("schema creation failed")
+    );
+    assert_eq!(
+        TenantError::for_status(&reread).map(|e| e.to_string()),
+        Some(format!(
+            "tenant {} is still provisioning (last attempt failed: schema creation failed)",
+            tenant.id
+        ))
+    );
+
+    match store
+        .set_status_reason(tenant.id, TenantStatus::Active, Some("stale".to_owned()))
+        .await
+    {
+        Err(TenantError::StatusConflict {
+            expected, actual, ..
+        }) => assert_eq!(
+            (expected, actual),
+            (TenantStatus::Active, TenantStatus::Provisioning)
+        ),
+        other => panic!("a reason for another status must be StatusConflict, got {other:?}"),
+    }
+    let reread = store.get(tenant.id).await.expect("get").expect("found");
+    assert_eq!(
+        reread.status_reason.as_deref(),
+        Some("schema creation failed"),
+        "a refused reason changes nothing"
+    );
+
+    let active = store
+        .set_status(
+            tenant.id,
+            StatusChange {
+                from: TenantStatus::Provisioning,
+                to: TenantStatus::Active,
+                reason: None,
+            },
+        )
+        .await
+        .expect("provisioning -> active");
+    assert_eq!(
+        active.status_reason, None,
+        "a status change replaces the reason"
+    );
+    match store
+        .set_status_reason(TenantId::new(), TenantStatus::Active, None)
+        .await
+    {
+        Err(TenantError::NotFound { .. }) => {}
+        other => panic!("a reason for a missing tenant must be NotFound, got {other:?}"),
+    }
+}
+
 /// Two racing transitions from one status: one wins, the other gets `StatusConflict`.
 pub async fn racing_status_changes<S: Store + 'static>(store: Arc<S>) {
     for _ in 0..10 {

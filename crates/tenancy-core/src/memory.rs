@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::error::TenantError;
 use crate::id::{Slug, TenantId, TenantRef};
 use crate::store::{ConfigStore, ListQuery, Page, StatusChange, TenantStore};
-use crate::tenant::{JsonObject, TenantInfo, UpdateTenant};
+use crate::tenant::{JsonObject, TenantInfo, TenantStatus, UpdateTenant};
 
 #[derive(Debug, Default)]
 struct State {
@@ -149,6 +149,27 @@ impl TenantStore for InMemoryStore {
             change.from.check_transition(change.to, id)?;
             tenant.status = change.to;
             tenant.status_reason = change.reason;
+            tenant.updated_at = Utc::now();
+            Ok(tenant.clone())
+        })
+    }
+
+    async fn set_status_reason(
+        &self,
+        id: TenantId,
+        status: TenantStatus,
+        reason: Option<String>,
+    ) -> Result<TenantInfo, TenantError> {
+        self.write(|s| {
+            let tenant = s.tenants.get_mut(&id).ok_or_else(|| not_found(id))?;
+            if tenant.status != status {
+                return Err(TenantError::StatusConflict {
+                    tenant: id,
+                    expected: status,
+                    actual: tenant.status,
+                });
+            }
+            tenant.status_reason = reason;
             tenant.updated_at = Utc::now();
             Ok(tenant.clone())
         })
