@@ -1,1 +1,77 @@
-//! `tenancy-isolation-sql`: see its issue; this crate holds only its documentation until its capability lands.
+//! Tenant data isolation for the `tenancy` library, in PostgreSQL.
+//!
+//! Without features this crate holds what needs no database driver: the strategy registry
+//! ([`IsolationRegistry`], [`AssignedStrategy`]), row-level isolation ([`RowLevelStrategy`],
+//! [`protect_table_sql`]), the database-per-tenant contracts ([`DatabaseProvisioner`],
+//! [`PlacementStore`], [`Placement`], [`DatabaseStrategy`]), identifier rules and
+//! [`IsolationConfig`].
+//!
+//! Feature `sql` adds everything that talks to PostgreSQL (sqlx): [`TenantDb`] (tenant-scoped
+//! transactions), [`SchemaStrategy`], [`RlsAudit`], [`DatabaseRouter`], [`PgDatabaseProvisioner`],
+//! [`PgIsolationStore`] and [`TenantMigrator`].
+//!
+//! Every isolation setting is transaction-local: a [`TenantDb`] transaction sets
+//! `app.tenant_id` (row level) with `set_config(.., true)`, or the `search_path` to
+//! `"tenant_<32 hex>", pg_temp` (schema), or runs on the tenant's own pool (database), and nothing
+//! of it survives the transaction on a pooled connection.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use tenancy_core::{IsolationStep, TenantId};
+//! use tenancy_isolation_sql::{IsolationConfig, IsolationRegistry};
+//!
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let config = IsolationConfig::default();
+//! let registry = IsolationRegistry::with_defaults();
+//! let strategy = registry.get(&config.strategy).unwrap();
+//! let tenant = TenantId::new();
+//! let plan = strategy.plan(tenant).await.unwrap();
+//! assert!(matches!(&plan.steps[0], IsolationStep::SetLocal { name, .. } if name == "app.tenant_id"));
+//! # });
+//! ```
+
+mod config;
+mod database;
+mod ident;
+mod registry;
+mod row_level;
+
+#[cfg(feature = "sql")]
+mod audit;
+#[cfg(feature = "sql")]
+mod migrate;
+#[cfg(feature = "sql")]
+mod router;
+#[cfg(feature = "sql")]
+mod schema;
+#[cfg(feature = "sql")]
+mod store;
+#[cfg(feature = "sql")]
+mod tx;
+
+pub use config::{DeprovisionPolicy, IsolationConfig};
+pub use database::{
+    DatabaseProvisioner, DatabaseStrategy, Placement, PlacementStore, validate_server_key,
+};
+pub use ident::{
+    ARCHIVED_SCHEMA_PREFIX, MAX_IDENTIFIER_BYTES, TENANT_SCHEMA_PREFIX, TableName, archived_schema,
+    quote_ident, tenant_of_schema, tenant_schema, validate_identifier, validate_setting_name,
+};
+pub use registry::{AssignedStrategy, AssignmentStore, IsolationRegistry};
+pub use row_level::{DEFAULT_TENANT_SETTING, RowLevelStrategy, protect_table_sql};
+
+#[cfg(feature = "sql")]
+pub use audit::{AuditFinding, AuditReport, RlsAudit, audit_row_level_security};
+#[cfg(feature = "sql")]
+pub use migrate::{
+    Migration, MigrationProgress, MigrationReport, Migrations, TenantFailure, TenantMigrator,
+    VERSION_COMMENT_PREFIX,
+};
+#[cfg(feature = "sql")]
+pub use router::{DatabaseRouter, PgDatabaseProvisioner};
+#[cfg(feature = "sql")]
+pub use schema::SchemaStrategy;
+#[cfg(feature = "sql")]
+pub use store::{PgIsolationStore, STORE_SCHEMA};
+#[cfg(feature = "sql")]
+pub use tx::{TenantDb, TenantTransaction};

@@ -1,0 +1,138 @@
+//! [`IsolationConfig`], the `isolation` section of the tenancy configuration.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use tenancy_core::TenantError;
+
+use crate::ident::validate_setting_name;
+
+/// What deprovisioning a tenant schema does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeprovisionPolicy {
+    /// Rename the schema to `archived_<32 hex>_<unix seconds>`, keeping its data (the default).
+    #[default]
+    Rename,
+    /// Drop the schema and everything in it (`DROP SCHEMA ... CASCADE`).
+    Drop,
+}
+
+/// Configuration of tenant data isolation (the `isolation` section).
+///
+/// Every field has a default; unknown fields and unknown deprovision policies are errors.
+///
+/// ```
+/// use tenancy_isolation_sql::{DeprovisionPolicy, IsolationConfig};
+///
+/// let config: IsolationConfig = serde_json::from_str(r#"{"deprovision": "drop"}"#).unwrap();
+/// assert_eq!(config.strategy, "row_level");
+/// assert_eq!(config.deprovision, DeprovisionPolicy::Drop);
+/// assert!(serde_json::from_str::<IsolationConfig>(r#"{"deprovision": "truncate"}"#).is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IsolationConfig {
+    /// The default strategy's registry name (`row_level`).
+    pub strategy: String,
+    /// The transaction-local setting that carries the tenant id for row-level security
+    /// (`app.tenant_id`).
+    pub tenant_setting: String,
+    /// The column that holds the tenant id in row-level tables (`tenant_id`), audited at boot.
+    pub tenant_column: String,
+    /// What deprovisioning a tenant schema does (`rename`).
+    pub deprovision: DeprovisionPolicy,
+    /// A directory of versioned SQL files (`0001_name.sql`, ...) applied to each tenant schema on
+    /// provisioning and by the migrator (none by default).
+    pub migrations_dir: Option<String>,
+    /// How many tenants the migrator migrates at once (2). Concurrent DDL across schemas can
+    /// deadlock on shared catalogs: keep it small.
+    pub migrator_concurrency: usize,
+    /// Database per tenant: the servers tenants can be placed on, by key, as connection URLs of the
+    /// application role (the database part is replaced by each tenant's database).
+    pub servers: BTreeMap<String, String>,
+    /// Database per tenant: how many tenant pools the router keeps open at most (100); the least
+    /// recently used pool beyond that is closed.
+    pub pool_cache_capacity: u64,
+    /// Database per tenant: the connection limit of each tenant pool (5).
+    pub pool_max_connections: u32,
+}
+
+impl Default for IsolationConfig {
+    fn default() -> Self {
+        Self {
+            strategy: "row_level".to_owned(),
+            tenant_setting: "app.tenant_id".to_owned(),
+            tenant_column: "tenant_id".to_owned(),
+            deprovision: DeprovisionPolicy::Rename,
+            migrations_dir: None,
+            migrator_concurrency: 2,
+            servers: BTreeMap::new(),
+            pool_cache_capacity: 100,
+            pool_max_connections: 5,
+        }
+    }
+}
+
+impl IsolationConfig {
+    /// Checks the values serde cannot: names, positive sizes.
+    ///
+    /// # Errors
+    /// [`TenantError::Configuration`] naming the key and what is expected.
+    pub fn validate(&self) -> Result<(), TenantError> {
+        let config =
+            |key: &str, e: TenantError| TenantError::Configuration(format!("isolation.{key}: {e}"));
+        validate_setting_name(&self.tenant_setting).map_err(|e| config("tenant_setting", e))?;
+        crate::ident::validate_identifier("tenant_column", &self.tenant_column)
+            .map_err(|e| config("tenant_column", e))?;
+        if self.migrator_concurrency == 0 {
+            return Err(TenantError::Configuration(
+                "isolation.migrator_concurrency must be at least 1".into(),
+            ));
+        }
+        if self.pool_cache_capacity == 0 || self.pool_max_connections == 0 {
+            return Err(TenantError::Configuration(
+                "isolation.pool_cache_capacity and isolation.pool_max_connections must be at least 1"
+                    .into(),
+            ));
+        }
+        for key in self.servers.keys() {
+            crate::database::validate_server_key(key).map_err(|e| config("servers", e))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_and_validate() {
+        let config = IsolationConfig::default();
+        assert_eq!(config.strategy, "row_level");
+        assert_eq!(config.tenant_setting, "app.tenant_id");
+        assert_eq!(config.deprovision, DeprovisionPolicy::Rename);
+        assert_eq!(config.migrator_concurrency, 2);
+        config.validate().unwrap();
+        let parsed: IsolationConfig = serde_json::from_str("{}").unwrap();
+        assert_eq!(parsed, config);
+    }
+
+    #[test]
+    fn bad_values_are_configuration_errors() {
+        assert!(serde_json::from_str::<IsolationConfig>(r#"{"deprovision":"archive"}"#).is_err());
+        assert!(serde_json::from_str::<IsolationConfig>(r#"{"stratgy":"x"}"#).is_err());
+        let config = IsolationConfig {
+            tenant_setting: "tenant".into(),
+            ..IsolationConfig::default()
+        };
+        let err = config.validate().unwrap_err();
+        assert!(matches!(err, TenantError::Configuration(m) if m.contains("tenant_setting")));
+        let config = IsolationConfig {
+            migrator_concurrency: 0,
+            ..IsolationConfig::default()
+        };
+        assert!(config.validate().is_err());
+    }
+}

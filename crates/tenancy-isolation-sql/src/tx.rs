@@ -1,0 +1,223 @@
+//! [`TenantDb`]: tenant-scoped transactions, the one way application code reaches tenant data.
+//!
+//! Architecture invariant: isolation is applied only with transaction-local settings
+//! (`set_config(.., true)`) inside a transaction that [`TenantTransaction`] owns, so it ends with
+//! the transaction and a pooled connection never carries a tenant to its next borrower.
+
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use tenancy_core::{IsolationStep, IsolationStrategy, TenantError, TenantId, context};
+
+use crate::ident::validate_identifier;
+use crate::router::DatabaseRouter;
+
+/// Begins transactions isolated for one tenant.
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use tenancy_isolation_sql::{RowLevelStrategy, TenantDb};
+///
+/// # async fn example(pool: sqlx::PgPool, tenant: tenancy_core::TenantId) -> Result<(), tenancy_core::TenantError> {
+/// let db = TenantDb::new(pool, Arc::new(RowLevelStrategy::default()));
+/// let mut tx = db.begin(tenant).await?;
+/// let orders: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
+///     .fetch_one(&mut **tx)
+///     .await
+///     .map_err(|e| tenancy_core::TenantError::storage("counting orders", e))?;
+/// tx.commit().await?;
+/// # let _ = orders; Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct TenantDb {
+    pool: PgPool,
+    strategy: Arc<dyn IsolationStrategy>,
+    router: Option<DatabaseRouter>,
+}
+
+impl TenantDb {
+    /// Tenant transactions on `pool` (the application role's pool), isolated by `strategy`.
+    #[must_use]
+    pub fn new(pool: PgPool, strategy: Arc<dyn IsolationStrategy>) -> Self {
+        Self {
+            pool,
+            strategy,
+            router: None,
+        }
+    }
+
+    /// Routes plans that name a placement (database per tenant) through `router`.
+    #[must_use]
+    pub fn with_router(mut self, router: DatabaseRouter) -> Self {
+        self.router = Some(router);
+        self
+    }
+
+    /// The strategy.
+    #[must_use]
+    pub fn strategy(&self) -> &Arc<dyn IsolationStrategy> {
+        &self.strategy
+    }
+
+    /// Begins a transaction for the current task-local tenant.
+    ///
+    /// # Errors
+    /// [`TenantError::Resolution`] when no tenant is in scope (it fails closed), and the errors of
+    /// [`begin`](Self::begin).
+    pub async fn begin_current(&self) -> Result<TenantTransaction, TenantError> {
+        let tenant = context::current_id().ok_or_else(|| {
+            TenantError::Resolution(
+                "no tenant in scope: tenant data is reachable only inside a tenant scope".into(),
+            )
+        })?;
+        self.begin(tenant).await
+    }
+
+    /// Begins a transaction for `tenant`: asks the strategy for its plan, picks the pool (the
+    /// tenant's own when the plan routes it), begins, and applies the plan's steps.
+    ///
+    /// # Errors
+    /// The strategy's errors; [`TenantError::Isolation`] when the database fails or the tenant's
+    /// schema does not exist (deprovisioned); [`TenantError::Configuration`] when the plan routes
+    /// but no router is set.
+    pub async fn begin(&self, tenant: TenantId) -> Result<TenantTransaction, TenantError> {
+        let plan = self.strategy.plan(tenant).await?;
+        let pool = match plan.placement() {
+            None => self.pool.clone(),
+            Some(key) => {
+                let router = self.router.as_ref().ok_or_else(|| {
+                    TenantError::Configuration(format!(
+                        "the isolation strategy {:?} routes tenants to their own database, but no \
+                         DatabaseRouter is set on TenantDb",
+                        self.strategy.name()
+                    ))
+                })?;
+                router.pool_for_key(key).await?
+            }
+        };
+        let mut tx = pool.begin().await.map_err(|e| {
+            TenantError::isolation(format!("beginning a transaction for tenant {tenant}"), e)
+        })?;
+        for step in &plan.steps {
+            apply_step(&mut tx, tenant, step).await?;
+        }
+        tracing::trace!(tenant_id = %tenant, strategy = self.strategy.name(), "tenant transaction begun");
+        Ok(TenantTransaction { tenant, tx })
+    }
+}
+
+async fn apply_step(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    step: &IsolationStep,
+) -> Result<(), TenantError> {
+    match step {
+        IsolationStep::Route { .. } => Ok(()),
+        IsolationStep::SetLocal { name, value } => {
+            sqlx::query("SELECT set_config($1, $2, true)")
+                .bind(name.as_ref())
+                .bind(value.as_str())
+                .execute(conn)
+                .await
+                .map_err(|e| {
+                    TenantError::isolation(format!("setting {name} for tenant {tenant}"), e)
+                })?;
+            Ok(())
+        }
+        IsolationStep::SearchPath { schema } => set_search_path(conn, tenant, schema).await,
+        other => Err(TenantError::Isolation {
+            message: format!("unsupported isolation step {other:?} for tenant {tenant}"),
+            source: None,
+        }),
+    }
+}
+
+/// Sets the transaction-local search_path to `schema, pg_temp` (never `public`) and fails when the
+/// schema does not exist, so a deprovisioned tenant's work fails instead of reading elsewhere.
+pub(crate) async fn set_search_path(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    schema: &str,
+) -> Result<(), TenantError> {
+    validate_identifier("schema", schema)?;
+    // The outer projection runs after the subquery's set_config: current_schema() is the first
+    // existing schema of the new path, NULL when the tenant schema is gone.
+    let current: Option<String> = sqlx::query_scalar(
+        "SELECT current_schema()::text FROM \
+         (SELECT set_config('search_path', quote_ident($1) || ', pg_temp', true) OFFSET 0) s",
+    )
+    .bind(schema)
+    .fetch_one(conn)
+    .await
+    .map_err(|e| {
+        TenantError::isolation(format!("setting the search_path of tenant {tenant}"), e)
+    })?;
+    if current.as_deref() != Some(schema) {
+        return Err(TenantError::Isolation {
+            message: format!(
+                "the schema {schema} of tenant {tenant} does not exist (not provisioned, or deprovisioned)"
+            ),
+            source: None,
+        });
+    }
+    Ok(())
+}
+
+/// A transaction isolated for one tenant; derefs to the [`sqlx::Transaction`]. Dropping it without
+/// [`commit`](Self::commit) rolls it back.
+#[derive(Debug)]
+pub struct TenantTransaction {
+    tenant: TenantId,
+    tx: Transaction<'static, Postgres>,
+}
+
+impl TenantTransaction {
+    /// The tenant.
+    #[must_use]
+    pub fn tenant(&self) -> TenantId {
+        self.tenant
+    }
+
+    /// Commits; the isolation settings end with it.
+    ///
+    /// # Errors
+    /// [`TenantError::Storage`] when the commit fails.
+    pub async fn commit(self) -> Result<(), TenantError> {
+        let tenant = self.tenant;
+        self.tx.commit().await.map_err(|e| {
+            TenantError::storage(format!("committing tenant {tenant}'s transaction"), e)
+        })
+    }
+
+    /// Rolls back.
+    ///
+    /// # Errors
+    /// [`TenantError::Storage`] when the rollback fails.
+    pub async fn rollback(self) -> Result<(), TenantError> {
+        let tenant = self.tenant;
+        self.tx.rollback().await.map_err(|e| {
+            TenantError::storage(format!("rolling back tenant {tenant}'s transaction"), e)
+        })
+    }
+
+    /// The inner transaction, for APIs that take it by value.
+    #[must_use]
+    pub fn into_inner(self) -> Transaction<'static, Postgres> {
+        self.tx
+    }
+}
+
+impl Deref for TenantTransaction {
+    type Target = Transaction<'static, Postgres>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.tx
+    }
+}
+
+impl DerefMut for TenantTransaction {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.tx
+    }
+}
