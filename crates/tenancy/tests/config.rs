@@ -1,0 +1,169 @@
+//! Loading `TenancyConfig`: defaults, YAML + environment precedence, and each kind of bad input.
+
+// `figment::Jail` closures return `figment::Result`, whose error is large; that is its API.
+#![allow(clippy::result_large_err)]
+
+use figment::Jail;
+use tenancy::{ConfigError, TenancyConfig};
+
+fn load_in(jail: &Jail, file: Option<&str>) -> Result<TenancyConfig, ConfigError> {
+    TenancyConfig::load(file.map(|f| jail.directory().join(f)).as_deref())
+}
+
+#[test]
+fn defaults_without_a_file_or_environment() {
+    Jail::expect_with(|jail| {
+        let config = load_in(jail, None).unwrap();
+        assert!(config.integration.cache_key_prefix);
+        assert!(config.integration.sql_context_bridge);
+        // A file without a `tenancy` section takes every default too.
+        jail.create_file("app.yaml", "server:\n  port: 8080\n")?;
+        let config = load_in(jail, Some("app.yaml")).unwrap();
+        assert!(config.integration.cache_key_prefix);
+        Ok(())
+    });
+}
+
+#[test]
+fn environment_wins_over_the_file() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "app.yaml",
+            "tenancy:\n  integration:\n    cache_key_prefix: false\n    sql_context_bridge: false\n",
+        )?;
+        let config = load_in(jail, Some("app.yaml")).unwrap();
+        assert!(!config.integration.cache_key_prefix);
+        assert!(!config.integration.sql_context_bridge);
+
+        jail.set_env("TENANCY__INTEGRATION__SQL_CONTEXT_BRIDGE", "true");
+        let config = load_in(jail, Some("app.yaml")).unwrap();
+        assert!(!config.integration.cache_key_prefix, "from the file");
+        assert!(
+            config.integration.sql_context_bridge,
+            "from the environment"
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn a_named_file_that_does_not_exist_is_an_error() {
+    Jail::expect_with(|jail| {
+        let error = load_in(jail, Some("missing.yaml")).unwrap_err();
+        let path = jail.directory().join("missing.yaml");
+        assert_eq!(error, ConfigError::MissingFile { path: path.clone() });
+        assert_eq!(
+            error.to_string(),
+            format!("configuration file {} does not exist", path.display())
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn malformed_yaml_names_the_file_and_line() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "app.yaml",
+            "tenancy:\n  integration:\n    cache_key_prefix: [1\n",
+        )?;
+        let error = load_in(jail, Some("app.yaml")).unwrap_err();
+        let ConfigError::Malformed { path, message } = &error else {
+            panic!("expected Malformed, got {error:?}");
+        };
+        assert_eq!(path, &jail.directory().join("app.yaml"));
+        assert!(message.contains("line 3 column 23"), "{message}");
+        assert!(
+            error.to_string().contains("app.yaml is unreadable"),
+            "{error}"
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn an_unknown_key_is_named() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "app.yaml",
+            "tenancy:\n  integration:\n    cache_key_prefx: true\n",
+        )?;
+        let error = load_in(jail, Some("app.yaml")).unwrap_err();
+        let file = jail.directory().join("app.yaml");
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "invalid configuration key `tenancy.integration.cache_key_prefx` (from file {}): \
+                 unknown field: found `cache_key_prefx`, expected ``cache_key_prefix` or `sql_context_bridge``",
+                file.display()
+            )
+        );
+
+        jail.create_file("top.yaml", "tenancy:\n  nope: 1\n")?;
+        let error = load_in(jail, Some("top.yaml")).unwrap_err();
+        assert!(
+            matches!(&error, ConfigError::Invalid { key, .. } if key == "tenancy.nope"),
+            "{error}"
+        );
+
+        // An unknown environment variable under the prefix is an unknown key too.
+        jail.set_env("TENANCY__INTEGRATON__CACHE_KEY_PREFIX", "true");
+        let error = load_in(jail, None).unwrap_err();
+        assert!(
+            matches!(&error, ConfigError::Invalid { key, origin: Some(origin), .. }
+                if key == "tenancy.integraton"
+                && origin.starts_with("environment variable TENANCY__INTEGRATON")),
+            "{error}"
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn a_value_of_the_wrong_type_is_named_with_its_origin() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "app.yaml",
+            "tenancy:\n  integration:\n    cache_key_prefix: maybe\n",
+        )?;
+        let error = load_in(jail, Some("app.yaml")).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "invalid configuration key `tenancy.integration.cache_key_prefix` (from file {}): \
+                 invalid type: found string \"maybe\", expected a boolean",
+                jail.directory().join("app.yaml").display()
+            )
+        );
+
+        jail.create_file("section.yaml", "tenancy: 5\n")?;
+        let error = load_in(jail, Some("section.yaml")).unwrap_err();
+        assert!(
+            matches!(&error, ConfigError::Invalid { key, .. } if key == "tenancy"),
+            "{error}"
+        );
+
+        jail.set_env("TENANCY__INTEGRATION__SQL_CONTEXT_BRIDGE", "perhaps");
+        let error = load_in(jail, None).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "invalid configuration key `tenancy.integration.sql_context_bridge` (from environment \
+             variable TENANCY__INTEGRATION__SQL_CONTEXT_BRIDGE): invalid type: found string \
+             \"perhaps\", expected a boolean"
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn loading_without_the_process_environment() {
+    use figment::Figment;
+    use figment::providers::{Format, Yaml};
+
+    let figment = Figment::from(Yaml::string(
+        "tenancy:\n  integration:\n    sql_context_bridge: false\nother: 1\n",
+    ));
+    let config = TenancyConfig::from_figment(&figment).unwrap();
+    assert!(!config.integration.sql_context_bridge);
+    assert!(config.integration.cache_key_prefix);
+}
