@@ -1,0 +1,535 @@
+//! [`TenantLifecycle`]: the service that creates tenants and changes their status.
+
+use std::error::Error;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use chrono::Utc;
+use tenancy_core::{
+    CacheInvalidation as _, CreateTenant, EventPublisher, Invalidators, IsolationStrategy,
+    ListQuery, NoopPublisher, Page, StatusChange, TenantError, TenantEvent, TenantEventKind,
+    TenantId, TenantInfo, TenantRef, TenantStatus, TenantStore, UpdateTenant,
+};
+
+use crate::config::LifecycleConfig;
+use crate::outcome::Outcome;
+use crate::provisioner::Provisioner;
+
+/// The longest status reason kept on a tenant, in characters: longer suspension reasons are
+/// refused, longer provisioning errors are cut.
+pub(crate) const REASON_MAX_CHARS: usize = 1000;
+
+/// Creates tenants and changes their status, with events and cache invalidation.
+///
+/// Rules every operation follows:
+/// - A status change reads the tenant, checks the core transition table, and asks the store to
+///   apply it only if the tenant is still in the status it was read in
+///   ([`TenantError::StatusConflict`] when a concurrent change won). An illegal change is
+///   [`TenantError::IllegalTransition`]: nothing is stored, invalidated or published.
+/// - After the store accepts a change, the tenant is invalidated in every cache registered in the
+///   [`Invalidators`] (and by slug, for a new or renamed slug), then the event is published.
+/// - A publisher failure never undoes the change: it is logged with `tenant_id` and returned in
+///   [`Outcome::publish_errors`].
+///
+/// Provisioning: [`create`](Self::create) stores the tenant as `provisioning`, provisions its
+/// isolation, then makes it `active`. When provisioning fails, the tenant stays `provisioning` with
+/// the error recorded as its [`status_reason`](TenantInfo::status_reason) (so requests for it are
+/// refused with [`TenantError::Provisioning`] carrying that error), the error is returned, and
+/// [`retry_provisioning`](Self::retry_provisioning) finishes the job.
+///
+/// See the crate documentation for an example.
+#[derive(Debug, Clone)]
+pub struct TenantLifecycle {
+    store: Arc<dyn TenantStore>,
+    provisioner: Provisioner,
+    publisher: Arc<dyn EventPublisher>,
+    invalidators: Invalidators,
+    deprovision_on_deactivate: bool,
+}
+
+impl TenantLifecycle {
+    /// A service over `store` provisioning through `provisioner`, publishing nothing
+    /// ([`NoopPublisher`]), with no cache registered and without deprovisioning on deactivation.
+    #[must_use]
+    pub fn new(store: Arc<dyn TenantStore>, provisioner: Provisioner) -> Self {
+        Self {
+            store,
+            provisioner,
+            publisher: Arc::new(NoopPublisher),
+            invalidators: Invalidators::new(),
+            deprovision_on_deactivate: false,
+        }
+    }
+
+    /// A service configured by `config`, provisioning through `strategy` (the strategy that
+    /// `config.isolation_strategy` names).
+    ///
+    /// # Errors
+    /// [`TenantError::Configuration`] as [`Provisioner::from_config`] reports it.
+    pub fn from_config(
+        store: Arc<dyn TenantStore>,
+        strategy: Arc<dyn IsolationStrategy>,
+        config: &LifecycleConfig,
+    ) -> Result<Self, TenantError> {
+        let provisioner = Provisioner::from_config(strategy, config)?;
+        Ok(Self::new(store, provisioner)
+            .with_deprovision_on_deactivate(config.deprovision_on_deactivate))
+    }
+
+    /// Publishes events through `publisher`.
+    #[must_use]
+    pub fn with_publisher(mut self, publisher: Arc<dyn EventPublisher>) -> Self {
+        self.publisher = publisher;
+        self
+    }
+
+    /// Invalidates the caches registered in `invalidators` (a shared set: caches registered later
+    /// are invalidated too).
+    #[must_use]
+    pub fn with_invalidators(mut self, invalidators: Invalidators) -> Self {
+        self.invalidators = invalidators;
+        self
+    }
+
+    /// Whether [`deactivate`](Self::deactivate) deprovisions the tenant's isolation.
+    #[must_use]
+    pub fn with_deprovision_on_deactivate(mut self, deprovision: bool) -> Self {
+        self.deprovision_on_deactivate = deprovision;
+        self
+    }
+
+    /// The tenant store.
+    #[must_use]
+    pub fn store(&self) -> &Arc<dyn TenantStore> {
+        &self.store
+    }
+
+    /// The provisioner.
+    #[must_use]
+    pub fn provisioner(&self) -> &Provisioner {
+        &self.provisioner
+    }
+
+    /// The caches invalidated on every change.
+    #[must_use]
+    pub fn invalidators(&self) -> &Invalidators {
+        &self.invalidators
+    }
+
+    /// The tenant with this id (straight from the store).
+    ///
+    /// # Errors
+    /// The store's error.
+    pub async fn get(&self, id: TenantId) -> Result<Option<TenantInfo>, TenantError> {
+        self.store.get(id).await
+    }
+
+    /// The tenant by id or slug (straight from the store).
+    ///
+    /// # Errors
+    /// The store's error.
+    pub async fn find(&self, tenant: &TenantRef) -> Result<Option<TenantInfo>, TenantError> {
+        self.store.find(tenant).await
+    }
+
+    /// One page of tenants (straight from the store).
+    ///
+    /// # Errors
+    /// The store's error.
+    pub async fn list(&self, query: ListQuery) -> Result<Page<TenantInfo>, TenantError> {
+        self.store.list(query).await
+    }
+
+    /// Creates a tenant: validates the command, stores the tenant as `provisioning` (publishing
+    /// `created`), provisions its isolation, then makes it `active` (publishing `provisioned`).
+    ///
+    /// # Errors
+    /// - [`TenantError::InvalidInput`] for an invalid command (nothing stored);
+    /// - [`TenantError::SlugConflict`] when the slug is taken (the store decides atomically, so of
+    ///   concurrent creates of one slug exactly one succeeds);
+    /// - the provisioner's error: the tenant is then stored as `provisioning`, with the error as its
+    ///   status reason; find it by slug and call [`retry_provisioning`](Self::retry_provisioning);
+    /// - the store's error.
+    #[tracing::instrument(name = "create_tenant", skip_all, fields(slug = %command.slug))]
+    pub async fn create(&self, command: CreateTenant) -> Result<Outcome, TenantError> {
+        let tenant = TenantInfo::from_command(command, Utc::now())?;
+        let tenant = self.store.create(tenant).await?;
+        self.invalidators.invalidate_tenant(tenant.id).await;
+        self.invalidators.invalidate_slug(&tenant.slug).await;
+        tracing::info!(tenant_id = %tenant.id, "tenant created; provisioning");
+        let mut publish_errors = Vec::new();
+        self.publish(
+            &mut publish_errors,
+            tenant.id,
+            TenantEventKind::Created { slug: tenant.slug },
+        )
+        .await;
+        let mut outcome = self.provision_and_activate(&tenant).await?;
+        publish_errors.append(&mut outcome.publish_errors);
+        outcome.publish_errors = publish_errors;
+        Ok(outcome)
+    }
+
+    /// Finishes provisioning a `provisioning` tenant and makes it `active` (publishing
+    /// `provisioned`). Idempotent: on an `active` tenant it does nothing and publishes nothing.
+    ///
+    /// # Errors
+    /// [`TenantError::NotFound`]; [`TenantError::Inactive`] or [`TenantError::Suspended`] for a
+    /// tenant in those statuses (use [`activate`](Self::activate)); the provisioner's error (recorded
+    /// on the tenant, which stays `provisioning`); the store's error.
+    #[tracing::instrument(skip_all, fields(tenant_id = %id))]
+    pub async fn retry_provisioning(&self, id: TenantId) -> Result<Outcome, TenantError> {
+        let tenant = self.load(id).await?;
+        match TenantError::for_status(&tenant) {
+            None => {
+                tracing::debug!(tenant_id = %id, "already active: nothing to provision");
+                Ok(Outcome::new(tenant))
+            }
+            Some(TenantError::Provisioning { .. }) => self.provision_and_activate(&tenant).await,
+            Some(refusal) => Err(refusal),
+        }
+    }
+
+    /// Updates the fields given (slug, name, plan, metadata) and publishes `updated` naming the
+    /// fields whose value changed. An empty command, or one that changes no value, publishes
+    /// nothing; an empty command does not reach the store.
+    ///
+    /// # Errors
+    /// [`TenantError::InvalidInput`], [`TenantError::NotFound`], [`TenantError::SlugConflict`], or
+    /// the store's error; nothing is changed then.
+    #[tracing::instrument(skip_all, fields(tenant_id = %id))]
+    pub async fn update(
+        &self,
+        id: TenantId,
+        update: &UpdateTenant,
+    ) -> Result<Outcome, TenantError> {
+        update.validate()?;
+        let before = self.load(id).await?;
+        if update.is_empty() {
+            return Ok(Outcome::new(before));
+        }
+        let after = self.store.update(id, update).await?;
+        self.invalidators.invalidate_tenant(id).await;
+        if before.slug != after.slug {
+            self.invalidators.invalidate_slug(&before.slug).await;
+            self.invalidators.invalidate_slug(&after.slug).await;
+        }
+        let fields = changed_fields(&before, &after);
+        let mut outcome = Outcome::new(after);
+        if !fields.is_empty() {
+            tracing::info!(tenant_id = %id, ?fields, "tenant updated");
+            self.publish(
+                &mut outcome.publish_errors,
+                id,
+                TenantEventKind::Updated { fields },
+            )
+            .await;
+        }
+        Ok(outcome)
+    }
+
+    /// Makes a tenant `active`:
+    /// - `suspended -> active` publishes `activated` and clears the suspension reason;
+    /// - `inactive -> provisioning -> active` re-provisions the isolation first (a deactivation may
+    ///   have deprovisioned it, or the tenant may never have finished provisioning; provisioning is
+    ///   idempotent, so this is safe when nothing was removed), then publishes `activated`; if
+    ///   provisioning fails the tenant stays `provisioning` as after a failed [`create`](Self::create);
+    /// - `provisioning -> active` is [`retry_provisioning`](Self::retry_provisioning) (publishes
+    ///   `provisioned`).
+    ///
+    /// # Errors
+    /// [`TenantError::IllegalTransition`] for an `active` tenant; [`TenantError::NotFound`];
+    /// [`TenantError::StatusConflict`]; the provisioner's or the store's error.
+    #[tracing::instrument(skip_all, fields(tenant_id = %id))]
+    pub async fn activate(&self, id: TenantId) -> Result<Outcome, TenantError> {
+        let tenant = self.load(id).await?;
+        tenant.status.check_transition(TenantStatus::Active, id)?;
+        match tenant.status {
+            TenantStatus::Provisioning => self.provision_and_activate(&tenant).await,
+            TenantStatus::Inactive => {
+                let provisioning = self
+                    .transition(&tenant, TenantStatus::Provisioning, None)
+                    .await?;
+                let mut outcome = self.provision_and_activate_as(&provisioning, false).await?;
+                self.publish(&mut outcome.publish_errors, id, TenantEventKind::Activated)
+                    .await;
+                Ok(outcome)
+            }
+            _ => {
+                let active = self.transition(&tenant, TenantStatus::Active, None).await?;
+                let mut outcome = Outcome::new(active);
+                self.publish(&mut outcome.publish_errors, id, TenantEventKind::Activated)
+                    .await;
+                Ok(outcome)
+            }
+        }
+    }
+
+    /// Makes a tenant `inactive` (from `provisioning`, `active` or `suspended`) and publishes
+    /// `deactivated`; then, when configured to, deprovisions its isolation.
+    ///
+    /// # Errors
+    /// [`TenantError::IllegalTransition`] for an `inactive` tenant; [`TenantError::NotFound`];
+    /// [`TenantError::StatusConflict`]; the store's error. When deprovisioning fails, the tenant is
+    /// inactive all the same (its event published), the error is recorded as its status reason and
+    /// returned; [`deprovision`](Self::deprovision) retries.
+    #[tracing::instrument(skip_all, fields(tenant_id = %id))]
+    pub async fn deactivate(&self, id: TenantId) -> Result<Outcome, TenantError> {
+        let tenant = self.load(id).await?;
+        let inactive = self
+            .transition(&tenant, TenantStatus::Inactive, None)
+            .await?;
+        let mut outcome = Outcome::new(inactive);
+        self.publish(
+            &mut outcome.publish_errors,
+            id,
+            TenantEventKind::Deactivated,
+        )
+        .await;
+        if self.deprovision_on_deactivate {
+            outcome.tenant = self.deprovision_inactive(&outcome.tenant).await?;
+        }
+        Ok(outcome)
+    }
+
+    /// Suspends an `active` tenant, keeping `reason` on it, and publishes `suspended`.
+    ///
+    /// # Errors
+    /// [`TenantError::InvalidInput`] for a reason longer than 1000 characters;
+    /// [`TenantError::IllegalTransition`] for a tenant that is not `active`;
+    /// [`TenantError::NotFound`]; [`TenantError::StatusConflict`]; the store's error.
+    #[tracing::instrument(skip_all, fields(tenant_id = %id))]
+    pub async fn suspend(
+        &self,
+        id: TenantId,
+        reason: Option<String>,
+    ) -> Result<Outcome, TenantError> {
+        if reason
+            .as_deref()
+            .is_some_and(|r| r.chars().count() > REASON_MAX_CHARS)
+        {
+            return Err(TenantError::invalid(
+                "reason",
+                "must be at most 1000 characters",
+            ));
+        }
+        let tenant = self.load(id).await?;
+        let suspended = self
+            .transition(&tenant, TenantStatus::Suspended, reason.clone())
+            .await?;
+        let mut outcome = Outcome::new(suspended);
+        self.publish(
+            &mut outcome.publish_errors,
+            id,
+            TenantEventKind::Suspended { reason },
+        )
+        .await;
+        Ok(outcome)
+    }
+
+    /// Deprovisions the isolation of an `inactive` tenant (idempotent, as strategies are), and
+    /// clears a recorded deprovisioning error. Publishes nothing: the status does not change. Do not
+    /// run it concurrently with [`activate`](Self::activate) of the same tenant.
+    ///
+    /// # Errors
+    /// [`TenantError::InvalidInput`] when the tenant is not `inactive`; [`TenantError::NotFound`];
+    /// the provisioner's error (recorded as the tenant's status reason); the store's error.
+    #[tracing::instrument(skip_all, fields(tenant_id = %id))]
+    pub async fn deprovision(&self, id: TenantId) -> Result<TenantInfo, TenantError> {
+        let tenant = self.load(id).await?;
+        if tenant.status != TenantStatus::Inactive {
+            return Err(TenantError::invalid(
+                "tenant",
+                format!(
+                    "tenant {id} is {}: only an inactive tenant can be deprovisioned (deactivate it first)",
+                    tenant.status
+                ),
+            ));
+        }
+        self.deprovision_inactive(&tenant).await
+    }
+
+    async fn load(&self, id: TenantId) -> Result<TenantInfo, TenantError> {
+        self.store.get(id).await?.ok_or(TenantError::NotFound {
+            tenant: TenantRef::Id(id),
+        })
+    }
+
+    /// Checks the table, applies the change conditionally on the status `tenant` was read in, and
+    /// invalidates the tenant.
+    async fn transition(
+        &self,
+        tenant: &TenantInfo,
+        to: TenantStatus,
+        reason: Option<String>,
+    ) -> Result<TenantInfo, TenantError> {
+        tenant.status.check_transition(to, tenant.id)?;
+        let change = StatusChange {
+            from: tenant.status,
+            to,
+            reason,
+        };
+        let changed = self.store.set_status(tenant.id, change).await?;
+        self.invalidators.invalidate_tenant(tenant.id).await;
+        tracing::info!(tenant_id = %tenant.id, from = %tenant.status, to = %to, "tenant status changed");
+        Ok(changed)
+    }
+
+    /// Provisions a `provisioning` tenant and makes it `active`, publishing `provisioned`.
+    async fn provision_and_activate(&self, tenant: &TenantInfo) -> Result<Outcome, TenantError> {
+        self.provision_and_activate_as(tenant, true).await
+    }
+
+    /// Provisions a `provisioning` tenant and makes it `active`, publishing `provisioned` when
+    /// `announce` is set and this call made it active. On failure the error is recorded on the
+    /// tenant, which stays `provisioning`.
+    async fn provision_and_activate_as(
+        &self,
+        tenant: &TenantInfo,
+        announce: bool,
+    ) -> Result<Outcome, TenantError> {
+        let id = tenant.id;
+        if let Err(error) = self.provisioner.provision(id).await {
+            tracing::warn!(tenant_id = %id, error = %describe(&error), "provisioning failed; the tenant stays provisioning");
+            self.record_reason(id, TenantStatus::Provisioning, Some(describe(&error)))
+                .await;
+            return Err(error);
+        }
+        match self.transition(tenant, TenantStatus::Active, None).await {
+            Ok(active) => {
+                let mut outcome = Outcome::new(active);
+                if announce {
+                    self.publish(
+                        &mut outcome.publish_errors,
+                        id,
+                        TenantEventKind::Provisioned,
+                    )
+                    .await;
+                }
+                Ok(outcome)
+            }
+            // A concurrent retry finished first: the job is done, and announced by that call.
+            Err(TenantError::StatusConflict {
+                actual: TenantStatus::Active,
+                ..
+            }) => Ok(Outcome::new(self.load(id).await?)),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Deprovisions an inactive tenant, recording a failure as its status reason and clearing a
+    /// previously recorded one on success.
+    async fn deprovision_inactive(&self, tenant: &TenantInfo) -> Result<TenantInfo, TenantError> {
+        let id = tenant.id;
+        match self.provisioner.deprovision(id).await {
+            Ok(()) => {
+                tracing::info!(tenant_id = %id, "isolation deprovisioned");
+                if tenant.status_reason.is_some()
+                    && let Some(cleared) =
+                        self.record_reason(id, TenantStatus::Inactive, None).await
+                {
+                    return Ok(cleared);
+                }
+                Ok(tenant.clone())
+            }
+            Err(error) => {
+                tracing::warn!(tenant_id = %id, error = %describe(&error), "deprovisioning failed");
+                let reason = format!("deprovisioning failed: {}", describe(&error));
+                self.record_reason(id, TenantStatus::Inactive, Some(reason))
+                    .await;
+                Err(error)
+            }
+        }
+    }
+
+    /// Records a status reason (best effort: a failure is logged, the operation's own outcome
+    /// matters more) and invalidates the tenant.
+    async fn record_reason(
+        &self,
+        id: TenantId,
+        status: TenantStatus,
+        reason: Option<String>,
+    ) -> Option<TenantInfo> {
+        let reason = reason.map(|r| truncate(r, REASON_MAX_CHARS));
+        match self.store.set_status_reason(id, status, reason).await {
+            Ok(tenant) => {
+                self.invalidators.invalidate_tenant(id).await;
+                Some(tenant)
+            }
+            Err(error) => {
+                tracing::error!(tenant_id = %id, error = %describe(&error), "recording the status reason failed");
+                None
+            }
+        }
+    }
+
+    /// Publishes one event; a failure is logged and pushed to `errors`.
+    async fn publish(
+        &self,
+        errors: &mut Vec<TenantError>,
+        tenant: TenantId,
+        kind: TenantEventKind,
+    ) {
+        let event = TenantEvent::now(tenant, kind);
+        if let Err(source) = self.publisher.publish(&event).await {
+            let name = event.kind.name();
+            tracing::error!(tenant_id = %tenant, event = name, error = %source, "publishing failed; the change stays stored");
+            errors.push(TenantError::Publish {
+                event: name,
+                tenant,
+                source,
+            });
+        }
+    }
+}
+
+/// The names of the fields an update changed.
+fn changed_fields(before: &TenantInfo, after: &TenantInfo) -> Vec<String> {
+    [
+        ("slug", before.slug != after.slug),
+        ("name", before.name != after.name),
+        ("plan", before.plan != after.plan),
+        ("metadata", before.metadata != after.metadata),
+    ]
+    .into_iter()
+    .filter(|&(_, changed)| changed)
+    .map(|(field, _)| field.to_owned())
+    .collect()
+}
+
+/// An error and its sources, `outer: inner: innermost`.
+fn describe(error: &TenantError) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let _ = write!(text, ": {cause}");
+        source = cause.source();
+    }
+    text
+}
+
+fn truncate(mut text: String, max_chars: usize) -> String {
+    if let Some((cut, _)) = text.char_indices().nth(max_chars) {
+        text.truncate(cut);
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn describe_includes_sources_and_truncate_respects_chars() {
+        let error = TenantError::isolation(
+            "creating schema",
+            std::io::Error::other("permission denied"),
+        );
+        assert_eq!(
+            describe(&error),
+            "isolation failed: creating schema: permission denied"
+        );
+        assert_eq!(truncate("ééé".to_owned(), 2), "éé");
+        assert_eq!(truncate("ab".to_owned(), 2), "ab");
+    }
+}
