@@ -9,6 +9,9 @@ use figment::value::Uncased;
 use serde::Deserialize;
 use tenancy_core::TenantError;
 
+use tenancy_isolation_sql::IsolationConfig;
+use tenancy_lifecycle::LifecycleConfig;
+
 use crate::integration::IntegrationConfig;
 
 /// The key of the configuration's section in the YAML file.
@@ -33,6 +36,10 @@ pub const ENV_PREFIX: &str = "TENANCY__";
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct TenancyConfig {
+    /// Tenant lifecycle: the isolation strategy that provisions tenants, auto-provisioning.
+    pub lifecycle: LifecycleConfig,
+    /// Tenant data isolation: strategy, row-level setting, schema deprovisioning, database servers.
+    pub isolation: IsolationConfig,
     /// Cache-key prefixing and the SQL context bridge.
     pub integration: IntegrationConfig,
 }
@@ -63,6 +70,14 @@ pub enum ConfigError {
         /// Where the value came from (a file, an environment variable), when known.
         origin: Option<String>,
         /// What is wrong.
+        message: String,
+    },
+    /// A section's own validation refused a value; the message names the key.
+    #[error("invalid configuration in section `tenancy.{section}`: {message}")]
+    Section {
+        /// The section (`isolation`, ...).
+        section: &'static str,
+        /// What is wrong, naming the key.
         message: String,
     },
     /// Values that are each well-formed do not fit together.
@@ -140,10 +155,24 @@ impl TenancyConfig {
     /// Checks what no single section can check alone.
     ///
     /// # Errors
-    /// [`ConfigError::Rejected`] naming the key at fault.
+    /// [`ConfigError::Section`] when a section's own checks fail, [`ConfigError::Rejected`] when
+    /// sections contradict each other; both name the key at fault.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        section("lifecycle", self.lifecycle.validate())?;
+        section("isolation", self.isolation.validate())?;
         Ok(())
     }
+}
+
+/// A section's validation error as a [`ConfigError::Section`].
+fn section(name: &'static str, result: Result<(), TenantError>) -> Result<(), ConfigError> {
+    result.map_err(|error| ConfigError::Section {
+        section: name,
+        message: match error {
+            TenantError::Configuration(message) => message,
+            other => other.to_string(),
+        },
+    })
 }
 
 /// The root of the configuration: the `tenancy` section, beside whatever else the application keeps.

@@ -16,6 +16,11 @@ fn defaults_without_a_file_or_environment() {
         let config = load_in(jail, None).unwrap();
         assert!(config.integration.cache_key_prefix);
         assert!(config.integration.sql_context_bridge);
+        assert_eq!(config.lifecycle.isolation_strategy, "row_level");
+        assert!(config.lifecycle.auto_provision_isolation);
+        assert!(!config.lifecycle.deprovision_on_deactivate);
+        assert_eq!(config.isolation.strategy, "row_level");
+        assert_eq!(config.isolation.tenant_setting, "app.tenant_id");
         // A file without a `tenancy` section takes every default too.
         jail.create_file("app.yaml", "server:\n  port: 8080\n")?;
         let config = load_in(jail, Some("app.yaml")).unwrap();
@@ -29,7 +34,8 @@ fn environment_wins_over_the_file() {
     Jail::expect_with(|jail| {
         jail.create_file(
             "app.yaml",
-            "tenancy:\n  integration:\n    cache_key_prefix: false\n    sql_context_bridge: false\n",
+            "tenancy:\n  integration:\n    cache_key_prefix: false\n    sql_context_bridge: false\n  \
+             lifecycle:\n    isolation_strategy: schema\n    auto_provision_isolation: false\n",
         )?;
         let config = load_in(jail, Some("app.yaml")).unwrap();
         assert!(!config.integration.cache_key_prefix);
@@ -166,4 +172,31 @@ fn loading_without_the_process_environment() {
     let config = TenancyConfig::from_figment(&figment).unwrap();
     assert!(!config.integration.sql_context_bridge);
     assert!(config.integration.cache_key_prefix);
+}
+
+#[test]
+fn a_section_refusing_a_value_is_named() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "app.yaml",
+            "tenancy:\n  isolation:\n    migrator_concurrency: 0\n",
+        )?;
+        let error = load_in(jail, Some("app.yaml")).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "invalid configuration in section `tenancy.isolation`: \
+             isolation.migrator_concurrency must be at least 1"
+        );
+        jail.create_file(
+            "app.yaml",
+            "tenancy:\n  lifecycle:\n    isolation_strategy: ' '\n",
+        )?;
+        let error = load_in(jail, Some("app.yaml")).unwrap_err();
+        assert!(
+            matches!(&error, ConfigError::Section { section: "lifecycle", message }
+                if message.starts_with("lifecycle.isolation_strategy")),
+            "{error}"
+        );
+        Ok(())
+    });
 }
