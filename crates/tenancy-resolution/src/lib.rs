@@ -1,1 +1,77 @@
-//! `tenancy-resolution`: see its issue; this crate holds only its documentation until its capability lands.
+//! Tenant resolution for the `tenancy` library: everything between an incoming HTTP request and a
+//! validated, active tenant in the handler's hands.
+//!
+//! - [`TenantResolver`]s find which tenant a request names: built in, [`JwtClaimResolver`]
+//!   (`jwt_claim`, priority 10), [`HeaderResolver`] (`header`, 20), [`SubdomainResolver`]
+//!   (`subdomain`, 30), [`PathResolver`] (`path`, 40); application resolvers may await.
+//! - [`ResolverRegistry`], the composite resolver, asks them in priority order; the first answer
+//!   wins, with the resolver's name.
+//! - [`TenantValidator`] looks the tenant up through a bounded cache; only active tenants pass.
+//! - [`TenantMembership`]: for untrusted resolvers under strict membership, the
+//!   [`AuthenticatedUser`] must belong to the tenant.
+//! - [`TenancyLayer`] (tower) ties it together and puts a [`ResolvedTenant`] in the request
+//!   extensions; [`TenantGuardLayer`] and the axum extractor [`Tenant`] (feature `axum`) answer 403
+//!   when there is none.
+//! - [`ResolutionConfig`] is the `resolution` configuration section.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use tenancy_core::{CreateTenant, InMemoryStore, StatusChange, TenantInfo, TenantStatus, TenantStore};
+//! use tenancy_resolution::{ResolutionConfig, ResolvedTenant, TenancyLayer, TenantValidator};
+//! use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let store = Arc::new(InMemoryStore::new());
+//! let acme = store.create(TenantInfo::from_command(CreateTenant::new("acme".parse()?, "Acme"), chrono::Utc::now())?).await?;
+//! let change = StatusChange { from: TenantStatus::Provisioning, to: TenantStatus::Active, reason: None };
+//! store.set_status(acme.id, change).await?;
+//!
+//! // Only the header resolver, trusted here (a gateway sets it), so no membership check is needed.
+//! let config = ResolutionConfig {
+//!     resolvers: Some(vec!["header".into()]),
+//!     trusted_resolvers: vec!["header".into()],
+//!     ..Default::default()
+//! };
+//! let validator = TenantValidator::new(store, &config.validator)?;
+//! let mut service = ServiceBuilder::new()
+//!     .layer(TenancyLayer::new(&config, validator)?)
+//!     .service(service_fn(|request: http::Request<String>| async move {
+//!         let tenant = request.extensions().get::<ResolvedTenant>().map(|t| t.slug.to_string());
+//!         Ok::<_, std::convert::Infallible>(http::Response::new(tenant.unwrap_or_default()))
+//!     }));
+//! let request = http::Request::builder().header("x-tenant-id", acme.id.to_string()).body(String::new())?;
+//! let response = service.ready().await?.call(request).await?;
+//! assert_eq!(response.body(), "acme");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+//!
+//! # Features
+//! - `jwt`: the `jwt_claim` resolver verifies bearer tokens itself (jsonwebtoken).
+//! - `axum`: the [`Tenant`] extractor.
+
+mod config;
+mod context;
+pub mod guard;
+mod membership;
+pub mod middleware;
+mod resolver;
+mod resolvers;
+pub mod response;
+mod validator;
+
+#[cfg(feature = "axum")]
+mod extract;
+
+pub use config::{
+    HEADER, JWT_CLAIM, JwtVerifyConfig, KeyKind, PATH, ResolutionConfig, SUBDOMAIN, ValidatorConfig,
+};
+pub use context::{AuthenticatedUser, ResolutionContext, ResolvedTenant, VerifiedClaims};
+#[cfg(feature = "axum")]
+pub use extract::{Tenant, TenantRequired};
+pub use guard::{TenantGuard, TenantGuardLayer};
+pub use membership::TenantMembership;
+pub use middleware::{Tenancy, TenancyLayer, TenancyLayerBuilder};
+pub use resolver::{Resolution, Resolved, ResolverRegistry, TenantResolver};
+pub use resolvers::{HeaderResolver, JwtClaimResolver, PathResolver, SubdomainResolver};
+pub use validator::TenantValidator;

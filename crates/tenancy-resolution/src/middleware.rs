@@ -1,0 +1,424 @@
+//! The resolving middleware: [`TenancyLayer`] and its service [`Tenancy`].
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures_util::FutureExt as _;
+use futures_util::future::BoxFuture;
+use http::request::Parts;
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use tenancy_core::context::{self, TenantContext};
+use tenancy_core::{TenantError, TenantInfo, TenantRef};
+use tokio::task::futures::TaskLocalFuture;
+use tower_layer::Layer;
+use tower_service::Service;
+use tracing::Instrument as _;
+use tracing::instrument::Instrumented;
+
+use crate::config::ResolutionConfig;
+use crate::context::{ResolutionContext, ResolvedTenant};
+use crate::membership::{Access, MembershipPolicy, TenantMembership};
+use crate::resolver::{ResolverRegistry, SyncResolution, TenantResolver};
+use crate::response;
+use crate::validator::{self, CacheEntry, TenantValidator};
+
+/// Everything the middleware needs, shared by every clone of the service.
+#[derive(Debug)]
+struct Resolution {
+    registry: ResolverRegistry,
+    validator: TenantValidator,
+    membership: MembershipPolicy,
+}
+
+/// Where the asynchronous path starts.
+enum Stage {
+    /// Resolve from resolver `index` (it must be awaited).
+    Resolve(usize),
+    /// The tenant is not cached: validate it through the store.
+    Validate(TenantRef, usize),
+    /// Valid; ask the membership checker.
+    Authorize(Arc<TenantInfo>, usize),
+}
+
+/// What the synchronous path decided.
+enum Decision {
+    Tenant(TenantContext),
+    NoTenant,
+    Continue(Stage),
+}
+
+impl Resolution {
+    fn context(&self, info: Arc<TenantInfo>, index: usize) -> TenantContext {
+        TenantContext::new(info, Arc::clone(self.registry.name_at(index)))
+    }
+
+    /// Everything that needs no await: sync resolvers, a cache hit, the trust rule.
+    fn decide(&self, cx: &ResolutionContext<'_>) -> Decision {
+        match self.registry.resolve_sync(cx, 0) {
+            SyncResolution::NotFound => Decision::NoTenant,
+            SyncResolution::Deferred(index) => Decision::Continue(Stage::Resolve(index)),
+            SyncResolution::Found(tenant, index) => {
+                // moka answers a hit without waiting; if it would wait, take the async path.
+                match self.validator.cached(&tenant).now_or_never() {
+                    Some(Some(entry)) => self.decide_entry(cx, tenant, entry, index),
+                    _ => Decision::Continue(Stage::Validate(tenant, index)),
+                }
+            }
+        }
+    }
+
+    fn decide_entry(
+        &self,
+        cx: &ResolutionContext<'_>,
+        tenant: TenantRef,
+        entry: CacheEntry,
+        index: usize,
+    ) -> Decision {
+        let info = match validator::check(tenant, entry) {
+            Ok(info) => info,
+            Err(reason) => {
+                refused(tenant, index, &self.registry, &reason);
+                return Decision::NoTenant;
+            }
+        };
+        match self.membership.access(index, cx.user()) {
+            Access::Granted => Decision::Tenant(self.context(info, index)),
+            Access::Denied => {
+                not_member(&info, index, &self.registry);
+                Decision::NoTenant
+            }
+            Access::Check => Decision::Continue(Stage::Authorize(info, index)),
+        }
+    }
+
+    /// The asynchronous path. `Err` only for infrastructure failures (answered with 503).
+    async fn resolve(
+        &self,
+        stage: Stage,
+        parts: &Parts,
+    ) -> Result<Option<TenantContext>, TenantError> {
+        let cx = ResolutionContext::from_parts(parts);
+        let (tenant, index) = match stage {
+            Stage::Authorize(info, index) => return self.authorize(&cx, info, index).await,
+            Stage::Validate(tenant, index) => (tenant, index),
+            Stage::Resolve(start) => match self.registry.resolve_from(&cx, start).await? {
+                Some(found) => found,
+                None => return Ok(None),
+            },
+        };
+        let info = match self.validator.validate(tenant).await {
+            Ok(info) => info,
+            Err(err) if err.is_infrastructure() => return Err(err),
+            Err(reason) => {
+                refused(tenant, index, &self.registry, &reason);
+                return Ok(None);
+            }
+        };
+        match self.membership.access(index, cx.user()) {
+            Access::Granted => Ok(Some(self.context(info, index))),
+            Access::Denied => {
+                not_member(&info, index, &self.registry);
+                Ok(None)
+            }
+            Access::Check => self.authorize(&cx, info, index).await,
+        }
+    }
+
+    async fn authorize(
+        &self,
+        cx: &ResolutionContext<'_>,
+        info: Arc<TenantInfo>,
+        index: usize,
+    ) -> Result<Option<TenantContext>, TenantError> {
+        let Some(user) = cx.user() else {
+            return Ok(None);
+        };
+        match self.membership.is_member(user, &info).await {
+            Ok(true) => Ok(Some(self.context(info, index))),
+            Ok(false) => {
+                not_member(&info, index, &self.registry);
+                Ok(None)
+            }
+            Err(err) if err.is_infrastructure() => Err(err),
+            Err(err) => {
+                tracing::debug!(tenant_id = %info.id, error = %err, "membership check refused");
+                Ok(None)
+            }
+        }
+    }
+}
+
+fn refused(tenant: TenantRef, index: usize, registry: &ResolverRegistry, reason: &TenantError) {
+    tracing::debug!(tenant = %tenant, resolver = %registry.name_at(index), reason = %reason, "tenant refused");
+}
+
+fn not_member(info: &TenantInfo, index: usize, registry: &ResolverRegistry) {
+    tracing::debug!(
+        tenant_id = %info.id,
+        resolver = %registry.name_at(index),
+        "tenant not set: the user is not a member and the resolver is not trusted"
+    );
+}
+
+fn tenant_span(context: &TenantContext) -> tracing::Span {
+    tracing::info_span!("tenancy", tenant_id = %context.id(), resolver = context.resolved_by())
+}
+
+fn no_tenant_span() -> tracing::Span {
+    tracing::info_span!("tenancy", tenant_id = tracing::field::Empty)
+}
+
+/// The tower [`Layer`] of the resolving middleware.
+///
+/// For each request it resolves the tenant (resolvers in priority order), validates it (cache,
+/// then store), applies the membership rule, then inserts [`ResolvedTenant`] into the request
+/// extensions and runs the inner service inside [`tenancy_core::context::scope`] and a `tenancy`
+/// tracing span carrying `tenant_id`. It never rejects a request for lacking a tenant (put a
+/// [`TenantGuardLayer`](crate::TenantGuardLayer) on routes that need one). When the store fails and
+/// nothing is cached, it answers 503 with a JSON body ([`STORE_UNAVAILABLE_BODY`](crate::response::STORE_UNAVAILABLE_BODY)).
+///
+/// The response body type must implement `From<&'static str>` (axum's `Body`, http-body-util's
+/// `Full` do) for that 503.
+///
+/// A request whose tenant is cached and whose resolvers are synchronous is handled without boxing
+/// a future; a cache miss, an awaiting resolver or a membership check takes a boxed path.
+///
+/// ```
+/// use std::sync::Arc;
+/// use axum::{Router, routing::get};
+/// use tenancy_core::InMemoryStore;
+/// use tenancy_resolution::{ResolutionConfig, TenancyLayer, TenantGuardLayer, TenantValidator};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let config = ResolutionConfig { strict_membership: false, ..ResolutionConfig::default() };
+/// let validator = TenantValidator::new(Arc::new(InMemoryStore::new()), &config.validator)?;
+/// let app: Router = Router::new()
+///     .route("/whoami", get(|| async { "ok" }))
+///     .layer(TenantGuardLayer::new())
+///     .layer(TenancyLayer::new(&config, validator)?);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct TenancyLayer {
+    resolution: Arc<Resolution>,
+}
+
+impl fmt::Debug for TenancyLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TenancyLayer")
+            .field(
+                "resolvers",
+                &self.resolution.registry.names().collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl TenancyLayer {
+    /// The middleware with the built-in resolvers `config` names and no membership checker.
+    ///
+    /// # Errors
+    /// [`TenantError::Configuration`], see [`TenancyLayerBuilder::build`].
+    pub fn new(config: &ResolutionConfig, validator: TenantValidator) -> Result<Self, TenantError> {
+        Self::builder(config, validator).build()
+    }
+
+    /// A builder, to add application resolvers and a membership checker.
+    #[must_use]
+    pub fn builder(
+        config: &ResolutionConfig,
+        validator: TenantValidator,
+    ) -> TenancyLayerBuilder<'_> {
+        TenancyLayerBuilder {
+            config,
+            validator,
+            resolvers: Vec::new(),
+            membership: None,
+        }
+    }
+}
+
+/// Builds a [`TenancyLayer`].
+#[derive(Debug)]
+pub struct TenancyLayerBuilder<'c> {
+    config: &'c ResolutionConfig,
+    validator: TenantValidator,
+    resolvers: Vec<Arc<dyn TenantResolver>>,
+    membership: Option<Arc<dyn TenantMembership>>,
+}
+
+impl TenancyLayerBuilder<'_> {
+    /// Adds an application resolver (after the built-in ones of the same priority).
+    #[must_use]
+    pub fn resolver(mut self, resolver: Arc<dyn TenantResolver>) -> Self {
+        self.resolvers.push(resolver);
+        self
+    }
+
+    /// Sets the membership checker used for untrusted resolvers under strict membership.
+    #[must_use]
+    pub fn membership(mut self, membership: Arc<dyn TenantMembership>) -> Self {
+        self.membership = Some(membership);
+        self
+    }
+
+    /// The layer.
+    ///
+    /// # Errors
+    /// [`TenantError::Configuration`] for an invalid resolver configuration (see
+    /// [`ResolverRegistry::from_config`]), a trusted resolver or priority override naming no
+    /// active resolver, or strict membership with an untrusted resolver and no membership checker.
+    pub fn build(self) -> Result<TenancyLayer, TenantError> {
+        let mut registry = ResolverRegistry::from_config(self.config)?;
+        for resolver in self.resolvers {
+            registry.register(resolver);
+        }
+        let membership = MembershipPolicy::new(self.config, &registry, self.membership)?;
+        Ok(TenancyLayer {
+            resolution: Arc::new(Resolution {
+                registry,
+                validator: self.validator,
+                membership,
+            }),
+        })
+    }
+}
+
+impl<S> Layer<S> for TenancyLayer {
+    type Service = Tenancy<S>;
+
+    fn layer(&self, inner: S) -> Tenancy<S> {
+        Tenancy {
+            inner,
+            resolution: Arc::clone(&self.resolution),
+        }
+    }
+}
+
+/// The service of [`TenancyLayer`].
+#[derive(Clone)]
+pub struct Tenancy<S> {
+    inner: S,
+    resolution: Arc<Resolution>,
+}
+
+impl<S: fmt::Debug> fmt::Debug for Tenancy<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tenancy")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Tenancy<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: From<&'static str> + Send + 'static,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        let decision = self
+            .resolution
+            .decide(&ResolutionContext::from_request(&request));
+        let state = match decision {
+            Decision::Tenant(tenant) => {
+                let span = tenant_span(&tenant);
+                request
+                    .extensions_mut()
+                    .insert(ResolvedTenant(tenant.clone()));
+                State::Scoped {
+                    future: context::scope(tenant, self.inner.call(request)).instrument(span),
+                }
+            }
+            Decision::NoTenant => State::Plain {
+                future: self.inner.call(request).instrument(no_tenant_span()),
+            },
+            Decision::Continue(stage) => {
+                // The clone is not necessarily ready: keep the ready one for this request.
+                let clone = self.inner.clone();
+                let mut inner = std::mem::replace(&mut self.inner, clone);
+                let resolution = Arc::clone(&self.resolution);
+                State::Boxed {
+                    future: Box::pin(async move {
+                        // Parts, not the request: a body need not be `Sync`.
+                        let (parts, body) = request.into_parts();
+                        let resolved = resolution.resolve(stage, &parts).await;
+                        let mut request = Request::from_parts(parts, body);
+                        match resolved {
+                            Ok(Some(tenant)) => {
+                                let span = tenant_span(&tenant);
+                                request
+                                    .extensions_mut()
+                                    .insert(ResolvedTenant(tenant.clone()));
+                                context::scope(tenant, inner.call(request))
+                                    .instrument(span)
+                                    .await
+                            }
+                            Ok(None) => inner.call(request).instrument(no_tenant_span()).await,
+                            Err(err) => {
+                                tracing::error!(error = %err, "tenant store unavailable, answering 503");
+                                Ok(response::store_unavailable())
+                            }
+                        }
+                    }),
+                }
+            }
+        };
+        ResponseFuture { state }
+    }
+}
+
+pin_project! {
+    /// The response future of [`Tenancy`].
+    pub struct ResponseFuture<F: Future> {
+        #[pin]
+        state: State<F>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F: Future> {
+        Scoped { #[pin] future: Instrumented<TaskLocalFuture<TenantContext, F>> },
+        Plain { #[pin] future: Instrumented<F> },
+        Boxed { future: BoxFuture<'static, F::Output> },
+    }
+}
+
+impl<F: Future> fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.state {
+            State::Scoped { .. } => "scoped",
+            State::Plain { .. } => "plain",
+            State::Boxed { .. } => "boxed",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .finish()
+    }
+}
+
+impl<F: Future> Future for ResponseFuture<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        match self.project().state.project() {
+            StateProj::Scoped { future } => future.poll(cx),
+            StateProj::Plain { future } => future.poll(cx),
+            StateProj::Boxed { future } => future.as_mut().poll(cx),
+        }
+    }
+}

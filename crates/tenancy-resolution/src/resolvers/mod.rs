@@ -1,0 +1,21 @@
+//! The built-in resolvers. Each is synchronous and allocation-free on the request path (except
+//! bearer-token verification, which decodes JSON).
+
+mod header;
+mod jwt;
+mod path;
+mod subdomain;
+
+pub use header::HeaderResolver;
+pub use jwt::JwtClaimResolver;
+pub use path::PathResolver;
+pub use subdomain::SubdomainResolver;
+
+use tenancy_core::TenantRef;
+
+use crate::resolver::Resolution;
+
+/// `Found` for a parsed key, `NotFound` otherwise.
+fn found(tenant: Option<TenantRef>) -> Resolution {
+    tenant.map_or(Resolution::NotFound, Resolution::Found)
+}
