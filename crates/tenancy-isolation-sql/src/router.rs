@@ -10,8 +10,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use moka::future::Cache;
+use moka::policy::EvictionPolicy;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{AssertSqlSafe, PgPool};
+use sqlx::{AssertSqlSafe, PgPool, Postgres, Transaction};
 use tenancy_core::{TenantError, TenantId};
 
 use crate::config::IsolationConfig;
@@ -52,8 +53,11 @@ impl DatabaseRouter {
             validate_server_key(key)
                 .map_err(|e| TenantError::Configuration(format!("isolation.servers: {e}")))?;
         }
+        // LRU admits every new pool (TinyLFU could reject a new entry at once, closing the pool
+        // just handed out); the least recently used pool is the one closed.
         let pools = Cache::builder()
             .max_capacity(capacity.max(1))
+            .eviction_policy(EvictionPolicy::lru())
             .async_eviction_listener(|placement: Arc<Placement>, pool: PgPool, cause| {
                 Box::pin(async move {
                     tracing::debug!(%placement, ?cause, "closing an evicted tenant pool");
@@ -128,6 +132,31 @@ impl DatabaseRouter {
     /// As [`pool`](Self::pool), and [`TenantError::InvalidInput`] for a malformed key.
     pub async fn pool_for_key(&self, key: &str) -> Result<PgPool, TenantError> {
         self.pool(&Placement::parse_key(key)?).await
+    }
+
+    /// Begins a transaction on the pool of the placement key `key`. A pool evicted (and closed)
+    /// between lookup and use is replaced once.
+    ///
+    /// # Errors
+    /// As [`pool_for_key`](Self::pool_for_key), and [`TenantError::Isolation`] when beginning fails.
+    pub async fn begin(&self, key: &str) -> Result<Transaction<'static, Postgres>, TenantError> {
+        let placement = Placement::parse_key(key)?;
+        let mut retried = false;
+        loop {
+            match self.pool(&placement).await?.begin().await {
+                Err(sqlx::Error::PoolClosed) if !retried => {
+                    self.pools.invalidate(&placement).await;
+                    retried = true;
+                }
+                Err(e) => {
+                    return Err(TenantError::isolation(
+                        format!("beginning a transaction on {placement}"),
+                        e,
+                    ));
+                }
+                Ok(tx) => return Ok(tx),
+            }
+        }
     }
 
     /// Closes and forgets the pool of `placement` (before dropping its database, say).

@@ -83,8 +83,10 @@ impl TenantDb {
     /// but no router is set.
     pub async fn begin(&self, tenant: TenantId) -> Result<TenantTransaction, TenantError> {
         let plan = self.strategy.plan(tenant).await?;
-        let pool = match plan.placement() {
-            None => self.pool.clone(),
+        let mut tx = match plan.placement() {
+            None => self.pool.begin().await.map_err(|e| {
+                TenantError::isolation(format!("beginning a transaction for tenant {tenant}"), e)
+            })?,
             Some(key) => {
                 let router = self.router.as_ref().ok_or_else(|| {
                     TenantError::Configuration(format!(
@@ -93,12 +95,9 @@ impl TenantDb {
                         self.strategy.name()
                     ))
                 })?;
-                router.pool_for_key(key).await?
+                router.begin(key).await?
             }
         };
-        let mut tx = pool.begin().await.map_err(|e| {
-            TenantError::isolation(format!("beginning a transaction for tenant {tenant}"), e)
-        })?;
         for step in &plan.steps {
             apply_step(&mut tx, tenant, step).await?;
         }
