@@ -1,0 +1,93 @@
+//! [`ChangeNotice`], the payload every PostgreSQL mutation sends on the change channel.
+
+use serde::{Deserialize, Serialize};
+use tenancy_core::{Slug, TenantId};
+
+/// What a mutation changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeKind {
+    /// A tenant was created.
+    Created,
+    /// A tenant's fields (slug, name, plan, metadata) were updated.
+    Updated,
+    /// A tenant's status changed.
+    Status,
+    /// A tenant's configuration overrides changed.
+    Config,
+}
+
+/// The JSON payload of a change notification: small (well under PostgreSQL's 8000-byte limit),
+/// naming the tenant, what changed, and the slugs that caches may hold entries under (the new slug
+/// of a created tenant, the old and new slug of a renamed one).
+///
+/// ```
+/// use tenancy_store_sql::{ChangeKind, ChangeNotice};
+///
+/// let payload = r#"{"tenant_id":"0190d5a0-7c1e-7a2b-9c3d-4e5f60718293","kind":"status"}"#;
+/// let notice: ChangeNotice = serde_json::from_str(payload)?;
+/// assert_eq!(notice.kind, ChangeKind::Status);
+/// assert!(notice.slugs.is_empty());
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeNotice {
+    /// The tenant that changed.
+    pub tenant_id: TenantId,
+    /// What changed.
+    pub kind: ChangeKind,
+    /// Slugs whose cache entries are stale (possibly negative entries).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub slugs: Vec<Slug>,
+}
+
+impl ChangeNotice {
+    /// A notice without slugs.
+    #[must_use]
+    pub fn new(tenant_id: TenantId, kind: ChangeKind) -> Self {
+        Self {
+            tenant_id,
+            kind,
+            slugs: Vec::new(),
+        }
+    }
+
+    /// Adds a slug.
+    #[must_use]
+    pub fn with_slug(mut self, slug: Slug) -> Self {
+        if !self.slugs.contains(&slug) {
+            self.slugs.push(slug);
+        }
+        self
+    }
+
+    /// The payload text.
+    #[must_use]
+    pub fn to_payload(&self) -> String {
+        // Serialising ids, an enum and slugs cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payload_round_trips_and_stays_small() {
+        let slug: Slug = "a".repeat(63).parse().unwrap();
+        let other: Slug = "b".repeat(63).parse().unwrap();
+        let notice = ChangeNotice::new(TenantId::new(), ChangeKind::Updated)
+            .with_slug(slug)
+            .with_slug(other)
+            .with_slug(slug);
+        let payload = notice.to_payload();
+        assert!(payload.len() < 8000);
+        assert_eq!(
+            serde_json::from_str::<ChangeNotice>(&payload).unwrap(),
+            notice
+        );
+        assert_eq!(notice.slugs.len(), 2);
+        assert!(payload.contains(r#""kind":"updated""#), "{payload}");
+    }
+}

@@ -1,0 +1,382 @@
+//! The PostgreSQL store and change feed against the throwaway PostgreSQL server (a fresh database
+//! per test): the core conformance suite, the concurrent-create race, migrations, notifications,
+//! and cross-process invalidation between two independent stacks.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{Stack, TestDb};
+use sqlx::postgres::PgListener;
+use tenancy_core::conformance::{self, new_tenant};
+use tenancy_core::{
+    ConfigStore, HealthStatus, StatusChange, TenantError, TenantStatus, TenantStore, UpdateTenant,
+};
+use tenancy_store_sql::{ChangeKind, ChangeNotice, PgTenantStore, SqlTenantStore, StoreConfig};
+
+/// Polls `condition` every 20 ms, at most `seconds`; panics with `what` when it never holds.
+async fn eventually<F, Fut>(seconds: u64, what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let attempts = seconds * 50;
+    for _ in 0..attempts {
+        if condition().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{what} did not happen within {seconds} s");
+}
+
+fn change(from: TenantStatus, to: TenantStatus) -> StatusChange {
+    StatusChange {
+        from,
+        to,
+        reason: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passes_the_core_conformance_suite() {
+    let db = TestDb::new().await;
+    conformance::run_all(Arc::new(db.store().await)).await;
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_one_of_fifty_concurrent_creates_of_one_slug_wins() {
+    let db = TestDb::new().await;
+    let store = Arc::new(db.store().await);
+    conformance::concurrent_creates_of_one_slug(store.clone(), 50).await;
+    assert_eq!(store.list(Default::default()).await.unwrap().items.len(), 1);
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connects_from_a_url_into_a_custom_schema() {
+    let db = TestDb::new().await;
+    let url = format!(
+        "{}/{}",
+        conformance::test_database_url().rsplit_once('/').unwrap().0,
+        db.name
+    );
+    let config = StoreConfig {
+        schema: "tenant_registry".into(),
+        ..StoreConfig::with_url(url)
+    };
+    let store = SqlTenantStore::connect(&config).await.unwrap();
+    assert_eq!(store.backend(), "postgres");
+    let tenant = store.create(new_tenant("schema")).await.unwrap();
+    let SqlTenantStore::Postgres(pg) = &store else {
+        panic!("a postgres URL opens the PostgreSQL store")
+    };
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT table_schema || '.' || table_name FROM information_schema.tables \
+         WHERE table_schema NOT IN ('pg_catalog', 'information_schema') ORDER BY 1",
+    )
+    .fetch_all(pg.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        tables,
+        [
+            "tenant_registry.config",
+            "tenant_registry.schema_version",
+            "tenant_registry.tenants"
+        ],
+        "the store's tables live in its own schema, nowhere else"
+    );
+    assert_eq!(store.get(tenant.id).await.unwrap().unwrap().id, tenant.id);
+    assert!(store.ping(Duration::from_secs(2)).await.is_ok());
+    drop(store);
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_are_idempotent_serialised_and_refuse_a_newer_schema() {
+    let db = TestDb::new().await;
+    // Four processes migrating one fresh database at once: all succeed, one schema results.
+    let config = StoreConfig {
+        migrate: false,
+        ..StoreConfig::default()
+    };
+    let mut stores = Vec::new();
+    for _ in 0..4 {
+        stores.push(
+            PgTenantStore::from_pool(db.pool(2).await, &config)
+                .await
+                .unwrap(),
+        );
+    }
+    let runs: Vec<_> = stores
+        .iter()
+        .cloned()
+        .map(|s| tokio::spawn(async move { s.migrate().await }))
+        .collect();
+    for run in runs {
+        assert_eq!(run.await.unwrap().unwrap(), 1);
+    }
+    let store = &stores[0];
+    let tenant = store.create(new_tenant("migrate")).await.unwrap();
+    assert_eq!(
+        store.migrate().await.unwrap(),
+        1,
+        "running again is harmless"
+    );
+    assert_eq!(store.get(tenant.id).await.unwrap().unwrap().id, tenant.id);
+    let versions: i64 = sqlx::query_scalar("SELECT count(*) FROM tenancy.schema_version")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(versions, 1, "each migration is recorded once");
+
+    sqlx::query("INSERT INTO tenancy.schema_version (version, description) VALUES (7, 'future')")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let err = PgTenantStore::from_pool(db.pool(1).await, &StoreConfig::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, TenantError::Migration { .. }), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "migration failed: schema version 7 is newer than this binary supports (1): upgrade tenancy"
+    );
+    drop(stores);
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn connection_failures_are_storage_errors_and_bad_schemas_configuration_errors() {
+    let config = StoreConfig {
+        acquire_timeout_ms: 500,
+        ..StoreConfig::with_url("postgres://nobody@127.0.0.1:1/nothing")
+    };
+    let err = PgTenantStore::connect(&config).await.unwrap_err();
+    assert!(matches!(err, TenantError::Storage { .. }), "{err}");
+    assert!(
+        std::error::Error::source(&err).is_some(),
+        "keeps the sqlx error"
+    );
+
+    let config = StoreConfig {
+        schema: "tenancy\"; DROP SCHEMA public; --".into(),
+        ..StoreConfig::with_url("postgres://nobody@127.0.0.1:1/nothing")
+    };
+    let err = PgTenantStore::connect(&config).await.unwrap_err();
+    assert!(matches!(err, TenantError::Configuration(_)), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_committed_mutation_notifies_and_refused_ones_do_not() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let mut listener = PgListener::connect_with(store.pool()).await.unwrap();
+    listener.listen("tenancy_changes").await.unwrap();
+    let mut next = async || -> ChangeNotice {
+        let notification = tokio::time::timeout(Duration::from_secs(5), listener.recv())
+            .await
+            .expect("a notification within 5 s")
+            .unwrap();
+        serde_json::from_str(notification.payload()).unwrap()
+    };
+
+    let tenant = store.create(new_tenant("notify")).await.unwrap();
+    let notice = next().await;
+    assert_eq!(
+        (notice.tenant_id, notice.kind, notice.slugs.clone()),
+        (tenant.id, ChangeKind::Created, vec![tenant.slug])
+    );
+
+    // Refused mutations roll back, and their notifications with them.
+    let mut dup = new_tenant("dup");
+    dup.slug = tenant.slug;
+    assert!(matches!(
+        store.create(dup).await,
+        Err(TenantError::SlugConflict { .. })
+    ));
+    assert!(
+        store
+            .set_status(
+                tenant.id,
+                change(TenantStatus::Active, TenantStatus::Inactive)
+            )
+            .await
+            .is_err()
+    );
+
+    let renamed = new_tenant("renamed").slug;
+    let update = UpdateTenant {
+        slug: Some(renamed),
+        ..UpdateTenant::default()
+    };
+    store.update(tenant.id, &update).await.unwrap();
+    let notice = next().await;
+    assert_eq!(
+        notice.kind,
+        ChangeKind::Updated,
+        "no notice from the refused changes"
+    );
+    assert_eq!(notice.slugs, vec![tenant.slug, renamed]);
+
+    store
+        .set_status(
+            tenant.id,
+            change(TenantStatus::Provisioning, TenantStatus::Active),
+        )
+        .await
+        .unwrap();
+    assert_eq!(next().await.kind, ChangeKind::Status);
+    store
+        .set_config(tenant.id, "theme", serde_json::json!("dark"))
+        .await
+        .unwrap();
+    assert_eq!(next().await.kind, ChangeKind::Config);
+    store.remove_config(tenant.id, "theme").await.unwrap();
+    let notice = next().await;
+    assert_eq!(
+        (notice.tenant_id, notice.kind),
+        (tenant.id, ChangeKind::Config)
+    );
+    drop(listener);
+    drop(store);
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspension_through_one_stack_reaches_the_other_without_waiting_for_the_ttl() {
+    let db = TestDb::new().await;
+    let one = Stack::new(&db, true).await;
+    let two = Stack::new(&db, true).await;
+    // A third process without a feed shows what a 300 s cache alone would do.
+    let stale = Stack::new(&db, false).await;
+
+    let tenant = one.store.create(new_tenant("suspend")).await.unwrap();
+    one.store
+        .set_status(
+            tenant.id,
+            change(TenantStatus::Provisioning, TenantStatus::Active),
+        )
+        .await
+        .unwrap();
+    // The creation and activation notices may still be in flight: wait until stack two serves it.
+    eventually(5, "stack two serving the active tenant", || async {
+        two.reader.check(tenant.id).await.is_ok()
+    })
+    .await;
+    stale.reader.check(tenant.id).await.unwrap();
+    let loads = two.reader.loads.load(std::sync::atomic::Ordering::Relaxed);
+    two.reader.check(tenant.id).await.unwrap();
+    assert_eq!(
+        two.reader.loads.load(std::sync::atomic::Ordering::Relaxed),
+        loads,
+        "stack two answers from its cache"
+    );
+
+    let suspend = StatusChange {
+        from: TenantStatus::Active,
+        to: TenantStatus::Suspended,
+        reason: Some("unpaid".into()),
+    };
+    one.store.set_status(tenant.id, suspend).await.unwrap();
+    eventually(5, "stack two refusing the suspended tenant", || async {
+        matches!(
+            two.reader.check(tenant.id).await,
+            Err(TenantError::Suspended { reason: Some(ref r), .. }) if r == "unpaid"
+        )
+    })
+    .await;
+    assert!(
+        stale.reader.check(tenant.id).await.is_ok(),
+        "without the feed, a cached tenant stays active until its TTL"
+    );
+    assert!(two.feed().notices() >= 1);
+    assert_eq!(two.feed().health().status, HealthStatus::Healthy);
+
+    one.feed().shutdown().await;
+    two.feed().shutdown().await;
+    assert_eq!(
+        two.feed().health().status,
+        HealthStatus::Unhealthy,
+        "a stopped feed says so"
+    );
+    drop((one, two, stale));
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_listener_degrades_flushes_reconnects_and_works_again() {
+    let db = TestDb::new().await;
+    let one = Stack::new(&db, true).await;
+    let two = Stack::new(&db, true).await;
+    let tenant = one.store.create(new_tenant("killed")).await.unwrap();
+    one.store
+        .set_status(
+            tenant.id,
+            change(TenantStatus::Provisioning, TenantStatus::Active),
+        )
+        .await
+        .unwrap();
+    eventually(5, "stack two serving the active tenant", || async {
+        two.reader.check(tenant.id).await.is_ok()
+    })
+    .await;
+    assert!(two.reader.is_cached(tenant.id).await);
+    assert_eq!(two.feed().reconnects(), 0);
+
+    // Keep the feed from reconnecting while the test looks at it; existing pool connections stay.
+    db.allow_connections(false).await;
+    assert_eq!(
+        db.terminate(&two.application_name).await,
+        1,
+        "one listener backend"
+    );
+    eventually(5, "the feed reporting degraded", || async {
+        two.feed().health().status == HealthStatus::Degraded
+    })
+    .await;
+    let health = two.feed().health();
+    assert!(
+        health.details["reason"].starts_with("reconnecting"),
+        "{health:?}"
+    );
+    assert!(
+        !two.reader.is_cached(tenant.id).await,
+        "losing the connection flushes the caches (changes may be missed meanwhile)"
+    );
+
+    db.allow_connections(true).await;
+    eventually(10, "the feed reconnecting", || async {
+        two.feed().reconnects() == 1 && two.feed().health().status == HealthStatus::Healthy
+    })
+    .await;
+
+    // Invalidation works again: cache the tenant, suspend it elsewhere, see it refused.
+    two.reader.check(tenant.id).await.unwrap();
+    assert!(two.reader.is_cached(tenant.id).await);
+    one.store
+        .set_status(
+            tenant.id,
+            change(TenantStatus::Active, TenantStatus::Suspended),
+        )
+        .await
+        .unwrap();
+    eventually(
+        5,
+        "stack two refusing the suspended tenant after reconnecting",
+        || async {
+            matches!(
+                two.reader.check(tenant.id).await,
+                Err(TenantError::Suspended { .. })
+            )
+        },
+    )
+    .await;
+    one.feed().shutdown().await;
+    two.feed().shutdown().await;
+    drop((one, two));
+    db.drop_db().await;
+}

@@ -1,0 +1,179 @@
+//! The SQLite store against a real SQLite file: the core conformance suite, the concurrent-create
+//! race, unreadable rows, migrations and connection failures.
+
+use std::sync::Arc;
+
+use tenancy_core::conformance::{self, new_tenant};
+use tenancy_core::{ConfigStore, TenantError, TenantStore};
+use tenancy_store_sql::{SqlTenantStore, SqliteTenantStore, StoreConfig};
+
+struct Db {
+    _dir: tempfile::TempDir,
+    config: StoreConfig,
+}
+
+fn temp_db() -> Db {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("tenants.db").display());
+    Db {
+        _dir: dir,
+        config: StoreConfig::with_url(url),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passes_the_core_conformance_suite() {
+    let db = temp_db();
+    let store = Arc::new(SqliteTenantStore::connect(&db.config).await.unwrap());
+    conformance::run_all(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_enum_store_passes_the_suite_too() {
+    let db = temp_db();
+    let store = Arc::new(SqlTenantStore::connect(&db.config).await.unwrap());
+    assert_eq!(store.backend(), "sqlite");
+    conformance::run_all(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_one_of_fifty_concurrent_creates_of_one_slug_wins() {
+    let db = temp_db();
+    let store = Arc::new(SqliteTenantStore::connect(&db.config).await.unwrap());
+    conformance::concurrent_creates_of_one_slug(store.clone(), 50).await;
+    let page = store.list(Default::default()).await.unwrap();
+    assert_eq!(page.items.len(), 1, "only the winner is stored");
+}
+
+#[tokio::test]
+async fn an_unreadable_config_row_is_a_storage_error_naming_tenant_and_key() {
+    let db = temp_db();
+    let store = SqliteTenantStore::connect(&db.config).await.unwrap();
+    let tenant = store.create(new_tenant("corrupt")).await.unwrap();
+    let healthy = store.create(new_tenant("healthy")).await.unwrap();
+    sqlx::query(
+        "UPDATE tenancy_config SET value = '{not json' WHERE key = 'theme' AND tenant_id = ?1",
+    )
+    .bind(tenancy_core::Uuid::from(tenant.id))
+    .execute(store.pool())
+    .await
+    .unwrap();
+
+    let check = |err: TenantError| {
+        let message = err.to_string();
+        assert!(matches!(err, TenantError::Storage { .. }), "{message}");
+        assert!(message.contains(&tenant.id.to_string()), "{message}");
+        assert!(message.contains("\"theme\""), "{message}");
+    };
+    check(store.get_config(tenant.id, "theme").await.unwrap_err());
+    check(store.get_all_config(tenant.id).await.unwrap_err());
+    check(store.get(tenant.id).await.unwrap_err());
+    check(store.list(Default::default()).await.unwrap_err());
+
+    // Other tenants are unaffected. Overwriting or removing the value fails without changing
+    // anything: the unreadable row is kept for repair, not silently dropped.
+    assert_eq!(store.get(healthy.id).await.unwrap().unwrap().id, healthy.id);
+    check(
+        store
+            .set_config(tenant.id, "theme", serde_json::json!("dark"))
+            .await
+            .unwrap_err(),
+    );
+    check(store.remove_config(tenant.id, "theme").await.unwrap_err());
+    let raw: String = sqlx::query_scalar(
+        "SELECT value FROM tenancy_config WHERE key = 'theme' AND tenant_id = ?1",
+    )
+    .bind(tenancy_core::Uuid::from(tenant.id))
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(raw, "{not json", "the refused writes rolled back");
+
+    // An unreadable status or metadata column is reported the same way.
+    sqlx::query("UPDATE tenancy_tenants SET metadata = '[1, 2]' WHERE id = ?1")
+        .bind(tenancy_core::Uuid::from(healthy.id))
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let err = store.get(healthy.id).await.unwrap_err();
+    assert!(err.to_string().contains("metadata"), "{err}");
+}
+
+#[tokio::test]
+async fn migrations_run_twice_harmlessly_and_refuse_a_newer_schema() {
+    let db = temp_db();
+    let store = SqliteTenantStore::connect(&db.config).await.unwrap();
+    let tenant = store.create(new_tenant("kept")).await.unwrap();
+    assert_eq!(store.migrate().await.unwrap(), 1);
+    assert_eq!(store.migrate().await.unwrap(), 1);
+    let reopened = SqliteTenantStore::connect(&db.config).await.unwrap();
+    assert_eq!(
+        reopened.get(tenant.id).await.unwrap().unwrap().id,
+        tenant.id
+    );
+
+    sqlx::query(
+        "INSERT INTO tenancy_schema_version (version, description, applied_at) \
+         VALUES (7, 'from the future', '2030-01-01T00:00:00Z')",
+    )
+    .execute(store.pool())
+    .await
+    .unwrap();
+    let err = SqliteTenantStore::connect(&db.config).await.unwrap_err();
+    assert!(matches!(err, TenantError::Migration { .. }), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "migration failed: schema version 7 is newer than this binary supports (1): upgrade tenancy"
+    );
+}
+
+#[tokio::test]
+async fn connection_failures_and_bad_urls_are_typed_errors() {
+    let err = SqliteTenantStore::connect(&StoreConfig::with_url(
+        "sqlite:///nonexistent-dir-for-tenancy-tests/x/tenants.db",
+    ))
+    .await
+    .unwrap_err();
+    assert!(matches!(err, TenantError::Storage { .. }), "{err}");
+    assert!(
+        std::error::Error::source(&err).is_some(),
+        "keeps the sqlx error"
+    );
+
+    for url in ["mysql://localhost/x", "nonsense"] {
+        let err = SqlTenantStore::connect(&StoreConfig::with_url(url))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, TenantError::Configuration(_)), "{url}: {err}");
+    }
+    let err = SqlTenantStore::connect(&StoreConfig::default())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("store.url"), "{err}");
+}
+
+#[tokio::test]
+async fn ping_reports_a_closed_pool() {
+    let db = temp_db();
+    let store = SqlTenantStore::connect(&db.config).await.unwrap();
+    let timeout = std::time::Duration::from_secs(2);
+    assert!(store.ping(timeout).await.is_ok());
+    assert_eq!(
+        store.health(timeout).await.status,
+        tenancy_core::HealthStatus::Healthy
+    );
+    let SqlTenantStore::Sqlite(inner) = &store else {
+        panic!("a sqlite URL opens the SQLite store")
+    };
+    inner.pool().close().await;
+    let err = store.ping(timeout).await.unwrap_err();
+    assert!(matches!(err, TenantError::Storage { .. }), "{err}");
+    assert_eq!(
+        store.health(timeout).await.status,
+        tenancy_core::HealthStatus::Unhealthy
+    );
+    assert!(matches!(
+        store.get(tenancy_core::TenantId::new()).await,
+        Err(TenantError::Storage { .. })
+    ));
+}
