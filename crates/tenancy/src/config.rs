@@ -11,6 +11,7 @@ use tenancy_core::TenantError;
 
 use tenancy_isolation_sql::IsolationConfig;
 use tenancy_lifecycle::LifecycleConfig;
+use tenancy_resolution::{ResolutionConfig, ResolverRegistry, SUBDOMAIN};
 
 use crate::integration::IntegrationConfig;
 
@@ -36,6 +37,8 @@ pub const ENV_PREFIX: &str = "TENANCY__";
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct TenancyConfig {
+    /// Tenant resolution: resolvers, their settings, the validator cache, membership checks.
+    pub resolution: ResolutionConfig,
     /// Tenant lifecycle: the isolation strategy that provisions tenants, auto-provisioning.
     pub lifecycle: LifecycleConfig,
     /// Tenant data isolation: strategy, row-level setting, schema deprovisioning, database servers.
@@ -158,6 +161,26 @@ impl TenancyConfig {
     /// [`ConfigError::Section`] when a section's own checks fail, [`ConfigError::Rejected`] when
     /// sections contradict each other; both name the key at fault.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        let resolution = &self.resolution;
+        if resolution.subdomain_base_domain.is_none()
+            && resolution
+                .resolvers
+                .iter()
+                .flatten()
+                .any(|name| name == SUBDOMAIN)
+        {
+            return Err(ConfigError::Rejected {
+                key: "tenancy.resolution.resolvers".to_owned(),
+                reason: "lists `subdomain` but `tenancy.resolution.subdomain_base_domain` is not \
+                         set: set the base domain (such as app.example.com) or remove `subdomain`"
+                    .to_owned(),
+            });
+        }
+        // Building the resolvers checks names, header, path pattern and token settings.
+        section(
+            "resolution",
+            ResolverRegistry::from_config(resolution).map(drop),
+        )?;
         section("lifecycle", self.lifecycle.validate())?;
         section("isolation", self.isolation.validate())?;
         Ok(())

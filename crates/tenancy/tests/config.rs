@@ -21,6 +21,17 @@ fn defaults_without_a_file_or_environment() {
         assert!(!config.lifecycle.deprovision_on_deactivate);
         assert_eq!(config.isolation.strategy, "row_level");
         assert_eq!(config.isolation.tenant_setting, "app.tenant_id");
+        let resolution = &config.resolution;
+        assert_eq!(resolution.header_name, "x-tenant-id");
+        assert_eq!(resolution.subdomain_base_domain, None);
+        assert_eq!(resolution.path_pattern, "/tenants/{tenant}/");
+        assert_eq!(resolution.jwt_claim_key, "tenant_id");
+        assert_eq!(resolution.validator.cache_ttl_secs, 300);
+        // jwt_claim, header, subdomain, path: subdomain joins once a base domain is set.
+        assert_eq!(
+            resolution.active_resolvers(),
+            ["jwt_claim", "header", "path"]
+        );
         // A file without a `tenancy` section takes every default too.
         jail.create_file("app.yaml", "server:\n  port: 8080\n")?;
         let config = load_in(jail, Some("app.yaml")).unwrap();
@@ -195,6 +206,48 @@ fn a_section_refusing_a_value_is_named() {
         assert!(
             matches!(&error, ConfigError::Section { section: "lifecycle", message }
                 if message.starts_with("lifecycle.isolation_strategy")),
+            "{error}"
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn the_subdomain_resolver_without_a_base_domain_is_rejected() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "app.yaml",
+            "tenancy:\n  resolution:\n    resolvers: [header, subdomain]\n",
+        )?;
+        let error = load_in(jail, Some("app.yaml")).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "invalid configuration key `tenancy.resolution.resolvers`: lists `subdomain` but \
+             `tenancy.resolution.subdomain_base_domain` is not set: set the base domain (such as \
+             app.example.com) or remove `subdomain`"
+        );
+        // With the base domain from the environment, the same file loads.
+        jail.set_env(
+            "TENANCY__RESOLUTION__SUBDOMAIN_BASE_DOMAIN",
+            "app.example.com",
+        );
+        let config = load_in(jail, Some("app.yaml")).unwrap();
+        assert_eq!(
+            config.resolution.active_resolvers(),
+            ["header", "subdomain"]
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn an_unknown_resolver_is_rejected_at_load() {
+    Jail::expect_with(|jail| {
+        jail.set_env("TENANCY__RESOLUTION__RESOLVERS", "[header, cookie]");
+        let error = load_in(jail, None).unwrap_err();
+        assert!(
+            matches!(&error, ConfigError::Section { section: "resolution", message }
+                if message.contains("unknown resolver `cookie`")),
             "{error}"
         );
         Ok(())
