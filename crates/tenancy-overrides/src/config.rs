@@ -1,0 +1,140 @@
+//! [`OverridesConfig`], the `overrides` section of the tenancy configuration.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tenancy_core::{JsonObject, TenantError};
+
+use crate::rules::{DEFAULT_MAX_VALUE_BYTES, validate_key, validate_value};
+
+/// Per-tenant configuration overrides (the `overrides` configuration section).
+///
+/// ```
+/// use std::time::Duration;
+/// use tenancy_overrides::OverridesConfig;
+///
+/// let config: OverridesConfig =
+///     serde_json::from_str(r#"{"cache_ttl": 30, "defaults": {"max_users": 50}}"#)?;
+/// assert_eq!(config.cache_ttl, Duration::from_secs(30));
+/// assert_eq!(config.max_value_bytes, 65536);
+/// assert_eq!(config.defaults["max_users"], 50);
+/// config.validate()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OverridesConfig {
+    /// How long a tenant's whole configuration stays cached, in whole seconds (default 60, at
+    /// least 1).
+    #[serde(with = "seconds")]
+    pub cache_ttl: Duration,
+    /// How many tenants' configurations the cache holds at most (default 10 000, at least 1).
+    pub cache_capacity: u64,
+    /// The largest value, in bytes of serialized JSON (default 65 536).
+    pub max_value_bytes: usize,
+    /// Application defaults, used for keys a tenant does not override (default empty).
+    pub defaults: JsonObject,
+}
+
+impl Default for OverridesConfig {
+    fn default() -> Self {
+        Self {
+            cache_ttl: Duration::from_secs(60),
+            cache_capacity: 10_000,
+            max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
+            defaults: JsonObject::new(),
+        }
+    }
+}
+
+impl OverridesConfig {
+    /// Checks what serde cannot: bounds, and that every default follows the key and value rules.
+    ///
+    /// # Errors
+    /// [`TenantError::Configuration`] naming the setting.
+    pub fn validate(&self) -> Result<(), TenantError> {
+        if self.cache_ttl < Duration::from_secs(1) {
+            return Err(TenantError::Configuration(
+                "overrides.cache_ttl must be at least 1 second".to_owned(),
+            ));
+        }
+        if self.cache_capacity == 0 {
+            return Err(TenantError::Configuration(
+                "overrides.cache_capacity must be at least 1".to_owned(),
+            ));
+        }
+        if self.max_value_bytes == 0 {
+            return Err(TenantError::Configuration(
+                "overrides.max_value_bytes must be at least 1".to_owned(),
+            ));
+        }
+        validate_defaults(&self.defaults, self.max_value_bytes)
+    }
+}
+
+/// Checks every default against the key and value rules.
+pub(crate) fn validate_defaults(
+    defaults: &JsonObject,
+    max_bytes: usize,
+) -> Result<(), TenantError> {
+    for (key, value) in defaults {
+        validate_key(key)
+            .and_then(|()| validate_value(key, value, max_bytes))
+            .map_err(|e| TenantError::Configuration(format!("overrides.defaults: {e}")))?;
+    }
+    Ok(())
+}
+
+/// A [`Duration`] as a whole number of seconds.
+mod seconds {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(value: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(value.as_secs())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn defaults_round_trip_and_bad_settings_are_refused() {
+        let config: OverridesConfig = serde_json::from_str("{}").unwrap();
+        assert_eq!(config, OverridesConfig::default());
+        assert_eq!(config.cache_ttl, Duration::from_secs(60));
+        config.validate().unwrap();
+        let value = serde_json::to_value(&config).unwrap();
+        assert_eq!(value["cache_ttl"], 60);
+        assert_eq!(
+            serde_json::from_value::<OverridesConfig>(value).unwrap(),
+            config
+        );
+
+        let err = serde_json::from_str::<OverridesConfig>(r#"{"ttl": 5}"#).unwrap_err();
+        assert!(err.to_string().contains("unknown field `ttl`"), "{err}");
+        assert!(serde_json::from_str::<OverridesConfig>(r#"{"cache_ttl": "60s"}"#).is_err());
+
+        for bad in [
+            json!({"cache_ttl": 0}),
+            json!({"cache_capacity": 0}),
+            json!({"max_value_bytes": 0}),
+            json!({"defaults": {"Bad Key": 1}}),
+            json!({"defaults": {"null": null}}),
+            json!({"max_value_bytes": 4, "defaults": {"big": "abcdef"}}),
+        ] {
+            let config: OverridesConfig = serde_json::from_value(bad.clone()).unwrap();
+            assert!(
+                matches!(config.validate(), Err(TenantError::Configuration(_))),
+                "{bad}"
+            );
+        }
+    }
+}
