@@ -164,7 +164,9 @@ impl TenantLifecycle {
             TenantEventKind::Created { slug: tenant.slug },
         )
         .await;
-        let mut outcome = self.provision_and_activate(&tenant).await?;
+        let mut outcome = self
+            .provision_and_activate(&tenant, TenantEventKind::Provisioned)
+            .await?;
         publish_errors.append(&mut outcome.publish_errors);
         outcome.publish_errors = publish_errors;
         Ok(outcome)
@@ -185,7 +187,10 @@ impl TenantLifecycle {
                 tracing::debug!(tenant_id = %id, "already active: nothing to provision");
                 Ok(Outcome::new(tenant))
             }
-            Some(TenantError::Provisioning { .. }) => self.provision_and_activate(&tenant).await,
+            Some(TenantError::Provisioning { .. }) => {
+                self.provision_and_activate(&tenant, TenantEventKind::Provisioned)
+                    .await
+            }
             Some(refusal) => Err(refusal),
         }
     }
@@ -245,15 +250,16 @@ impl TenantLifecycle {
         let tenant = self.load(id).await?;
         tenant.status.check_transition(TenantStatus::Active, id)?;
         match tenant.status {
-            TenantStatus::Provisioning => self.provision_and_activate(&tenant).await,
+            TenantStatus::Provisioning => {
+                self.provision_and_activate(&tenant, TenantEventKind::Provisioned)
+                    .await
+            }
             TenantStatus::Inactive => {
                 let provisioning = self
                     .transition(&tenant, TenantStatus::Provisioning, None)
                     .await?;
-                let mut outcome = self.provision_and_activate_as(&provisioning, false).await?;
-                self.publish(&mut outcome.publish_errors, id, TenantEventKind::Activated)
-                    .await;
-                Ok(outcome)
+                self.provision_and_activate(&provisioning, TenantEventKind::Activated)
+                    .await
             }
             _ => {
                 let active = self.transition(&tenant, TenantStatus::Active, None).await?;
@@ -375,18 +381,14 @@ impl TenantLifecycle {
         Ok(changed)
     }
 
-    /// Provisions a `provisioning` tenant and makes it `active`, publishing `provisioned`.
-    async fn provision_and_activate(&self, tenant: &TenantInfo) -> Result<Outcome, TenantError> {
-        self.provision_and_activate_as(tenant, true).await
-    }
-
-    /// Provisions a `provisioning` tenant and makes it `active`, publishing `provisioned` when
-    /// `announce` is set and this call made it active. On failure the error is recorded on the
-    /// tenant, which stays `provisioning`.
-    async fn provision_and_activate_as(
+    /// Provisions a `provisioning` tenant and makes it `active`, then publishes `event`. On
+    /// failure the error is recorded on the tenant, which stays `provisioning`. When a concurrent
+    /// call made the tenant active first, the job is done and this call publishes nothing (that
+    /// call did).
+    async fn provision_and_activate(
         &self,
         tenant: &TenantInfo,
-        announce: bool,
+        event: TenantEventKind,
     ) -> Result<Outcome, TenantError> {
         let id = tenant.id;
         if let Err(error) = self.provisioner.provision(id).await {
@@ -398,17 +400,9 @@ impl TenantLifecycle {
         match self.transition(tenant, TenantStatus::Active, None).await {
             Ok(active) => {
                 let mut outcome = Outcome::new(active);
-                if announce {
-                    self.publish(
-                        &mut outcome.publish_errors,
-                        id,
-                        TenantEventKind::Provisioned,
-                    )
-                    .await;
-                }
+                self.publish(&mut outcome.publish_errors, id, event).await;
                 Ok(outcome)
             }
-            // A concurrent retry finished first: the job is done, and announced by that call.
             Err(TenantError::StatusConflict {
                 actual: TenantStatus::Active,
                 ..

@@ -544,3 +544,30 @@ async fn config_picks_the_named_strategy() {
         "deprovision_on_deactivate is applied"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_retries_activate_once_and_announce_once() {
+    for round in 0..5 {
+        let h = Harness::new();
+        *h.strategy.barrier.lock().unwrap() = Some(Arc::new(tokio::sync::Barrier::new(2)));
+        let tenant = h
+            .tenant_in(&format!("retry-{round}"), TenantStatus::Provisioning)
+            .await;
+        let tasks: Vec<_> = (0..2)
+            .map(|_| {
+                let lifecycle = h.lifecycle.clone();
+                tokio::spawn(async move { lifecycle.retry_provisioning(tenant.id).await })
+            })
+            .collect();
+        for task in tasks {
+            let outcome = task.await.unwrap().unwrap();
+            assert_eq!(outcome.tenant.status, TenantStatus::Active);
+        }
+        assert_eq!(
+            h.strategy.provisions.load(Ordering::SeqCst),
+            2,
+            "both provisioned"
+        );
+        assert_eq!(h.publisher.names(), ["provisioned"], "round {round}");
+    }
+}

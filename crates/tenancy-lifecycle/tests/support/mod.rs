@@ -57,6 +57,8 @@ pub struct TestStrategy {
     pub deprovisions: AtomicUsize,
     pub seen: Mutex<Vec<TenantStatus>>,
     pub store: Option<Arc<InMemoryStore>>,
+    /// When set, every provision waits here, so concurrent callers are provisioning together.
+    pub barrier: Mutex<Option<Arc<tokio::sync::Barrier>>>,
 }
 
 impl TestStrategy {
@@ -76,6 +78,10 @@ impl IsolationStrategy for TestStrategy {
 
     async fn provision(&self, tenant: TenantId) -> Result<(), TenantError> {
         self.provisions.fetch_add(1, Ordering::SeqCst);
+        let barrier = self.barrier.lock().unwrap().clone();
+        if let Some(barrier) = barrier {
+            barrier.wait().await;
+        }
         if let Some(store) = &self.store
             && let Some(info) = store.get(tenant).await?
         {
