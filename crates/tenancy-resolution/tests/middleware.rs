@@ -1,0 +1,485 @@
+//! The middleware and the guard as a bare tower stack (hyper-style `Full<Bytes>` bodies), over a
+//! counting wrapper around the real in-memory store.
+
+mod common;
+
+use std::convert::Infallible;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use common::{CountingStore, TableMembership};
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use tenancy_core::{TenantError, TenantInfo, TenantStatus, context};
+use tenancy_resolution::{
+    AuthenticatedUser, ResolutionConfig, ResolvedTenant, TenancyLayer, TenantGuardLayer,
+    TenantMembership, TenantValidator, VerifiedClaims,
+};
+use tower::util::BoxCloneService;
+use tower::{ServiceBuilder, ServiceExt, service_fn};
+
+type Service = BoxCloneService<Request<Full<Bytes>>, Response<Full<Bytes>>, Infallible>;
+
+/// Answers `<slug from extensions> <resolver> <slug from the task-local context>`, or `none`.
+async fn whoami(request: Request<Full<Bytes>>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let body = match request.extensions().get::<ResolvedTenant>() {
+        Some(tenant) => format!(
+            "{} {} {}",
+            tenant.slug,
+            tenant.resolved_by(),
+            context::current()
+                .map(|c| c.tenant().slug.to_string())
+                .unwrap_or_default()
+        ),
+        None => format!("none {}", context::current().is_none()),
+    };
+    Ok(Response::new(Full::from(body)))
+}
+
+/// Header and path resolvers; the header is trusted unless `strict` membership is tested.
+fn config() -> ResolutionConfig {
+    ResolutionConfig {
+        resolvers: Some(vec!["jwt_claim".into(), "header".into(), "path".into()]),
+        trusted_resolvers: vec!["jwt_claim".into(), "header".into(), "path".into()],
+        ..ResolutionConfig::default()
+    }
+}
+
+fn stack(
+    store: &Arc<CountingStore>,
+    layer: impl FnOnce(TenantValidator) -> TenancyLayer,
+    guard: bool,
+) -> Service {
+    let validator =
+        TenantValidator::new(store.clone(), &ResolutionConfig::default().validator).unwrap();
+    let tenancy = layer(validator);
+    if guard {
+        BoxCloneService::new(
+            ServiceBuilder::new()
+                .layer(tenancy)
+                .layer(TenantGuardLayer::new())
+                .service(service_fn(whoami)),
+        )
+    } else {
+        BoxCloneService::new(
+            ServiceBuilder::new()
+                .layer(tenancy)
+                .service(service_fn(whoami)),
+        )
+    }
+}
+
+fn trusted_stack(store: &Arc<CountingStore>, guard: bool) -> Service {
+    stack(store, |v| TenancyLayer::new(&config(), v).unwrap(), guard)
+}
+
+fn send(
+    service: &Service,
+    request: Request<Full<Bytes>>,
+) -> impl Future<Output = (StatusCode, String)> + Send + use<> {
+    let service = service.clone();
+    async move {
+        let response = service.oneshot(request).await.unwrap();
+        let status = response.status();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+}
+
+fn with_header(value: &str) -> Request<Full<Bytes>> {
+    Request::builder()
+        .uri("/whoami")
+        .header("x-tenant-id", value)
+        .body(Full::default())
+        .unwrap()
+}
+
+fn json(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap()
+}
+
+#[tokio::test]
+async fn the_handler_sees_the_tenant_in_extensions_and_task_local_context() {
+    let store = CountingStore::new();
+    let acme = store.tenant("acme", TenantStatus::Active).await;
+    let service = trusted_stack(&store, true);
+    let (status, body) = send(&service, with_header(&acme.id.to_string())).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::OK, "acme header acme")
+    );
+    // By path (slug); the second request is served from the cache.
+    let by_path = Request::builder()
+        .uri("/tenants/acme/whoami")
+        .body(Full::default())
+        .unwrap();
+    assert_eq!(send(&service, by_path).await.1, "acme path acme");
+    let (_, body) = send(&service, with_header(&acme.id.to_string())).await;
+    assert_eq!(body, "acme header acme");
+    assert_eq!(
+        store.lookups(),
+        1,
+        "the slug load cached the id; later requests hit the cache"
+    );
+}
+
+#[tokio::test]
+async fn the_guard_answers_403_for_inactive_suspended_provisioning_and_unknown_tenants() {
+    let store = CountingStore::new();
+    let guarded = trusted_stack(&store, true);
+    let open = trusted_stack(&store, false);
+    for (slug, status) in [
+        ("off", TenantStatus::Inactive),
+        ("banned", TenantStatus::Suspended),
+        ("new", TenantStatus::Provisioning),
+    ] {
+        let tenant = store.tenant(slug, status).await;
+        let (code, body) = send(&guarded, with_header(&tenant.id.to_string())).await;
+        assert_eq!(code, StatusCode::FORBIDDEN, "{slug}");
+        assert_eq!(json(&body)["error"], "tenant_required");
+        // Without the guard the middleware never rejects: the handler runs without a tenant.
+        let (code, body) = send(&open, with_header(&tenant.id.to_string())).await;
+        assert_eq!(
+            (code, body.as_str()),
+            (StatusCode::OK, "none true"),
+            "{slug}"
+        );
+    }
+    let unknown = tenancy_core::TenantId::new().to_string();
+    let response = guarded
+        .clone()
+        .oneshot(with_header(&unknown))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let body = json(std::str::from_utf8(&body).unwrap());
+    assert_eq!(body["error"], "tenant_required");
+    assert!(body["message"].as_str().unwrap().contains("active tenant"));
+    let no_tenant = Request::builder()
+        .uri("/whoami")
+        .body(Full::default())
+        .unwrap();
+    assert_eq!(send(&guarded, no_tenant).await.0, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn malformed_ids_cost_no_store_call() {
+    let store = CountingStore::new();
+    let service = trusted_stack(&store, true);
+    let huge = "7".repeat(16 * 1024);
+    for value in [
+        "not-a-uuid",
+        "../../etc/passwd",
+        "",
+        "0190d5a0-7c1e-7a2b-9c3d",
+        &huge,
+        "' OR 1=1 --",
+    ] {
+        assert_eq!(
+            send(&service, with_header(value)).await.0,
+            StatusCode::FORBIDDEN,
+            "{value:?}"
+        );
+    }
+    let non_utf8 = Request::builder()
+        .header(
+            "x-tenant-id",
+            http::HeaderValue::from_bytes(b"\xff\xfe").unwrap(),
+        )
+        .body(Full::default())
+        .unwrap();
+    assert_eq!(send(&service, non_utf8).await.0, StatusCode::FORBIDDEN);
+    for path in [
+        "/tenants/../admin",
+        "/tenants/ACME",
+        "/tenants/%61cme/x",
+        "/tenants/-x-/",
+    ] {
+        let request = Request::builder().uri(path).body(Full::default()).unwrap();
+        assert_eq!(
+            send(&service, request).await.0,
+            StatusCode::FORBIDDEN,
+            "{path}"
+        );
+    }
+    assert_eq!(store.lookups(), 0);
+}
+
+#[tokio::test]
+async fn a_store_failure_with_nothing_cached_answers_503() {
+    let store = CountingStore::new();
+    let cached = store.tenant("cached", TenantStatus::Active).await;
+    let cold = store.tenant("cold", TenantStatus::Active).await;
+    let service = trusted_stack(&store, false);
+    assert_eq!(
+        send(&service, with_header(&cached.id.to_string())).await.0,
+        StatusCode::OK
+    );
+
+    store.set_failing(true);
+    let response = service
+        .clone()
+        .oneshot(with_header(&cold.id.to_string()))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers()["retry-after"], "1");
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(
+        json(std::str::from_utf8(&body).unwrap())["error"],
+        "tenant_store_unavailable"
+    );
+    // A cached tenant keeps working while the store is down.
+    let (status, body) = send(&service, with_header(&cached.id.to_string())).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::OK, "cached header cached")
+    );
+    // The failure was not cached.
+    store.set_failing(false);
+    assert_eq!(
+        send(&service, with_header(&cold.id.to_string())).await.0,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_requests_for_a_cold_tenant_make_one_store_call() {
+    let store = CountingStore::new();
+    let acme = store.tenant("acme", TenantStatus::Active).await;
+    store.set_slow(true);
+    let service = trusted_stack(&store, true);
+    let barrier = Arc::new(tokio::sync::Barrier::new(1000));
+    let tasks: Vec<_> = (0..1000)
+        .map(|_| {
+            let service = service.clone();
+            let barrier = barrier.clone();
+            let id = acme.id.to_string();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                send(&service, with_header(&id)).await
+            })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(
+            task.await.unwrap(),
+            (StatusCode::OK, "acme header acme".to_owned())
+        );
+    }
+    assert_eq!(store.lookups(), 1);
+}
+
+fn strict_config() -> ResolutionConfig {
+    ResolutionConfig {
+        resolvers: Some(vec!["jwt_claim".into(), "header".into()]),
+        ..ResolutionConfig::default()
+    }
+}
+
+fn strict_stack(store: &Arc<CountingStore>, membership: Arc<dyn TenantMembership>) -> Service {
+    stack(
+        store,
+        |v| {
+            TenancyLayer::builder(&strict_config(), v)
+                .membership(membership)
+                .build()
+                .unwrap()
+        },
+        true,
+    )
+}
+
+fn as_user(mut request: Request<Full<Bytes>>, user: &str) -> Request<Full<Bytes>> {
+    request
+        .extensions_mut()
+        .insert(AuthenticatedUser(user.into()));
+    request
+}
+
+#[tokio::test]
+async fn strict_membership_keeps_users_out_of_other_tenants() {
+    let store = CountingStore::new();
+    let acme = store.tenant("acme", TenantStatus::Active).await;
+    let globex = store.tenant("globex", TenantStatus::Active).await;
+    let membership = TableMembership::with([("alice", acme.id), ("bob", globex.id)]);
+    let service = strict_stack(&store, membership.clone());
+
+    // A member passes.
+    let (status, body) = send(
+        &service,
+        as_user(with_header(&acme.id.to_string()), "alice"),
+    )
+    .await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::OK, "acme header acme")
+    );
+    // A spoofed header naming someone else's tenant sets no tenant.
+    let spoofed = as_user(with_header(&globex.id.to_string()), "alice");
+    assert_eq!(send(&service, spoofed).await.0, StatusCode::FORBIDDEN);
+    // No authenticated user: no tenant, and the checker is not even asked.
+    let calls = membership.calls.load(Ordering::SeqCst);
+    assert_eq!(
+        send(&service, with_header(&acme.id.to_string())).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(membership.calls.load(Ordering::SeqCst), calls);
+    assert_eq!(calls, 2);
+
+    // A trusted resolver (jwt_claim over verified claims) passes without the check, for anyone.
+    let mut trusted = as_user(Request::new(Full::default()), "bob");
+    let serde_json::Value::Object(claims) = serde_json::json!({ "tenant_id": acme.id.to_string() })
+    else {
+        unreachable!()
+    };
+    trusted.extensions_mut().insert(VerifiedClaims::new(claims));
+    let (status, body) = send(&service, trusted).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::OK, "acme jwt_claim acme")
+    );
+    assert_eq!(membership.calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn without_strict_membership_untrusted_resolvers_pass_unchecked() {
+    let store = CountingStore::new();
+    let acme = store.tenant("acme", TenantStatus::Active).await;
+    let membership = TableMembership::with([]);
+    let config = ResolutionConfig {
+        strict_membership: false,
+        ..strict_config()
+    };
+    let service = stack(
+        &store,
+        |v| {
+            TenancyLayer::builder(&config, v)
+                .membership(membership.clone())
+                .build()
+                .unwrap()
+        },
+        true,
+    );
+    let request = as_user(with_header(&acme.id.to_string()), "mallory");
+    assert_eq!(send(&service, request).await.0, StatusCode::OK);
+    assert_eq!(membership.calls.load(Ordering::SeqCst), 0);
+}
+
+/// A membership checker whose backing store is down.
+#[derive(Debug)]
+struct FailingMembership;
+
+#[async_trait::async_trait]
+impl TenantMembership for FailingMembership {
+    async fn is_member(&self, _: &AuthenticatedUser, _: &TenantInfo) -> Result<bool, TenantError> {
+        Err(TenantError::storage(
+            "membership",
+            std::io::Error::other("down"),
+        ))
+    }
+}
+
+#[tokio::test]
+async fn a_failing_membership_store_answers_503() {
+    let store = CountingStore::new();
+    let acme = store.tenant("acme", TenantStatus::Active).await;
+    let service = strict_stack(&store, Arc::new(FailingMembership));
+    let request = as_user(with_header(&acme.id.to_string()), "alice");
+    assert_eq!(
+        send(&service, request).await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+}
+
+#[test]
+fn layer_configuration_errors_name_the_problem() {
+    let validator = TenantValidator::new(CountingStore::new(), &Default::default()).unwrap();
+    let error = |config: ResolutionConfig| match TenancyLayer::new(&config, validator.clone()) {
+        Err(TenantError::Configuration(message)) => message,
+        other => panic!("expected a configuration error, got {other:?}"),
+    };
+    let message = error(strict_config());
+    assert!(
+        message.contains("`header`") && message.contains("TenantMembership"),
+        "{message}"
+    );
+    let message = error(ResolutionConfig {
+        trusted_resolvers: vec!["jwt_clam".into()],
+        strict_membership: false,
+        ..strict_config()
+    });
+    assert!(
+        message.contains("trusted_resolvers names `jwt_clam`"),
+        "{message}"
+    );
+    let message = error(ResolutionConfig {
+        priorities: [("cookie".to_owned(), 1)].into(),
+        strict_membership: false,
+        ..strict_config()
+    });
+    assert!(message.contains("priorities names `cookie`"), "{message}");
+    let message = error(ResolutionConfig {
+        resolvers: Some(vec!["subdomain".into()]),
+        ..ResolutionConfig::default()
+    });
+    assert!(message.contains("subdomain_base_domain"), "{message}");
+}
+
+/// Collects the `tenant_id` fields of new spans.
+#[derive(Default, Clone)]
+struct SpanFields(Arc<Mutex<Vec<String>>>);
+
+struct Visitor<'a>(&'a mut Vec<String>);
+
+impl tracing::field::Visit for Visitor<'_> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "tenant_id" {
+            self.0.push(format!("{value:?}"));
+        }
+    }
+}
+
+impl tracing::Subscriber for SpanFields {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        span.record(&mut Visitor(&mut self.0.lock().unwrap()));
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, _: &tracing::Event<'_>) {}
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+#[test]
+fn the_tenant_id_is_recorded_on_a_span() {
+    let fields = SpanFields::default();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let acme = rt.block_on(async {
+        let store = CountingStore::new();
+        let acme = store.tenant("acme", TenantStatus::Active).await;
+        let service = trusted_stack(&store, false);
+        let _guard = tracing::subscriber::set_default(fields.clone());
+        // Cold (boxed path), then cached (inline path).
+        for _ in 0..2 {
+            assert_eq!(
+                send(&service, with_header(&acme.id.to_string())).await.0,
+                StatusCode::OK
+            );
+        }
+        acme
+    });
+    let recorded = fields.0.lock().unwrap().clone();
+    let id = acme.id.to_string();
+    assert_eq!(recorded, [id.clone(), id]);
+}
