@@ -11,7 +11,9 @@ use tenancy_core::TenantError;
 
 use tenancy_isolation_sql::IsolationConfig;
 use tenancy_lifecycle::LifecycleConfig;
-use tenancy_resolution::{ResolutionConfig, ResolverRegistry, SUBDOMAIN};
+use tenancy_overrides::OverridesConfig;
+use tenancy_resolution::{HEADER, ResolutionConfig, ResolverRegistry, SUBDOMAIN};
+use tenancy_store_sql::StoreConfig;
 
 use crate::integration::IntegrationConfig;
 
@@ -41,8 +43,12 @@ pub struct TenancyConfig {
     pub resolution: ResolutionConfig,
     /// Tenant lifecycle: the isolation strategy that provisions tenants, auto-provisioning.
     pub lifecycle: LifecycleConfig,
+    /// Per-tenant configuration overrides: cache TTL, application defaults.
+    pub overrides: OverridesConfig,
     /// Tenant data isolation: strategy, row-level setting, schema deprovisioning, database servers.
     pub isolation: IsolationConfig,
+    /// The tenant and config store: in memory without a URL, SQLite or PostgreSQL with one.
+    pub store: StoreConfig,
     /// Cache-key prefixing and the SQL context bridge.
     pub integration: IntegrationConfig,
 }
@@ -100,6 +106,27 @@ impl From<ConfigError> for TenantError {
 }
 
 impl TenancyConfig {
+    /// The configuration of [`stub`](crate::stub): in-memory store, the header resolver only
+    /// (trusted: no membership check), no isolation provisioning, no integration.
+    #[must_use]
+    pub fn stub() -> Self {
+        Self {
+            resolution: ResolutionConfig {
+                resolvers: Some(vec![HEADER.to_owned()]),
+                trusted_resolvers: vec![HEADER.to_owned()],
+                strict_membership: false,
+                ..ResolutionConfig::default()
+            },
+            lifecycle: LifecycleConfig {
+                auto_provision_isolation: false,
+                ..LifecycleConfig::default()
+            },
+            store: StoreConfig::default(),
+            integration: IntegrationConfig::disabled(),
+            ..Self::default()
+        }
+    }
+
     /// Loads the `tenancy:` section of the YAML file at `path` (when given), overridden by
     /// `TENANCY__*` environment variables, and validates it.
     ///
@@ -182,7 +209,9 @@ impl TenancyConfig {
             ResolverRegistry::from_config(resolution).map(drop),
         )?;
         section("lifecycle", self.lifecycle.validate())?;
+        section("overrides", self.overrides.validate())?;
         section("isolation", self.isolation.validate())?;
+        section("store", self.store.validate())?;
         Ok(())
     }
 }

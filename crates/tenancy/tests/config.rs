@@ -21,6 +21,12 @@ fn defaults_without_a_file_or_environment() {
         assert!(!config.lifecycle.deprovision_on_deactivate);
         assert_eq!(config.isolation.strategy, "row_level");
         assert_eq!(config.isolation.tenant_setting, "app.tenant_id");
+        assert_eq!(
+            config.overrides.cache_ttl,
+            std::time::Duration::from_secs(60)
+        );
+        assert!(config.overrides.defaults.is_empty());
+        assert_eq!(config.store.url, None, "in-memory store");
         let resolution = &config.resolution;
         assert_eq!(resolution.header_name, "x-tenant-id");
         assert_eq!(resolution.subdomain_base_domain, None);

@@ -2,8 +2,12 @@
 //! bridge.
 
 mod cache;
+#[cfg(feature = "sql")]
+pub(crate) mod sql;
 
 pub use cache::{InMemoryCache, KeyValueCache, TenantPrefixedCache};
+#[cfg(feature = "sql")]
+pub use sql::TenantDatabase;
 
 use serde::{Deserialize, Serialize};
 

@@ -1,0 +1,141 @@
+//! The tenant and config store the stack runs on: in memory, or SQL when `store.url` is set.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tenancy_core::{ConfigStore, Health, InMemoryStore, TenantError, TenantId, TenantStore};
+use tenancy_store_sql::StoreConfig;
+
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+use tenancy_store_sql::SqlTenantStore;
+
+/// How long the in-memory store may take to answer a health check.
+const MEMORY_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The store of a stack, shared by every provider that needs it.
+#[derive(Debug, Clone)]
+pub(crate) enum Store {
+    Memory(Arc<InMemoryStore>),
+    #[cfg(any(feature = "postgres", feature = "sqlite"))]
+    Sql {
+        store: Arc<SqlTenantStore>,
+        timeout: Duration,
+    },
+}
+
+impl Store {
+    /// An in-memory store.
+    pub(crate) fn memory() -> Self {
+        Self::Memory(Arc::new(InMemoryStore::new()))
+    }
+
+    /// The store `config.url` names, or an in-memory store when it names none.
+    pub(crate) async fn open(config: &StoreConfig) -> Result<Self, TenantError> {
+        config.validate()?;
+        if config.url.is_none() {
+            return Ok(Self::memory());
+        }
+        #[cfg(any(feature = "postgres", feature = "sqlite"))]
+        {
+            let store = SqlTenantStore::connect(config).await?;
+            tracing::info!(backend = store.backend(), "tenant store connected");
+            Ok(Self::Sql {
+                store: Arc::new(store),
+                timeout: config.ping_timeout(),
+            })
+        }
+        #[cfg(not(any(feature = "postgres", feature = "sqlite")))]
+        Err(TenantError::Configuration(
+            "store.url is set, but this build of tenancy has no SQL store: enable the `sqlite` or \
+             `postgres` feature, or remove store.url to use the in-memory store"
+                .into(),
+        ))
+    }
+
+    pub(crate) fn tenants(&self) -> Arc<dyn TenantStore> {
+        match self {
+            Self::Memory(store) => Arc::clone(store) as Arc<dyn TenantStore>,
+            #[cfg(any(feature = "postgres", feature = "sqlite"))]
+            Self::Sql { store, .. } => Arc::clone(store) as Arc<dyn TenantStore>,
+        }
+    }
+
+    pub(crate) fn configs(&self) -> Arc<dyn ConfigStore> {
+        match self {
+            Self::Memory(store) => Arc::clone(store) as Arc<dyn ConfigStore>,
+            #[cfg(any(feature = "postgres", feature = "sqlite"))]
+            Self::Sql { store, .. } => Arc::clone(store) as Arc<dyn ConfigStore>,
+        }
+    }
+
+    /// The PostgreSQL store, when the stack runs on one.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn postgres(&self) -> Option<&tenancy_store_sql::PgTenantStore> {
+        match self {
+            Self::Sql { store, .. } => match store.as_ref() {
+                SqlTenantStore::Postgres(pg) => Some(pg),
+                #[allow(unreachable_patterns)]
+                _ => None,
+            },
+            Self::Memory(_) => None,
+        }
+    }
+
+    /// Whether the config store answers a read within its timeout.
+    pub(crate) async fn config_health(&self) -> Health {
+        let configs = self.configs();
+        let probe = configs.get_all_config(nil_tenant());
+        answers(probe, self.timeout(), "the config store")
+            .await
+            .with_detail("backend", self.backend())
+    }
+
+    fn timeout(&self) -> Duration {
+        match self {
+            Self::Memory(_) => MEMORY_TIMEOUT,
+            #[cfg(any(feature = "postgres", feature = "sqlite"))]
+            Self::Sql { timeout, .. } => *timeout,
+        }
+    }
+
+    fn backend(&self) -> &'static str {
+        match self {
+            Self::Memory(_) => "memory",
+            #[cfg(any(feature = "postgres", feature = "sqlite"))]
+            Self::Sql { store, .. } => store.backend(),
+        }
+    }
+
+    /// Whether the store answers within its timeout (a SQL store is pinged; the in-memory store
+    /// answers a read).
+    pub(crate) async fn health(&self) -> Health {
+        match self {
+            Self::Memory(store) => answers(store.get(nil_tenant()), MEMORY_TIMEOUT, "the store")
+                .await
+                .with_detail("backend", "memory"),
+            #[cfg(any(feature = "postgres", feature = "sqlite"))]
+            Self::Sql { store, timeout } => store.health(*timeout).await,
+        }
+    }
+}
+
+/// An id no tenant has: probes read it to see that the store answers.
+fn nil_tenant() -> TenantId {
+    TenantId::from_uuid(tenancy_core::Uuid::nil())
+}
+
+/// Healthy when `probe` succeeds within `timeout`, unhealthy with the reason otherwise.
+async fn answers<T>(
+    probe: impl Future<Output = Result<T, TenantError>>,
+    timeout: Duration,
+    what: &str,
+) -> Health {
+    match tokio::time::timeout(timeout, probe).await {
+        Ok(Ok(_)) => Health::healthy(),
+        Ok(Err(e)) => Health::unhealthy(e.to_string()),
+        Err(_) => Health::unhealthy(format!(
+            "{what} did not answer within {} ms",
+            timeout.as_millis()
+        )),
+    }
+}

@@ -1,0 +1,150 @@
+//! `configure` end to end on the SQLite store, through an axum router.
+
+// `figment::Jail` closures return `figment::Result`, whose error is large; that is its API.
+#![allow(clippy::result_large_err)]
+
+mod common;
+
+use common::{app, get_with};
+use figment::Figment;
+use figment::providers::{Format, Yaml};
+use http::StatusCode;
+use tenancy::TenancyConfig;
+use tenancy::core::{CreateTenant, HealthStatus, TenantStatus};
+
+fn config(dir: &std::path::Path) -> TenancyConfig {
+    let yaml = format!(
+        "tenancy:
+  store:
+    url: sqlite://{}?mode=rwc
+  resolution:
+    resolvers: [header, path]
+    trusted_resolvers: []
+    strict_membership: false
+  lifecycle:
+    auto_provision_isolation: true
+",
+        dir.join("tenants.db").display()
+    );
+    TenancyConfig::from_figment(&Figment::from(Yaml::string(&yaml))).unwrap()
+}
+
+#[tokio::test]
+async fn configure_on_sqlite_serves_tenants_by_header_and_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let tenancy = tenancy::configure(config(dir.path())).await.unwrap();
+    assert_eq!(
+        tenancy.provider_names().collect::<Vec<_>>(),
+        [
+            "resolution",
+            "lifecycle",
+            "overrides",
+            "isolation",
+            "integration"
+        ]
+    );
+    let lifecycle = tenancy.lifecycle().unwrap();
+    let acme = lifecycle
+        .create(CreateTenant::new("acme".parse().unwrap(), "Acme"))
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
+    assert_eq!(
+        acme.status,
+        TenantStatus::Active,
+        "row-level provisioning needs no DDL"
+    );
+
+    let app = app(&tenancy);
+    assert_eq!(
+        get_with(&app, "/whoami", Some(&acme.id.to_string())).await,
+        (StatusCode::OK, "acme header".to_owned())
+    );
+    assert_eq!(
+        get_with(&app, "/tenants/acme/whoami", None).await,
+        (StatusCode::OK, "acme path".to_owned())
+    );
+    assert_eq!(
+        get_with(&app, "/tenants/nobody/whoami", None).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        get_with(&app, "/whoami", None).await.0,
+        StatusCode::FORBIDDEN
+    );
+
+    // Deactivation reaches the middleware at once: lifecycle invalidates the validator's cache.
+    assert!(
+        !lifecycle
+            .deactivate(acme.id)
+            .await
+            .unwrap()
+            .into_tenant()
+            .is_active()
+    );
+    assert_eq!(
+        get_with(&app, "/tenants/acme/whoami", None).await.0,
+        StatusCode::FORBIDDEN
+    );
+
+    let report = tenancy.health().await;
+    assert_eq!(report.status, HealthStatus::Healthy, "{report:?}");
+    assert_eq!(report.components["resolution"].details["backend"], "sqlite");
+    assert_eq!(
+        report.components["isolation"].details["strategy"],
+        "row_level"
+    );
+    assert_eq!(
+        report.components["integration"].details["cache_key_prefix"],
+        "true"
+    );
+    tenancy.shutdown().await.unwrap();
+
+    // The tenants outlive the stack: a second stack on the same file sees them.
+    let again = tenancy::configure(config(dir.path())).await.unwrap();
+    let stored = again
+        .lifecycle()
+        .unwrap()
+        .get(acme.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.status, TenantStatus::Inactive);
+    again.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn strict_membership_without_a_checker_is_refused_and_a_checker_is_accepted() {
+    use std::sync::Arc;
+    use tenancy::core::{TenantError, TenantInfo};
+    use tenancy::resolution::{AuthenticatedUser, TenantMembership};
+
+    #[derive(Debug)]
+    struct Everyone;
+    #[async_trait::async_trait]
+    impl TenantMembership for Everyone {
+        async fn is_member(
+            &self,
+            _: &AuthenticatedUser,
+            _: &TenantInfo,
+        ) -> Result<bool, TenantError> {
+            Ok(true)
+        }
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut strict = config(dir.path());
+    strict.resolution.strict_membership = true;
+    let error = tenancy::configure(strict.clone()).await.unwrap_err();
+    assert!(matches!(error, tenancy::Error::Build(_)), "{error}");
+    assert!(error.to_string().contains("membership"), "{error}");
+
+    let tenancy = tenancy::StackBuilder::new(strict)
+        .membership(Arc::new(Everyone))
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(tenancy.health().await.status, HealthStatus::Healthy);
+    tenancy.shutdown().await.unwrap();
+}

@@ -1,0 +1,130 @@
+//! The test stack end to end: `stub()` through an axum router.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::{app, get_with};
+use http::StatusCode;
+use tenancy::core::{CreateTenant, HealthStatus, TenantEventKind, TenantStatus};
+
+#[tokio::test]
+async fn stub_resolves_by_header_guards_and_follows_lifecycle_changes() {
+    let tenancy = tenancy::stub().await.unwrap();
+    assert_eq!(
+        tenancy.provider_names().collect::<Vec<_>>(),
+        [
+            "resolution",
+            "lifecycle",
+            "overrides",
+            "isolation",
+            "integration"
+        ]
+    );
+    let integration = tenancy.integration().unwrap();
+    assert!(!integration.cache_key_prefix && !integration.sql_context_bridge);
+
+    let mut events = tenancy.subscribe().unwrap();
+    let lifecycle = tenancy.lifecycle().unwrap();
+    let acme = lifecycle
+        .create(CreateTenant::new("acme".parse().unwrap(), "Acme"))
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
+    // No provisioning in the stub: the tenant is active at once.
+    assert_eq!(acme.status, TenantStatus::Active);
+    assert_eq!(events.recv().await.unwrap().kind.name(), "created");
+    assert_eq!(
+        events.recv().await.unwrap().kind,
+        TenantEventKind::Provisioned
+    );
+
+    let app = app(&tenancy);
+    let id = acme.id.to_string();
+    assert_eq!(
+        get_with(&app, "/whoami", Some(&id)).await,
+        (StatusCode::OK, "acme header".to_owned())
+    );
+    // No tenant, an unknown tenant, a malformed header: the guard answers 403.
+    assert_eq!(
+        get_with(&app, "/whoami", None).await.0,
+        StatusCode::FORBIDDEN
+    );
+    let unknown = tenancy::core::TenantId::new().to_string();
+    assert_eq!(
+        get_with(&app, "/whoami", Some(&unknown)).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        get_with(&app, "/whoami", Some("'; drop")).await.0,
+        StatusCode::FORBIDDEN
+    );
+    // The stub resolves by header only: the path resolver is off.
+    assert_eq!(
+        get_with(&app, "/tenants/acme/whoami", None).await.0,
+        StatusCode::FORBIDDEN
+    );
+
+    // Suspending invalidates the validator's cached entry at once (through Invalidators).
+    let suspended = lifecycle
+        .suspend(acme.id, Some("unpaid".into()))
+        .await
+        .unwrap()
+        .into_tenant();
+    assert_eq!(suspended.status, TenantStatus::Suspended);
+    assert_eq!(
+        get_with(&app, "/whoami", Some(&id)).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert!(
+        lifecycle
+            .activate(acme.id)
+            .await
+            .unwrap()
+            .into_tenant()
+            .is_active()
+    );
+    assert_eq!(get_with(&app, "/whoami", Some(&id)).await.0, StatusCode::OK);
+
+    // Per-tenant configuration through the config service, with its event.
+    let configs = tenancy.config_service().unwrap();
+    configs
+        .set(acme.id, "theme", serde_json::json!("dark"))
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
+    assert_eq!(
+        configs.get(acme.id, "theme").await.unwrap(),
+        Some(serde_json::json!("dark"))
+    );
+    let mut saw_change = false;
+    while let Ok(event) = events.try_recv() {
+        saw_change |= event.kind.name() == "config_changed";
+    }
+    assert!(saw_change, "config_changed was published");
+
+    let report = tenancy.health().await;
+    assert_eq!(report.status, HealthStatus::Healthy);
+    assert_eq!(
+        report
+            .components
+            .keys()
+            .map(String::as_str)
+            .collect::<BTreeSet<_>>(),
+        BTreeSet::from([
+            "integration",
+            "isolation",
+            "lifecycle",
+            "overrides",
+            "resolution"
+        ])
+    );
+    assert_eq!(report.components["resolution"].details["backend"], "memory");
+    assert_eq!(
+        report.components["lifecycle"].details["auto_provision"],
+        "false"
+    );
+    tenancy.shutdown().await.unwrap();
+}
