@@ -97,8 +97,11 @@ impl StoreConfig {
         Duration::from_millis(self.ping_timeout_ms)
     }
 
-    /// The configured URL, or a configuration error saying it is missing.
-    pub(crate) fn require_url(&self) -> Result<&str, TenantError> {
+    /// The configured URL.
+    ///
+    /// # Errors
+    /// [`TenantError::Configuration`] saying it is missing.
+    pub fn require_url(&self) -> Result<&str, TenantError> {
         self.url.as_deref().ok_or_else(|| {
             TenantError::Configuration(
                 "store.url is not set: give a postgres:// or sqlite:// URL".into(),

@@ -210,7 +210,7 @@ async fn run(
         warn!(channel = %settings.channel, %reason, "change feed lost its connection; flushing caches and reconnecting");
         shared.update(|s| {
             s.health = Health::degraded(format!("reconnecting: {reason}"))
-                .with_detail("channel", &settings.channel)
+                .with_detail("channel", &settings.channel);
         });
         invalidators.invalidate_all().await;
         listener = match reconnect(&pool, &settings, &shared, &mut stopped).await {
