@@ -1,6 +1,5 @@
-//! The `tenancy` command (not built yet: it lands with the CLI issue).
+//! The `tenancy` command; everything is in the library (`tenancy_cli::run`).
 
-fn main() {
-    eprintln!("tenancy: the command line lands with its issue; nothing to run yet");
-    std::process::exit(2);
+fn main() -> std::process::ExitCode {
+    tenancy_cli::run(std::env::args_os())
 }

@@ -1,0 +1,283 @@
+//! The demo's admin HTTP API under `/admin`, behind the admin bearer token.
+//!
+//! Every change goes through the lifecycle or config service, which invalidate the validator and
+//! overrides caches: the next request sees it.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, extract::rejection::QueryRejection};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use tenancy::core::{
+    CreateTenant, ListQuery, Slug, TenantError, TenantId, TenantInfo, TenantRef, UpdateTenant,
+};
+use tenancy::lifecycle::TenantLifecycle;
+use tenancy::overrides::ConfigService;
+
+use crate::auth::{bearer, constant_time_eq};
+
+/// A JSON error response: `{"error": code, "message": message}`.
+pub(crate) fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
+    (status, Json(json!({ "error": code, "message": message }))).into_response()
+}
+
+/// A [`TenantError`] answered with the status that fits it.
+#[derive(Debug)]
+pub(crate) struct ApiError(pub(crate) TenantError);
+
+impl From<TenantError> for ApiError {
+    fn from(error: TenantError) -> Self {
+        Self(error)
+    }
+}
+
+/// The HTTP status and error code of a [`TenantError`].
+pub(crate) fn classify(error: &TenantError) -> (StatusCode, &'static str) {
+    match error {
+        TenantError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
+        TenantError::SlugConflict { .. } => (StatusCode::CONFLICT, "slug_conflict"),
+        TenantError::IllegalTransition { .. } => (StatusCode::CONFLICT, "illegal_transition"),
+        TenantError::StatusConflict { .. } => (StatusCode::CONFLICT, "status_conflict"),
+        TenantError::Inactive { .. }
+        | TenantError::Suspended { .. }
+        | TenantError::Provisioning { .. } => (StatusCode::CONFLICT, "tenant_not_active"),
+        TenantError::InvalidInput { .. } | TenantError::Resolution(_) => {
+            (StatusCode::BAD_REQUEST, "invalid_input")
+        }
+        TenantError::Configuration(_) => (StatusCode::BAD_REQUEST, "invalid_configuration"),
+        TenantError::Storage { .. } => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = classify(&self.0);
+        if status.is_server_error() {
+            tracing::error!(error = %self.0, "admin request failed");
+        }
+        error_response(status, code, &self.0.to_string())
+    }
+}
+
+/// A JSON request body; a body that is not valid JSON of the expected shape (unknown fields
+/// included) is answered 400 with serde's message, before anything is stored.
+#[derive(Debug)]
+pub(crate) struct JsonBody<T>(pub(crate) T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        parse_json(&bytes).map(Self)
+    }
+}
+
+fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Response> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        error_response(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            &format!("the request body is not valid: {e}"),
+        )
+    })
+}
+
+/// What the admin API needs.
+#[derive(Debug, Clone)]
+pub(crate) struct AdminState {
+    pub(crate) token: Arc<str>,
+    pub(crate) lifecycle: Arc<TenantLifecycle>,
+    pub(crate) config: Arc<ConfigService>,
+}
+
+/// The `/admin` routes, each requiring `Authorization: Bearer <token>`.
+pub(crate) fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/tenants", get(list).post(create))
+        .route("/tenants/{tenant}", get(show).patch(update))
+        .route("/tenants/{tenant}/activate", post(activate))
+        .route("/tenants/{tenant}/suspend", post(suspend))
+        .route("/tenants/{tenant}/deactivate", post(deactivate))
+        .route(
+            "/tenants/{tenant}/config/{key}",
+            put(set_config).delete(unset_config),
+        )
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .with_state(state)
+}
+
+async fn require_token(State(state): State<AdminState>, request: Request, next: Next) -> Response {
+    match bearer(request.headers()) {
+        Some(token) if constant_time_eq(token, state.token.as_bytes()) => next.run(request).await,
+        _ => error_response(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "the admin API needs `Authorization: Bearer <admin token>` (printed by `tenancy demo`)",
+        ),
+    }
+}
+
+/// A tenant named in a path: its id or its slug.
+async fn find(lifecycle: &TenantLifecycle, raw: &str) -> Result<TenantInfo, ApiError> {
+    let tenant = match raw.parse::<TenantId>() {
+        Ok(id) => TenantRef::Id(id),
+        Err(_) => TenantRef::Slug(raw.parse::<Slug>().map_err(|e| {
+            TenantError::invalid(
+                "tenant",
+                format!("{raw:?} is neither a tenant id nor a slug: {e}"),
+            )
+        })?),
+    };
+    Ok(lifecycle
+        .find(&tenant)
+        .await?
+        .ok_or(TenantError::NotFound { tenant })?)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListParams {
+    #[serde(default)]
+    active: bool,
+    limit: Option<u32>,
+    after: Option<TenantId>,
+}
+
+async fn list(
+    State(state): State<AdminState>,
+    params: Result<Query<ListParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(params) = match params {
+        Ok(params) => params,
+        Err(e) => {
+            return Ok(error_response(
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                &e.body_text(),
+            ));
+        }
+    };
+    let query = ListQuery {
+        active_only: params.active,
+        after: params.after,
+        limit: params.limit.unwrap_or(tenancy::core::DEFAULT_PAGE_SIZE),
+    };
+    let page = state.lifecycle.list(query).await?;
+    Ok(Json(json!({ "items": page.items, "next": page.next })).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    slug: Slug,
+    name: String,
+    #[serde(default)]
+    plan: Option<String>,
+}
+
+async fn create(
+    State(state): State<AdminState>,
+    JsonBody(body): JsonBody<CreateBody>,
+) -> Result<Response, ApiError> {
+    let mut command = CreateTenant::new(body.slug, body.name);
+    command.plan = body.plan;
+    let tenant = state.lifecycle.create(command).await?.into_tenant();
+    Ok((StatusCode::CREATED, Json(tenant)).into_response())
+}
+
+async fn show(
+    State(state): State<AdminState>,
+    Path(tenant): Path<String>,
+) -> Result<Json<TenantInfo>, ApiError> {
+    find(&state.lifecycle, &tenant).await.map(Json)
+}
+
+async fn update(
+    State(state): State<AdminState>,
+    Path(tenant): Path<String>,
+    JsonBody(body): JsonBody<UpdateTenant>,
+) -> Result<Json<TenantInfo>, ApiError> {
+    let id = find(&state.lifecycle, &tenant).await?.id;
+    Ok(Json(state.lifecycle.update(id, &body).await?.into_tenant()))
+}
+
+async fn activate(
+    State(state): State<AdminState>,
+    Path(tenant): Path<String>,
+) -> Result<Json<TenantInfo>, ApiError> {
+    let id = find(&state.lifecycle, &tenant).await?.id;
+    Ok(Json(state.lifecycle.activate(id).await?.into_tenant()))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SuspendBody {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+async fn suspend(
+    State(state): State<AdminState>,
+    Path(tenant): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    // An empty body suspends without a reason.
+    let body: SuspendBody = if body.iter().all(u8::is_ascii_whitespace) {
+        SuspendBody::default()
+    } else {
+        match parse_json(&body) {
+            Ok(body) => body,
+            Err(rejection) => return Ok(rejection),
+        }
+    };
+    let id = find(&state.lifecycle, &tenant).await?.id;
+    let tenant = state
+        .lifecycle
+        .suspend(id, body.reason)
+        .await?
+        .into_tenant();
+    Ok(Json(tenant).into_response())
+}
+
+async fn deactivate(
+    State(state): State<AdminState>,
+    Path(tenant): Path<String>,
+) -> Result<Json<TenantInfo>, ApiError> {
+    let id = find(&state.lifecycle, &tenant).await?.id;
+    Ok(Json(state.lifecycle.deactivate(id).await?.into_tenant()))
+}
+
+async fn set_config(
+    State(state): State<AdminState>,
+    Path((tenant, key)): Path<(String, String)>,
+    JsonBody(value): JsonBody<Value>,
+) -> Result<Json<Value>, ApiError> {
+    let id = find(&state.lifecycle, &tenant).await?.id;
+    let change = state.config.set(id, &key, value).await?;
+    Ok(Json(
+        json!({ "key": key, "old": change.old, "new": change.new }),
+    ))
+}
+
+async fn unset_config(
+    State(state): State<AdminState>,
+    Path((tenant, key)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let id = find(&state.lifecycle, &tenant).await?.id;
+    let change = state.config.remove(id, &key).await?;
+    Ok(Json(
+        json!({ "key": key, "old": change.old, "new": change.new }),
+    ))
+}

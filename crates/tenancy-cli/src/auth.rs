@@ -1,0 +1,268 @@
+//! The demo's authentication: HS256 user tokens, the admin token, and the membership table.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, header::AUTHORIZATION};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rand::RngCore as _;
+use tenancy::core::{JsonObject, TenantError, TenantId, TenantInfo};
+use tenancy::resolution::{
+    AuthenticatedUser, JWT_CLAIM, ResolvedTenant, TenantMembership, VerifiedClaims,
+};
+
+use crate::error::CliError;
+
+/// Shortest accepted JWT secret, in bytes (as the library's own verifier requires).
+pub(crate) const MIN_SECRET_BYTES: usize = 32;
+
+/// How long a token printed by the demo stays valid.
+pub(crate) const TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// A random secret: 32 bytes as 64 hex digits.
+pub(crate) fn random_secret() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
+        use fmt::Write as _;
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// Compares two secrets in time that depends only on their lengths.
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The bearer token of an `Authorization` header, if it has one.
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
+    let value = headers.get(AUTHORIZATION)?.as_bytes();
+    let (scheme, token) = value.split_at_checked(7)?;
+    scheme
+        .eq_ignore_ascii_case(b"bearer ")
+        .then(|| token.trim_ascii())
+}
+
+/// Signs and verifies the demo's HS256 user tokens.
+#[derive(Clone)]
+pub(crate) struct TokenKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+}
+
+impl fmt::Debug for TokenKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenKeys").finish_non_exhaustive()
+    }
+}
+
+impl TokenKeys {
+    /// Keys for `secret` (at least [`MIN_SECRET_BYTES`] bytes).
+    pub(crate) fn new(secret: &str) -> Result<Self, CliError> {
+        if secret.len() < MIN_SECRET_BYTES {
+            return Err(CliError::Usage(format!(
+                "the JWT secret (TENANCY_DEMO_JWT_SECRET or --jwt-secret) must be at least \
+                 {MIN_SECRET_BYTES} bytes; it has {}",
+                secret.len()
+            )));
+        }
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        validation.validate_aud = false;
+        let invalid = |e: jsonwebtoken::errors::Error| {
+            CliError::Usage(format!(
+                "the JWT secret cannot be used as an HS256 key: {e}"
+            ))
+        };
+        Ok(Self {
+            encoding: EncodingKey::from_secret(secret.as_bytes()).map_err(invalid)?,
+            decoding: DecodingKey::from_secret(secret.as_bytes()).map_err(invalid)?,
+            validation,
+        })
+    }
+
+    /// A token for user `sub`, naming `tenant` in its `tenant_id` claim when given, valid for
+    /// [`TOKEN_LIFETIME`].
+    pub(crate) fn issue(&self, sub: &str, tenant: Option<TenantId>) -> Result<String, CliError> {
+        let exp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .saturating_add(TOKEN_LIFETIME)
+            .as_secs();
+        let mut claims = JsonObject::new();
+        claims.insert("sub".into(), sub.into());
+        claims.insert("exp".into(), exp.into());
+        if let Some(tenant) = tenant {
+            claims.insert("tenant_id".into(), tenant.to_string().into());
+        }
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|e| CliError::Usage(format!("signing a demo token failed: {e}")))
+    }
+
+    /// The claims of a valid token (signature, `exp`, a string `sub`), or `None`.
+    pub(crate) fn verify(&self, token: &[u8]) -> Option<JsonObject> {
+        let token = std::str::from_utf8(token).ok()?;
+        let data =
+            jsonwebtoken::decode::<JsonObject>(token, &self.decoding, &self.validation).ok()?;
+        data.claims.get("sub")?.as_str()?;
+        Some(data.claims)
+    }
+}
+
+/// Axum middleware of the tenant API: a bearer token, when present, must be valid; its claims go
+/// into the request extensions as [`VerifiedClaims`] (read by the `jwt_claim` resolver) and its
+/// `sub` as the [`AuthenticatedUser`]. Without a token the request is anonymous.
+pub(crate) async fn authenticate(
+    State(keys): State<Arc<TokenKeys>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    if let Some(token) = bearer(request.headers()) {
+        let Some(claims) = keys.verify(token) else {
+            return crate::admin::error_response(
+                StatusCode::UNAUTHORIZED,
+                "invalid_token",
+                "the bearer token is not a valid demo token (HS256 with the demo's secret, with \
+                 `sub` and an unexpired `exp`)",
+            );
+        };
+        let sub = claims
+            .get("sub")
+            .and_then(|s| s.as_str())
+            .unwrap_or_default()
+            .to_owned();
+        request.extensions_mut().insert(AuthenticatedUser(sub));
+        request.extensions_mut().insert(VerifiedClaims::new(claims));
+    }
+    next.run(request).await
+}
+
+/// The demo's membership table: which users belong to which tenants, by slug.
+#[derive(Debug, Default)]
+pub(crate) struct DemoMembership {
+    members: HashMap<String, HashSet<String>>,
+}
+
+impl DemoMembership {
+    /// alice: acme and initech; bob: globex.
+    pub(crate) fn seeded() -> Self {
+        let mut members = HashMap::new();
+        members.insert(
+            "alice".to_owned(),
+            HashSet::from(["acme".to_owned(), "initech".to_owned()]),
+        );
+        members.insert("bob".to_owned(), HashSet::from(["globex".to_owned()]));
+        Self { members }
+    }
+
+    /// The members, for the start-up banner.
+    pub(crate) fn describe(&self) -> Vec<(String, Vec<String>)> {
+        let mut rows: Vec<(String, Vec<String>)> = self
+            .members
+            .iter()
+            .map(|(user, slugs)| {
+                let mut slugs: Vec<String> = slugs.iter().cloned().collect();
+                slugs.sort_unstable();
+                (user.clone(), slugs)
+            })
+            .collect();
+        rows.sort_unstable();
+        rows
+    }
+}
+
+#[async_trait::async_trait]
+impl TenantMembership for DemoMembership {
+    async fn is_member(
+        &self,
+        user: &AuthenticatedUser,
+        tenant: &TenantInfo,
+    ) -> Result<bool, TenantError> {
+        Ok(self
+            .members
+            .get(user.id())
+            .is_some_and(|slugs| slugs.contains(tenant.slug.as_str())))
+    }
+}
+
+/// Axum middleware between the resolving layer and the guard: an authenticated user whose tenant
+/// came from an untrusted resolver (anything but the token's own claim) must be a member of it.
+pub(crate) async fn require_membership(
+    State(membership): State<Arc<dyn TenantMembership>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let extensions = request.extensions();
+    if let (Some(tenant), Some(user)) = (
+        extensions.get::<ResolvedTenant>(),
+        extensions.get::<AuthenticatedUser>(),
+    ) && tenant.resolved_by() != JWT_CLAIM
+    {
+        match membership.is_member(user, tenant.tenant()).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::info!(tenant_id = %tenant.id(), user = user.id(), resolver = tenant.resolved_by(), "user is not a member");
+                return crate::admin::error_response(
+                    StatusCode::FORBIDDEN,
+                    "not_a_member",
+                    &format!(
+                        "user {:?} is not a member of tenant {} (named by the {} resolver)",
+                        user.id(),
+                        tenant.slug,
+                        tenant.resolved_by()
+                    ),
+                );
+            }
+            Err(e) => return crate::admin::ApiError(e).into_response(),
+        }
+    }
+    next.run(request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip_and_forgeries_fail() {
+        let keys = TokenKeys::new(&random_secret()).unwrap();
+        let id = TenantId::new();
+        let token = keys.issue("alice", Some(id)).unwrap();
+        let claims = keys.verify(token.as_bytes()).unwrap();
+        assert_eq!(claims["sub"], "alice");
+        assert_eq!(claims["tenant_id"], id.to_string());
+        let other = TokenKeys::new(&random_secret()).unwrap();
+        assert!(other.verify(token.as_bytes()).is_none());
+        assert!(keys.verify(b"not.a.token").is_none());
+        assert!(matches!(TokenKeys::new("short"), Err(CliError::Usage(_))));
+    }
+
+    #[test]
+    fn secrets_compare_by_content() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+        assert_eq!(random_secret().len(), 64);
+        assert_ne!(random_secret(), random_secret());
+    }
+
+    #[test]
+    fn bearer_tokens_are_read_case_insensitively() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(bearer(&headers), None);
+        headers.insert(AUTHORIZATION, "bearer  abc ".parse().unwrap());
+        assert_eq!(bearer(&headers), Some(&b"abc"[..]));
+        headers.insert(AUTHORIZATION, "Basic abc".parse().unwrap());
+        assert_eq!(bearer(&headers), None);
+    }
+}

@@ -1,0 +1,222 @@
+//! Command-line arguments.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use tenancy::core::{IdError, Slug, TenantId, TenantRef};
+
+/// The default database: the demo's SQLite file in the current directory.
+pub(crate) const DEFAULT_DATABASE: &str = "sqlite://tenancy-demo.db";
+
+/// Multi-tenancy for Rust web services: a demo server, tenant administration, and schema migrations
+/// across tenants.
+///
+/// Exit status: 0 on success, 2 for bad arguments (nothing is changed), 1 when the operation
+/// failed (unknown tenant, conflict, unreachable database, audit findings, failed migration).
+#[derive(Debug, Parser)]
+#[command(name = "tenancy", version, propagate_version = true)]
+pub(crate) struct Cli {
+    /// The tenant store: `sqlite://FILE` or `postgres://...` [default: the `store.url` of
+    /// `--config`, else sqlite://tenancy-demo.db]
+    #[arg(long, global = true, env = "TENANCY_DATABASE_URL")]
+    pub(crate) database: Option<String>,
+
+    /// A YAML file whose `tenancy:` section configures the stack (`TENANCY__*` variables override
+    /// it); admin commands only: the demo configures itself.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+
+    /// Print JSON instead of human-readable tables (for scripts).
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Serve a tenant-aware demo application.
+    Demo(DemoArgs),
+    /// Create, list, show, update and change the status of tenants.
+    #[command(subcommand)]
+    Tenants(TenantsCommand),
+    /// Read and write per-tenant configuration overrides.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Migrate every tenant schema (PostgreSQL).
+    #[command(subcommand)]
+    Schemas(SchemasCommand),
+    /// Audit row-level security (PostgreSQL); exits non-zero on findings.
+    Audit(AuditArgs),
+}
+
+/// The demo resolves tenants four ways: a JWT's `tenant_id` claim (trusted), the `x-tenant-id`
+/// header (a tenant id), the subdomain under `localhost` (`Host: acme.localhost`), and the path
+/// (`/tenants/acme/api/...`).
+///
+/// Membership rule: a request that carries a valid token is made by the user of its `sub` claim.
+/// When such a request names its tenant through the header, the subdomain or the path (resolvers
+/// that are not trusted), the user must be a member of that tenant, or the answer is 403. The
+/// demo's members: alice belongs to acme and initech, bob to globex. A token's own `tenant_id`
+/// claim is trusted. Requests without a token are anonymous and pass on the tenant alone.
+#[derive(Debug, Args)]
+pub(crate) struct DemoArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub(crate) addr: SocketAddr,
+
+    /// Bearer token of the admin API [default: generated at start]
+    #[arg(long, env = "TENANCY_ADMIN_TOKEN", hide_env_values = true)]
+    pub(crate) admin_token: Option<String>,
+
+    /// HS256 secret the demo signs and verifies JWTs with, at least 32 bytes [default: generated at
+    /// start]
+    #[arg(long, env = "TENANCY_DEMO_JWT_SECRET", hide_env_values = true)]
+    pub(crate) jwt_secret: Option<String>,
+}
+
+/// A tenant named on the command line: its id or its slug.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TenantArg(pub(crate) TenantRef);
+
+impl std::str::FromStr for TenantArg {
+    type Err = IdError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Ok(id) = s.parse::<TenantId>() {
+            return Ok(Self(TenantRef::Id(id)));
+        }
+        s.parse::<Slug>().map(|slug| Self(TenantRef::Slug(slug)))
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TenantsCommand {
+    /// Create a tenant (it is provisioned, then active).
+    Create {
+        /// Unique slug: lowercase a-z, 0-9 and '-', 1 to 63 bytes.
+        #[arg(long)]
+        slug: Slug,
+        /// Human-readable name.
+        #[arg(long)]
+        name: String,
+        /// Billing plan.
+        #[arg(long)]
+        plan: Option<String>,
+    },
+    /// List tenants.
+    List {
+        /// Only active tenants.
+        #[arg(long)]
+        active: bool,
+        /// Page size (1 to 1000).
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        limit: u32,
+        /// Start after this tenant id (from the previous page).
+        #[arg(long)]
+        after: Option<TenantId>,
+    },
+    /// Show one tenant.
+    Show {
+        /// Tenant id or slug.
+        tenant: TenantArg,
+    },
+    /// Change a tenant's name, slug or plan.
+    Update {
+        /// Tenant id or slug.
+        tenant: TenantArg,
+        /// New name.
+        #[arg(long)]
+        name: Option<String>,
+        /// New slug.
+        #[arg(long)]
+        slug: Option<Slug>,
+        /// New plan.
+        #[arg(long, conflicts_with = "clear_plan")]
+        plan: Option<String>,
+        /// Remove the plan.
+        #[arg(long)]
+        clear_plan: bool,
+    },
+    /// Activate a tenant.
+    Activate {
+        /// Tenant id or slug.
+        tenant: TenantArg,
+    },
+    /// Suspend a tenant.
+    Suspend {
+        /// Tenant id or slug.
+        tenant: TenantArg,
+        /// Why (kept on the tenant).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Deactivate a tenant.
+    Deactivate {
+        /// Tenant id or slug.
+        tenant: TenantArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ConfigCommand {
+    /// The tenant's value for a key (override, else default).
+    Get {
+        /// Tenant id or slug.
+        tenant: TenantArg,
+        /// Configuration key.
+        key: String,
+    },
+    /// Set an override; the value is JSON (`'"dark"'`, `42`, `'{"a":1}'`).
+    Set {
+        /// Tenant id or slug.
+        tenant: TenantArg,
+        /// Configuration key.
+        key: String,
+        /// JSON value.
+        value: String,
+    },
+    /// Remove an override.
+    Unset {
+        /// Tenant id or slug.
+        tenant: TenantArg,
+        /// Configuration key.
+        key: String,
+    },
+    /// The tenant's effective configuration (defaults merged with overrides).
+    Effective {
+        /// Tenant id or slug.
+        tenant: TenantArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SchemasCommand {
+    /// Apply a directory of versioned SQL files to every tenant schema; resumable.
+    Migrate {
+        /// Directory of `NNNN_name.sql` files.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Tenants migrated at once (1 to 32).
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=32))]
+        concurrency: u16,
+    },
+    /// Which tenant schemas are current and which are behind.
+    Status {
+        /// Directory of `NNNN_name.sql` files.
+        #[arg(long)]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AuditArgs {
+    /// The role the application connects as [default: the connected role]
+    #[arg(long)]
+    pub(crate) role: Option<String>,
+    /// Audit only these schemas (repeatable) [default: every non-system schema]
+    #[arg(long)]
+    pub(crate) schema: Vec<String>,
+}

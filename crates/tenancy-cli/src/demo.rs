@@ -1,0 +1,470 @@
+//! `tenancy demo`: a tenant-aware application on the tenancy stack, seeded with three tenants.
+//!
+//! Routes:
+//! - `GET /api/whoami` and `GET /api/config`, also under `/tenants/{slug}/api/...`: behind the
+//!   resolving middleware, the membership check and the guard (403 without an active tenant);
+//! - `GET /healthz`: the stack's aggregated health (200 healthy, 503 otherwise);
+//! - `/admin/...`: the admin API (see the crate documentation).
+//!
+//! ```no_run
+//! use tenancy_cli::demo::{self, DemoOptions};
+//!
+//! # async fn example() -> Result<(), tenancy_cli::CliError> {
+//! let demo = demo::start(DemoOptions::new("127.0.0.1:0".parse().unwrap(), "sqlite://demo.db")).await?;
+//! println!("{}", demo.banner()?);
+//! demo.shutdown().await?;
+//! # Ok(()) }
+//! ```
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Extension, State};
+use axum::http::StatusCode;
+use axum::middleware;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::json;
+use tenancy::core::{CreateTenant, HealthStatus, ListQuery, TenantInfo};
+use tenancy::overrides::ConfigService;
+use tenancy::resolution::{
+    AuthenticatedUser, HEADER, JWT_CLAIM, PATH, ResolutionConfig, SUBDOMAIN, Tenant,
+    TenantMembership,
+};
+use tenancy::{Tenancy, TenancyConfig};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::admin::{self, AdminState, ApiError};
+use crate::auth::{self, DemoMembership, TokenKeys};
+use crate::error::CliError;
+use crate::stack;
+
+/// The base domain of the demo's subdomain resolver (`acme.localhost`).
+pub const BASE_DOMAIN: &str = "localhost";
+
+/// How the demo starts.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct DemoOptions {
+    /// Where to listen (port 0 picks a free port).
+    pub addr: SocketAddr,
+    /// The store: `sqlite://FILE` or `postgres://...`.
+    pub database: String,
+    /// The admin API's bearer token; generated when `None`.
+    pub admin_token: Option<String>,
+    /// The HS256 secret of user tokens (at least 32 bytes); generated when `None`.
+    pub jwt_secret: Option<String>,
+}
+
+impl DemoOptions {
+    /// Options for `addr` and `database`, with generated secrets.
+    #[must_use]
+    pub fn new(addr: SocketAddr, database: impl Into<String>) -> Self {
+        Self {
+            addr,
+            database: database.into(),
+            admin_token: None,
+            jwt_secret: None,
+        }
+    }
+}
+
+/// The tenancy configuration of the demo: the four resolvers (the token claim trusted), the
+/// subdomain under [`BASE_DOMAIN`], and two configuration defaults for `/api/config` to show.
+fn config(database: &str) -> Result<TenancyConfig, CliError> {
+    let mut config = TenancyConfig::default();
+    config.store = stack::store(database)?;
+    config.resolution = ResolutionConfig {
+        resolvers: Some(
+            [JWT_CLAIM, HEADER, SUBDOMAIN, PATH]
+                .map(str::to_owned)
+                .to_vec(),
+        ),
+        subdomain_base_domain: Some(BASE_DOMAIN.to_owned()),
+        trusted_resolvers: vec![JWT_CLAIM.to_owned()],
+        // Membership is checked by the demo's own layer, for authenticated users only.
+        strict_membership: false,
+        ..ResolutionConfig::default()
+    };
+    config
+        .overrides
+        .defaults
+        .insert("theme".into(), "light".into());
+    config
+        .overrides
+        .defaults
+        .insert("max_users".into(), 10.into());
+    Ok(config)
+}
+
+/// A running demo server.
+#[derive(Debug)]
+pub struct Demo {
+    addr: SocketAddr,
+    admin_token: String,
+    jwt_secret: String,
+    keys: Arc<TokenKeys>,
+    seeded: bool,
+    tenants: Vec<TenantInfo>,
+    membership: Vec<(String, Vec<String>)>,
+    tenancy: Arc<Tenancy>,
+    stop: Option<oneshot::Sender<()>>,
+    server: JoinHandle<std::io::Result<()>>,
+}
+
+/// Builds the stack on `options.database`, seeds an empty store with acme and globex (active) and
+/// initech (suspended), and serves on `options.addr` until [`Demo::shutdown`].
+///
+/// # Errors
+/// [`CliError::Usage`] for an invalid database URL or a short JWT secret; the stack's error when
+/// the store cannot be opened; [`CliError::Io`] when the address cannot be bound.
+pub async fn start(options: DemoOptions) -> Result<Demo, CliError> {
+    let admin_token = match options.admin_token {
+        Some(token) if token.trim().is_empty() => {
+            return Err(CliError::Usage(
+                "the admin token (TENANCY_ADMIN_TOKEN or --admin-token) must not be empty".into(),
+            ));
+        }
+        Some(token) => token,
+        None => auth::random_secret(),
+    };
+    let jwt_secret = options.jwt_secret.unwrap_or_else(auth::random_secret);
+    let keys = Arc::new(TokenKeys::new(&jwt_secret)?);
+    let config = config(&options.database)?;
+
+    let listener = TcpListener::bind(options.addr)
+        .await
+        .map_err(|e| CliError::io(format!("binding {}", options.addr), e))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| CliError::io("reading the bound address", e))?;
+
+    let tenancy = Arc::new(tenancy::configure(config).await?);
+    let result = prepare(&tenancy, &admin_token, &keys).await;
+    let (app, seeded, tenants) = match result {
+        Ok(prepared) => prepared,
+        Err(e) => {
+            if let Err(shutdown) = tenancy.shutdown().await {
+                tracing::warn!(error = %shutdown, "shutting the stack down after a failed start");
+            }
+            return Err(e);
+        }
+    };
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    tracing::info!(%addr, "demo listening");
+    Ok(Demo {
+        addr,
+        admin_token,
+        jwt_secret,
+        keys,
+        seeded,
+        tenants,
+        membership: DemoMembership::seeded().describe(),
+        tenancy,
+        stop: Some(stop),
+        server,
+    })
+}
+
+/// Seeds the store when empty, and builds the application.
+async fn prepare(
+    tenancy: &Arc<Tenancy>,
+    admin_token: &str,
+    keys: &Arc<TokenKeys>,
+) -> Result<(Router, bool, Vec<TenantInfo>), CliError> {
+    let lifecycle = tenancy.lifecycle()?;
+    let seeded = seed(tenancy).await?;
+    let tenants = lifecycle.list(ListQuery::default()).await?.items;
+    let admin = AdminState {
+        token: Arc::from(admin_token),
+        lifecycle,
+        config: tenancy.config_service()?,
+    };
+    let app = app(tenancy, keys, admin)?;
+    Ok((app, seeded, tenants))
+}
+
+/// Creates acme and globex (active) and initech (suspended) when the store has no tenant.
+async fn seed(tenancy: &Tenancy) -> Result<bool, CliError> {
+    let lifecycle = tenancy.lifecycle()?;
+    let first = lifecycle
+        .list(ListQuery {
+            limit: 1,
+            ..ListQuery::default()
+        })
+        .await?;
+    if !first.items.is_empty() {
+        return Ok(false);
+    }
+    for (slug, name, plan) in [
+        ("acme", "Acme Corporation", "pro"),
+        ("globex", "Globex Corporation", "free"),
+        ("initech", "Initech", "free"),
+    ] {
+        let slug = slug
+            .parse()
+            .map_err(|e| CliError::Usage(format!("seed slug {slug}: {e}")))?;
+        let tenant = lifecycle
+            .create(CreateTenant::new(slug, name).with_plan(plan))
+            .await?
+            .into_tenant();
+        if tenant.slug.as_str() == "initech" {
+            let _ = lifecycle
+                .suspend(tenant.id, Some("demo: invoices unpaid".into()))
+                .await?
+                .into_tenant();
+        }
+    }
+    Ok(true)
+}
+
+/// The whole application: tenant API, health, admin API.
+fn app(
+    tenancy: &Arc<Tenancy>,
+    keys: &Arc<TokenKeys>,
+    admin: AdminState,
+) -> Result<Router, CliError> {
+    let api = Router::new()
+        .route("/whoami", get(whoami))
+        .route("/config", get(effective_config));
+    let membership: Arc<dyn TenantMembership> = Arc::new(DemoMembership::seeded());
+    let tenant_api = Router::new()
+        .nest("/api", api.clone())
+        .nest("/tenants/{slug}/api", api)
+        .layer(tenancy.guard())
+        .layer(middleware::from_fn_with_state(
+            membership,
+            auth::require_membership,
+        ))
+        .layer(tenancy.layer()?)
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(keys),
+            auth::authenticate,
+        ))
+        .layer(Extension(tenancy.config_service()?));
+    Ok(Router::new()
+        .merge(tenant_api)
+        .route("/healthz", get(healthz).with_state(Arc::clone(tenancy)))
+        .nest("/admin", admin::router(admin)))
+}
+
+async fn whoami(
+    tenant: Tenant,
+    user: Option<Extension<AuthenticatedUser>>,
+) -> Json<serde_json::Value> {
+    Json(json!({
+        "id": tenant.id,
+        "slug": tenant.slug,
+        "name": tenant.name,
+        "status": tenant.status,
+        "plan": tenant.plan,
+        "resolved_by": tenant.resolved_by(),
+        "user": user.map(|Extension(user)| user.0),
+    }))
+}
+
+async fn effective_config(
+    tenant: Tenant,
+    Extension(config): Extension<Arc<ConfigService>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let effective = config.effective(tenant.id).await?;
+    Ok(Json(json!({ "tenant_id": tenant.id, "config": effective })))
+}
+
+async fn healthz(State(tenancy): State<Arc<Tenancy>>) -> Response {
+    let report = tenancy.health().await;
+    let status = if report.status == HealthStatus::Healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(report)).into_response()
+}
+
+impl Demo {
+    /// The address the server listens on.
+    #[must_use]
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The admin API's bearer token.
+    #[must_use]
+    pub fn admin_token(&self) -> &str {
+        &self.admin_token
+    }
+
+    /// The HS256 secret of user tokens.
+    #[must_use]
+    pub fn jwt_secret(&self) -> &str {
+        &self.jwt_secret
+    }
+
+    /// Whether this start seeded the store (it was empty).
+    #[must_use]
+    pub fn seeded(&self) -> bool {
+        self.seeded
+    }
+
+    /// The tenants in the store at start (first page).
+    #[must_use]
+    pub fn tenants(&self) -> &[TenantInfo] {
+        &self.tenants
+    }
+
+    /// The tenant with `slug` among [`tenants`](Self::tenants).
+    #[must_use]
+    pub fn tenant(&self, slug: &str) -> Option<&TenantInfo> {
+        self.tenants.iter().find(|t| t.slug.as_str() == slug)
+    }
+
+    /// The stack the demo runs on.
+    #[must_use]
+    pub fn tenancy(&self) -> &Arc<Tenancy> {
+        &self.tenancy
+    }
+
+    /// A user token for `sub`, naming `tenant` in its `tenant_id` claim when given (valid 24 h).
+    ///
+    /// # Errors
+    /// When signing fails.
+    pub fn token(
+        &self,
+        sub: &str,
+        tenant: Option<tenancy::core::TenantId>,
+    ) -> Result<String, CliError> {
+        self.keys.issue(sub, tenant)
+    }
+
+    /// What `tenancy demo` prints at start: tenants, secrets, members and ready-to-paste curl
+    /// lines.
+    ///
+    /// # Errors
+    /// When signing the example tokens fails.
+    pub fn banner(&self) -> Result<String, CliError> {
+        use std::fmt::Write as _;
+        let base = format!("http://{}", self.addr);
+        let mut out = String::new();
+        let _ = writeln!(out, "tenancy demo listening on {base}");
+        let _ = writeln!(
+            out,
+            "{}",
+            if self.seeded {
+                "The store was empty: seeded acme and globex (active) and initech (suspended)."
+            } else {
+                "The store already had tenants: nothing seeded."
+            }
+        );
+        let _ = writeln!(out, "\nTenants:");
+        out.push_str(&crate::output::tenant_table(&self.tenants));
+        let _ = writeln!(out, "\nAdmin token: {}", self.admin_token);
+        let _ = writeln!(out, "JWT secret (HS256): {}", self.jwt_secret);
+        let _ = writeln!(
+            out,
+            "Members (checked when a token's user reaches a tenant by header, subdomain or path):"
+        );
+        for (user, slugs) in &self.membership {
+            let _ = writeln!(out, "  {user}: {}", slugs.join(", "));
+        }
+        let _ = writeln!(out, "\nTry:");
+        let acme = self.tenant("acme").or_else(|| self.tenants.first());
+        if let Some(acme) = acme {
+            let (id, slug) = (acme.id, &acme.slug);
+            let alice = self.keys.issue("alice", Some(id))?;
+            let bob = self.keys.issue("bob", None)?;
+            let _ = writeln!(
+                out,
+                "  # by header (tenant id)\n  curl -s -H 'x-tenant-id: {id}' {base}/api/whoami"
+            );
+            let _ = writeln!(
+                out,
+                "  # by subdomain\n  curl -s -H 'Host: {slug}.{BASE_DOMAIN}' {base}/api/whoami"
+            );
+            let _ = writeln!(
+                out,
+                "  # by path\n  curl -s {base}/tenants/{slug}/api/whoami"
+            );
+            let _ = writeln!(
+                out,
+                "  # by JWT (tenant_id claim, user alice; valid 24 h)\n  curl -s -H 'Authorization: Bearer {alice}' {base}/api/whoami"
+            );
+            let _ = writeln!(
+                out,
+                "  # membership: bob is not a member of {slug}: 403\n  curl -s -H 'Authorization: Bearer {bob}' -H 'x-tenant-id: {id}' {base}/api/whoami"
+            );
+            let _ = writeln!(
+                out,
+                "  # effective configuration\n  curl -s {base}/tenants/{slug}/api/config"
+            );
+        }
+        if let Some(initech) = self.tenant("initech") {
+            let _ = writeln!(
+                out,
+                "  # a suspended tenant: 403\n  curl -s -i {base}/tenants/{}/api/whoami",
+                initech.slug
+            );
+        }
+        let token = &self.admin_token;
+        let _ = writeln!(out, "  # health\n  curl -s {base}/healthz");
+        let _ = writeln!(out, "  # admin: list, create, suspend, set a config value");
+        let _ = writeln!(
+            out,
+            "  curl -s -H 'Authorization: Bearer {token}' {base}/admin/tenants"
+        );
+        let _ = writeln!(
+            out,
+            "  curl -s -H 'Authorization: Bearer {token}' -H 'content-type: application/json' -d '{{\"slug\":\"umbrella\",\"name\":\"Umbrella\",\"plan\":\"pro\"}}' {base}/admin/tenants"
+        );
+        let _ = writeln!(
+            out,
+            "  curl -s -H 'Authorization: Bearer {token}' -H 'content-type: application/json' -d '{{\"reason\":\"unpaid\"}}' {base}/admin/tenants/umbrella/suspend"
+        );
+        let _ = writeln!(
+            out,
+            "  curl -s -X PUT -H 'Authorization: Bearer {token}' -H 'content-type: application/json' -d '\"dark\"' {base}/admin/tenants/globex/config/theme"
+        );
+        let _ = writeln!(out, "\nCtrl-C stops the server.");
+        Ok(out)
+    }
+
+    /// Stops accepting connections, lets open requests finish, then shuts the stack down.
+    ///
+    /// # Errors
+    /// [`CliError::Io`] when the server failed; [`CliError::Shutdown`] when a provider failed to
+    /// shut down.
+    pub async fn shutdown(mut self) -> Result<(), CliError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let served = match (&mut self.server).await {
+            Ok(result) => result.map_err(|e| CliError::io("serving", e)),
+            Err(e) => Err(CliError::io("serving", std::io::Error::other(e))),
+        };
+        self.tenancy.shutdown().await?;
+        served
+    }
+}
+
+/// `tenancy demo`: starts, prints the banner, serves until Ctrl-C, shuts down cleanly.
+pub(crate) async fn run(options: DemoOptions) -> Result<(), CliError> {
+    let demo = start(options).await?;
+    println!("{}", demo.banner()?);
+    tokio::signal::ctrl_c()
+        .await
+        .map_err(|e| CliError::io("waiting for Ctrl-C", e))?;
+    eprintln!("shutting down...");
+    demo.shutdown().await?;
+    eprintln!("stopped cleanly");
+    Ok(())
+}

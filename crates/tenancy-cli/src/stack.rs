@@ -1,0 +1,87 @@
+//! The database URL the command runs against, and the tenancy configuration built around it.
+
+use std::path::Path;
+
+use tenancy::TenancyConfig;
+use tenancy::store_sql::StoreConfig;
+
+use crate::cli::DEFAULT_DATABASE;
+use crate::error::CliError;
+
+/// Which database a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Checks that `url` names a database this command can open.
+pub(crate) fn backend(url: &str) -> Result<Backend, CliError> {
+    if url.starts_with("sqlite:") {
+        Ok(Backend::Sqlite)
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Backend::Postgres)
+    } else {
+        Err(CliError::Usage(format!(
+            "--database {:?} is not a database URL: give sqlite://FILE or postgres://USER@HOST/DB",
+            redact(url)
+        )))
+    }
+}
+
+/// The URL without its password, for messages.
+pub(crate) fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.split_once('@') {
+        Some((credentials, host)) => {
+            let user = credentials.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+/// The configuration of an admin command: the `--config` file (and `TENANCY__*` variables), with
+/// the store at `database` when given, else the file's `store.url`, else the demo's SQLite file.
+pub(crate) fn admin_config(
+    database: Option<&str>,
+    file: Option<&Path>,
+) -> Result<(TenancyConfig, Backend), CliError> {
+    let mut config = TenancyConfig::load(file)?;
+    let url = match (database, config.store.url.as_deref()) {
+        (Some(url), _) | (None, Some(url)) => url.to_owned(),
+        (None, None) => DEFAULT_DATABASE.to_owned(),
+    };
+    let backend = backend(&url)?;
+    config.store.url = Some(url);
+    // A command is one short process: no change feed listener for it.
+    config.store.change_feed = false;
+    Ok((config, backend))
+}
+
+/// The store section for `url` with the library's defaults.
+pub(crate) fn store(url: &str) -> Result<StoreConfig, CliError> {
+    backend(url)?;
+    Ok(StoreConfig::with_url(url))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_recognised_and_passwords_never_echoed() {
+        assert_eq!(backend("sqlite://x.db").unwrap(), Backend::Sqlite);
+        assert_eq!(backend("postgres://u:p@h/db").unwrap(), Backend::Postgres);
+        let err = backend("mysql://u:secret@h/db").unwrap_err().to_string();
+        assert!(err.contains("sqlite://FILE"), "{err}");
+        assert!(!err.contains("secret"), "{err}");
+        assert_eq!(
+            redact("postgres://u:pw@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact("sqlite://demo.db"), "sqlite://demo.db");
+    }
+}
