@@ -16,6 +16,12 @@
 //!
 //! [`StoreConfig`] is the `store` section of the tenancy configuration.
 //!
+//! Design: one concrete type per backend rather than one store generic over `sqlx::Database`.
+//! The SQL differs (schema-qualified statements, `jsonb`, `FOR UPDATE` and `pg_notify` in
+//! PostgreSQL; `BEGIN IMMEDIATE` and BLOB ids in SQLite), and a generic store would carry a bound
+//! per bound type; what is the same is shared instead: row decoding and validation, error mapping,
+//! the status-change decision, paging, the migration plan and the ping.
+//!
 //! ```
 //! # #[cfg(feature = "sqlite")]
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {

@@ -71,9 +71,10 @@ macro_rules! select_tenants {
 
 const GET_BY_ID: &str = select_tenants!("WHERE t.id = ?1");
 const GET_BY_SLUG: &str = select_tenants!("WHERE t.slug = ?1");
-const LIST: &str = select_tenants!(
-    "WHERE (?1 IS NULL OR t.id > ?1) AND (?2 = 0 OR t.status = 'active') ORDER BY t.id LIMIT ?3"
-);
+const LIST_FIRST: &str =
+    select_tenants!("WHERE (?1 = 0 OR t.status = 'active') ORDER BY t.id LIMIT ?2");
+const LIST_AFTER: &str =
+    select_tenants!("WHERE t.id > ?1 AND (?2 = 0 OR t.status = 'active') ORDER BY t.id LIMIT ?3");
 const INSERT_TENANT: &str = "INSERT INTO tenancy_tenants \
     (id, slug, name, status, status_reason, plan, metadata, created_at, updated_at) \
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
@@ -113,8 +114,9 @@ pub struct SqliteTenantStore {
 }
 
 impl SqliteTenantStore {
-    /// Opens (creating if missing) the database of `config.url` (`sqlite://path`), in WAL mode,
-    /// and runs the migrations unless `config.migrate` is off.
+    /// Opens (creating if missing) the database of `config.url` (`sqlite://path`, in WAL mode, or
+    /// `sqlite::memory:`, kept alive by one pinned connection), and runs the migrations unless
+    /// `config.migrate` is off.
     ///
     /// # Errors
     /// [`TenantError::Configuration`] for an invalid configuration or URL,
@@ -129,9 +131,17 @@ impl SqliteTenantStore {
             .journal_mode(SqliteJournalMode::Wal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
+        let mut pool = SqlitePoolOptions::new()
             .max_connections(config.max_connections)
-            .acquire_timeout(config.acquire_timeout())
+            .acquire_timeout(config.acquire_timeout());
+        if is_in_memory(url) {
+            // An in-memory database lives as long as one connection to it: keep one open.
+            pool = pool
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None);
+        }
+        let pool = pool
             .connect_with(options)
             .await
             .map_err(|e| storage("opening the SQLite store", e))?;
@@ -248,6 +258,11 @@ impl SqliteTenantStore {
     }
 }
 
+/// Whether a SQLite URL names an in-memory database (`sqlite::memory:`, `mode=memory`).
+fn is_in_memory(url: &str) -> bool {
+    url.contains(":memory:") || url.contains("mode=memory")
+}
+
 fn is_slug_violation(err: &sqlx::Error) -> bool {
     database_error(err)
         .is_some_and(|db| db.is_unique_violation() && db.message().contains("tenancy_tenants.slug"))
@@ -276,13 +291,15 @@ impl TenantStore for SqliteTenantStore {
 
     async fn list(&self, query: ListQuery) -> Result<Page<TenantInfo>, TenantError> {
         let limit = query.effective_limit();
-        let rows = sqlx::query_as::<_, TenantRow>(LIST)
-            .bind(query.after.map(Uuid::from))
-            .bind(query.active_only)
-            .bind(i64::from(limit) + 1)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| storage("listing tenants", e))?;
+        let rows = match query.after {
+            Some(after) => sqlx::query_as::<_, TenantRow>(LIST_AFTER).bind(Uuid::from(after)),
+            None => sqlx::query_as::<_, TenantRow>(LIST_FIRST),
+        }
+        .bind(query.active_only)
+        .bind(i64::from(limit) + 1)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| storage("listing tenants", e))?;
         page(rows, limit)
     }
 

@@ -184,6 +184,18 @@ async fn every_committed_mutation_notifies_and_refused_ones_do_not() {
         serde_json::from_str(notification.payload()).unwrap()
     };
 
+    // A store configured without the change feed sends nothing.
+    let quiet = PgTenantStore::from_pool(
+        db.pool(1).await,
+        &StoreConfig {
+            change_feed: false,
+            ..StoreConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    quiet.create(new_tenant("quiet")).await.unwrap();
+
     let tenant = store.create(new_tenant("notify")).await.unwrap();
     let notice = next().await;
     assert_eq!(
@@ -242,7 +254,7 @@ async fn every_committed_mutation_notifies_and_refused_ones_do_not() {
         (tenant.id, ChangeKind::Config)
     );
     drop(listener);
-    drop(store);
+    drop((store, quiet));
     db.drop_db().await;
 }
 

@@ -37,6 +37,19 @@ async fn the_enum_store_passes_the_suite_too() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_in_memory_database_is_one_database_for_the_whole_pool() {
+    let config = StoreConfig::with_url("sqlite::memory:");
+    let store = Arc::new(SqliteTenantStore::connect(&config).await.unwrap());
+    conformance::run_all(store.clone()).await;
+    // The suite's tenants (7 listed, 1 read, 2 conflicting, 1 race winner, 1 updated, 1 status,
+    // 10 racing, 1 config), written through many pooled connections, are all in one database.
+    assert_eq!(
+        store.list(Default::default()).await.unwrap().items.len(),
+        24
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exactly_one_of_fifty_concurrent_creates_of_one_slug_wins() {
     let db = temp_db();
     let store = Arc::new(SqliteTenantStore::connect(&db.config).await.unwrap());

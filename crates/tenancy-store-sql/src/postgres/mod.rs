@@ -275,13 +275,18 @@ impl TenantStore for PgTenantStore {
 
     async fn list(&self, query: ListQuery) -> Result<Page<TenantInfo>, TenantError> {
         let limit = query.effective_limit();
-        let rows = sqlx::query_as::<_, TenantRow>(q(&self.inner.sql.list))
-            .bind(query.after.map(Uuid::from))
-            .bind(query.active_only)
-            .bind(i64::from(limit) + 1)
-            .fetch_all(&self.inner.pool)
-            .await
-            .map_err(|e| storage("listing tenants", e))?;
+        let sql = &self.inner.sql;
+        let rows = match query.after {
+            Some(after) => {
+                sqlx::query_as::<_, TenantRow>(q(&sql.list_after)).bind(Uuid::from(after))
+            }
+            None => sqlx::query_as::<_, TenantRow>(q(&sql.list_first)),
+        }
+        .bind(query.active_only)
+        .bind(i64::from(limit) + 1)
+        .fetch_all(&self.inner.pool)
+        .await
+        .map_err(|e| storage("listing tenants", e))?;
         page(rows, limit)
     }
 
@@ -513,7 +518,7 @@ mod tests {
         let schema = Identifier::new("store.schema", "order").unwrap();
         let statements = Statements::new(&schema);
         assert!(statements.get_by_id.contains("FROM \"order\".tenants t"));
-        assert!(!statements.list.contains("{schema}"));
+        assert!(!statements.list_after.contains("{schema}"));
         assert!(
             Statements::migration(&schema, &MIGRATIONS[0])
                 .contains("CREATE TABLE \"order\".config")

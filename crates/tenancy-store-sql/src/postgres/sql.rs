@@ -55,7 +55,8 @@ pub(super) struct Statements {
     pub(super) get_by_id: Sql,
     pub(super) get_by_id_for_update: Sql,
     pub(super) get_by_slug: Sql,
-    pub(super) list: Sql,
+    pub(super) list_first: Sql,
+    pub(super) list_after: Sql,
     pub(super) insert_tenant: Sql,
     pub(super) upsert_config: Sql,
     pub(super) update_tenant: Sql,
@@ -85,9 +86,11 @@ impl Statements {
             get_by_id: select("WHERE t.id = $1"),
             get_by_id_for_update: select("WHERE t.id = $1 FOR UPDATE OF t"),
             get_by_slug: select("WHERE t.slug = $1"),
-            list: select(
-                "WHERE ($1::uuid IS NULL OR t.id > $1) AND (NOT $2 OR t.status = 'active') \
-                 ORDER BY t.id LIMIT $3",
+            // Two statements rather than `($1 IS NULL OR t.id > $1)`, so that both plans walk the
+            // primary key from the right place.
+            list_first: select("WHERE (NOT $1 OR t.status = 'active') ORDER BY t.id LIMIT $2"),
+            list_after: select(
+                "WHERE t.id > $1 AND (NOT $2 OR t.status = 'active') ORDER BY t.id LIMIT $3",
             ),
             insert_tenant: sql("INSERT INTO {schema}.tenants \
                  (id, slug, name, status, status_reason, plan, metadata, created_at, updated_at) \
