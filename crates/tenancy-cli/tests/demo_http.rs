@@ -1,0 +1,481 @@
+//! The demo server end to end over real HTTP: started in-process on 127.0.0.1:0 with a temporary
+//! SQLite file, driven with reqwest.
+
+use reqwest::{Client, StatusCode};
+use serde_json::{Value, json};
+use tenancy_cli::demo::{self, Demo, DemoOptions};
+use tenancy_core::TenantId;
+
+struct Fixture {
+    demo: Demo,
+    http: Client,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn start() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("demo.db").display());
+    let demo = demo::start(DemoOptions::new("127.0.0.1:0".parse().unwrap(), url))
+        .await
+        .unwrap();
+    let base = format!("http://{}", demo.addr());
+    Fixture {
+        demo,
+        http: Client::new(),
+        base,
+        _dir: dir,
+    }
+}
+
+impl Fixture {
+    fn id(&self, slug: &str) -> TenantId {
+        self.demo.tenant(slug).unwrap().id
+    }
+
+    async fn get(&self, path: &str, headers: &[(&str, &str)]) -> (StatusCode, Value) {
+        let mut request = self.http.get(format!("{}{path}", self.base));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap())
+    }
+
+    async fn whoami_by_header(&self, id: TenantId) -> StatusCode {
+        self.get("/api/whoami", &[("x-tenant-id", &id.to_string())])
+            .await
+            .0
+    }
+
+    async fn admin(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}/admin{path}", self.base))
+            .bearer_auth(self.demo.admin_token());
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_owned());
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap())
+    }
+
+    async fn tenant_count(&self) -> usize {
+        let (status, page) = self.admin(reqwest::Method::GET, "/tenants", None).await;
+        assert_eq!(status, StatusCode::OK);
+        page["items"].as_array().unwrap().len()
+    }
+}
+
+#[tokio::test]
+async fn whoami_by_each_of_the_four_resolvers() {
+    let f = start().await;
+    assert!(f.demo.seeded());
+    let acme = f.id("acme");
+    let token = f.demo.token("alice", Some(acme)).unwrap();
+    let bearer = format!("Bearer {token}");
+    let acme_header = acme.to_string();
+    let cases: [(&str, Vec<(&str, &str)>, &str); 4] = [
+        (
+            "/api/whoami",
+            vec![("x-tenant-id", acme_header.as_str())],
+            "header",
+        ),
+        ("/api/whoami", vec![("host", "acme.localhost")], "subdomain"),
+        ("/tenants/acme/api/whoami", vec![], "path"),
+        (
+            "/api/whoami",
+            vec![("authorization", &*bearer)],
+            "jwt_claim",
+        ),
+    ];
+    for (path, headers, resolver) in cases {
+        let (status, body) = f.get(path, &headers).await;
+        assert_eq!(status, StatusCode::OK, "{resolver}: {body}");
+        assert_eq!(body["id"], acme.to_string(), "{resolver}");
+        assert_eq!(body["slug"], "acme");
+        assert_eq!(body["name"], "Acme Corporation");
+        assert_eq!(body["status"], "active");
+        assert_eq!(body["plan"], "pro");
+        assert_eq!(body["resolved_by"], resolver);
+    }
+    let (_, body) = f.get("/api/whoami", &[("authorization", &bearer)]).await;
+    assert_eq!(body["user"], "alice", "the token's sub is the user");
+
+    let (status, body) = f.get("/tenants/globex/api/config", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["config"], json!({"theme": "light", "max_users": 10}));
+    f.demo.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn suspended_unknown_and_missing_tenants_get_403() {
+    let f = start().await;
+    let initech = f.id("initech");
+    assert_eq!(f.whoami_by_header(initech).await, StatusCode::FORBIDDEN);
+    assert_eq!(
+        f.get("/tenants/initech/api/whoami", &[]).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        f.whoami_by_header(TenantId::new()).await,
+        StatusCode::FORBIDDEN
+    );
+    let (status, body) = f.get("/tenants/nobody/api/whoami", &[]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body["error"], "tenant_required");
+    assert_eq!(
+        f.get("/api/whoami", &[("host", "initech.localhost")])
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(f.get("/api/whoami", &[]).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(
+        f.get("/api/config", &[("x-tenant-id", "not-a-uuid")])
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
+    f.demo.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn membership_applies_to_authenticated_users_on_untrusted_resolvers() {
+    let f = start().await;
+    let (acme, globex) = (f.id("acme"), f.id("globex"));
+    let alice = format!("Bearer {}", f.demo.token("alice", None).unwrap());
+    let bob = format!("Bearer {}", f.demo.token("bob", None).unwrap());
+
+    // alice belongs to acme: the header is accepted, and she is the user.
+    let acme_header = acme.to_string();
+    let (status, body) = f
+        .get(
+            "/api/whoami",
+            &[("authorization", &alice), ("x-tenant-id", &acme_header)],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (body["user"].as_str(), body["resolved_by"].as_str()),
+        (Some("alice"), Some("header"))
+    );
+
+    // bob does not, by header, subdomain or path.
+    for (path, header) in [
+        ("/api/whoami", ("x-tenant-id", acme_header.as_str())),
+        ("/api/whoami", ("host", "acme.localhost")),
+        ("/tenants/acme/api/whoami", ("x-unused", "")),
+    ] {
+        let (status, body) = f.get(path, &[("authorization", &bob), header]).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path} {header:?}");
+        assert_eq!(body["error"], "not_a_member");
+    }
+    // bob belongs to globex.
+    assert_eq!(
+        f.get("/tenants/globex/api/whoami", &[("authorization", &bob)])
+            .await
+            .0,
+        StatusCode::OK
+    );
+    // A token's own tenant claim is trusted.
+    let bob_acme = format!("Bearer {}", f.demo.token("bob", Some(acme)).unwrap());
+    assert_eq!(
+        f.get("/api/whoami", &[("authorization", &bob_acme)])
+            .await
+            .0,
+        StatusCode::OK
+    );
+    // A token that does not verify is refused, whatever else the request says.
+    let forged = format!("Bearer {}x", f.demo.token("alice", Some(globex)).unwrap());
+    let (status, body) = f
+        .get("/tenants/globex/api/whoami", &[("authorization", &forged)])
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"], "invalid_token");
+    f.demo.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn admin_api_needs_the_token() {
+    let f = start().await;
+    let url = format!("{}/admin/tenants", f.base);
+    let none = f.http.get(&url).send().await.unwrap();
+    assert_eq!(none.status(), StatusCode::UNAUTHORIZED);
+    let wrong = f.http.get(&url).bearer_auth("wrong").send().await.unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    let create = f
+        .http
+        .post(&url)
+        .bearer_auth(format!("{}x", f.demo.admin_token()))
+        .body(r#"{"slug":"sneaky","name":"Sneaky"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(create.status(), StatusCode::UNAUTHORIZED);
+    let body: Value = create.json().await.unwrap();
+    assert_eq!(body["error"], "unauthorized");
+    assert_eq!(
+        f.tenant_count().await,
+        3,
+        "nothing created without the token"
+    );
+    f.demo.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn admin_changes_are_visible_on_the_next_request() {
+    use reqwest::Method;
+    let f = start().await;
+    let (status, created) = f
+        .admin(
+            Method::POST,
+            "/tenants",
+            Some(r#"{"slug":"umbrella","name":"Umbrella Corp","plan":"pro"}"#),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["status"], "active");
+    let id: TenantId = created["id"].as_str().unwrap().parse().unwrap();
+
+    // Used at once, by id and by slug.
+    assert_eq!(f.whoami_by_header(id).await, StatusCode::OK);
+    let (status, body) = f.get("/tenants/umbrella/api/whoami", &[]).await;
+    assert_eq!(
+        (status, body["id"].as_str()),
+        (StatusCode::OK, Some(&*id.to_string()))
+    );
+
+    // Suspended: the very next request is refused.
+    let (status, body) = f
+        .admin(
+            Method::POST,
+            &format!("/tenants/{id}/suspend"),
+            Some(r#"{"reason":"unpaid"}"#),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (body["status"].as_str(), body["status_reason"].as_str()),
+        (Some("suspended"), Some("unpaid"))
+    );
+    assert_eq!(f.whoami_by_header(id).await, StatusCode::FORBIDDEN);
+    assert_eq!(
+        f.get("/tenants/umbrella/api/whoami", &[]).await.0,
+        StatusCode::FORBIDDEN
+    );
+
+    // Suspending again is an illegal transition; activating brings it back at once.
+    let (status, body) = f
+        .admin(Method::POST, "/tenants/umbrella/suspend", None)
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let (status, _) = f
+        .admin(Method::POST, &format!("/tenants/{id}/activate"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(f.whoami_by_header(id).await, StatusCode::OK);
+
+    // Renamed: the new slug resolves, the old one no longer does.
+    let (status, body) = f
+        .admin(
+            Method::PATCH,
+            &format!("/tenants/{id}"),
+            Some(r#"{"slug":"umbrella-2","plan":null}"#),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["plan"], Value::Null);
+    assert_eq!(
+        f.get("/tenants/umbrella-2/api/whoami", &[]).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        f.get("/tenants/umbrella/api/whoami", &[]).await.0,
+        StatusCode::FORBIDDEN
+    );
+
+    // Configuration overrides show at once in /api/config.
+    let (status, change) = f
+        .admin(
+            Method::PUT,
+            &format!("/tenants/{id}/config/theme"),
+            Some(r#""dark""#),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(change, json!({"key": "theme", "old": null, "new": "dark"}));
+    let (_, body) = f.get("/tenants/umbrella-2/api/config", &[]).await;
+    assert_eq!(body["config"], json!({"theme": "dark", "max_users": 10}));
+    let (status, _) = f
+        .admin(Method::DELETE, &format!("/tenants/{id}/config/theme"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, body) = f.get("/tenants/umbrella-2/api/config", &[]).await;
+    assert_eq!(body["config"]["theme"], "light");
+
+    // Deactivated: refused.
+    let (status, body) = f
+        .admin(Method::POST, &format!("/tenants/{id}/deactivate"), None)
+        .await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("inactive"))
+    );
+    assert_eq!(f.whoami_by_header(id).await, StatusCode::FORBIDDEN);
+
+    let (status, shown) = f.admin(Method::GET, &format!("/tenants/{id}"), None).await;
+    assert_eq!(
+        (status, shown["slug"].as_str()),
+        (StatusCode::OK, Some("umbrella-2"))
+    );
+    f.demo.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn bad_admin_requests_get_400_and_store_nothing() {
+    use reqwest::Method;
+    let f = start().await;
+    let acme = f.id("acme");
+    for (body, says) in [
+        (r#"{"slug":"new","name":"#, "EOF"),
+        ("not json", "expected"),
+        (
+            r#"{"slug":"new","name":"New","owner":"x"}"#,
+            "unknown field `owner`",
+        ),
+        (r#"{"slug":"Not A Slug","name":"New"}"#, "slug"),
+        (r#"{"slug":"-new","name":"New"}"#, "slug"),
+        (r#"{"name":"New"}"#, "missing field `slug`"),
+        (r#"{"slug":"new","name":42}"#, "invalid type"),
+    ] {
+        let (status, error) = f.admin(Method::POST, "/tenants", Some(body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {error}");
+        assert_eq!(error["error"], "invalid_body");
+        let message = error["message"].as_str().unwrap();
+        assert!(message.contains(says), "{body}: {message}");
+    }
+    // Valid JSON the lifecycle refuses: an empty name, a bad plan.
+    for body in [
+        r#"{"slug":"new","name":"  "}"#,
+        r#"{"slug":"new","name":"New","plan":"a b"}"#,
+    ] {
+        let (status, error) = f.admin(Method::POST, "/tenants", Some(body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {error}");
+        assert_eq!(error["error"], "invalid_input");
+    }
+    assert_eq!(f.tenant_count().await, 3, "nothing stored");
+
+    // A taken slug, an unknown tenant, an unknown PATCH field, a bad config key.
+    let (status, _) = f
+        .admin(
+            Method::POST,
+            "/tenants",
+            Some(r#"{"slug":"acme","name":"Again"}"#),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, _) = f
+        .admin(Method::GET, &format!("/tenants/{}", TenantId::new()), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = f.admin(Method::GET, "/tenants/Bad%20Slug", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, error) = f
+        .admin(
+            Method::PATCH,
+            &format!("/tenants/{acme}"),
+            Some(r#"{"status":"inactive"}"#),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+    let (status, _) = f
+        .admin(
+            Method::POST,
+            &format!("/tenants/{acme}/suspend"),
+            Some(r#"{"why":"x"}"#),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = f
+        .admin(
+            Method::PUT,
+            &format!("/tenants/{acme}/config/Bad%20Key"),
+            Some("1"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = f
+        .admin(
+            Method::PUT,
+            &format!("/tenants/{acme}/config/theme"),
+            Some("{"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = f.admin(Method::GET, "/tenants?limit=abc", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // Nothing of it reached acme.
+    let (_, shown) = f.admin(Method::GET, "/tenants/acme", None).await;
+    assert_eq!(
+        (shown["status"].as_str(), shown["name"].as_str()),
+        (Some("active"), Some("Acme Corporation"))
+    );
+    let (_, body) = f.get("/tenants/acme/api/config", &[]).await;
+    assert_eq!(body["config"]["theme"], "light");
+    f.demo.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn healthz_reports_every_component() {
+    let f = start().await;
+    let (status, report) = f.get("/healthz", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(report["status"], "healthy");
+    for component in ["resolution", "lifecycle", "overrides", "isolation"] {
+        assert_eq!(
+            report["components"][component]["status"], "healthy",
+            "{report}"
+        );
+    }
+    f.demo.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_restart_on_the_same_file_keeps_the_tenants_and_seeds_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("demo.db").display());
+    let options = DemoOptions::new("127.0.0.1:0".parse().unwrap(), url);
+    let first = demo::start(options.clone()).await.unwrap();
+    let acme = first.tenant("acme").unwrap().id;
+    first.shutdown().await.unwrap();
+    let second = demo::start(options).await.unwrap();
+    assert!(!second.seeded());
+    assert_eq!(second.tenants().len(), 3);
+    assert_eq!(second.tenant("acme").unwrap().id, acme);
+    assert!(second.banner().unwrap().contains("nothing seeded"));
+    second.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn bad_options_are_refused_before_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("demo.db").display());
+    let mut options = DemoOptions::new("127.0.0.1:0".parse().unwrap(), url);
+    options.jwt_secret = Some("too short".into());
+    let err = demo::start(options).await.unwrap_err();
+    assert!(err.to_string().contains("at least 32 bytes"), "{err}");
+    let options = DemoOptions::new("127.0.0.1:0".parse().unwrap(), "mysql://x/y");
+    let err = demo::start(options).await.unwrap_err();
+    assert!(err.to_string().contains("sqlite://FILE"), "{err}");
+}
