@@ -2,6 +2,9 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+#[cfg(feature = "postgres")]
+pub mod pg;
+
 use axum::body::Body;
 use axum::routing::get;
 use axum::{Extension, Router};

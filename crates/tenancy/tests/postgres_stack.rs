@@ -1,0 +1,140 @@
+//! `configure` on the PostgreSQL store: the change feed joins the bundle, and health names a
+//! killed listener and a stopped store, then recovers.
+
+mod common;
+
+use std::time::Duration;
+
+use common::pg::TestDb;
+use figment::Figment;
+use figment::providers::{Format, Yaml};
+use tenancy::core::{CreateTenant, HealthReport, HealthStatus};
+use tenancy::{StackBuilder, Tenancy, TenancyConfig};
+
+fn config(url: &str) -> TenancyConfig {
+    let yaml = format!(
+        "tenancy:
+  store:
+    url: {url}
+    ping_timeout_ms: 500
+    acquire_timeout_ms: 500
+  resolution:
+    resolvers: [header]
+    trusted_resolvers: [header]
+"
+    );
+    TenancyConfig::from_figment(&Figment::from(Yaml::string(&yaml))).unwrap()
+}
+
+/// Polls health until `done` holds (at most ~10 s); the last report.
+async fn health_until(tenancy: &Tenancy, done: impl Fn(&HealthReport) -> bool) -> HealthReport {
+    let mut report = tenancy.health().await;
+    for _ in 0..400 {
+        if done(&report) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        report = tenancy.health().await;
+    }
+    report
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_names_a_killed_listener_and_a_stopped_store_then_recovers() {
+    let db = TestDb::create("umbrella_health").await;
+    let tenancy = StackBuilder::new(config(&db.url))
+        .health_timeout(Duration::from_secs(1))
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(
+        tenancy.provider_names().collect::<Vec<_>>(),
+        [
+            "resolution",
+            "lifecycle",
+            "overrides",
+            "isolation",
+            "integration",
+            "change_feed"
+        ]
+    );
+    let acme = tenancy
+        .lifecycle()
+        .unwrap()
+        .create(CreateTenant::new("acme".parse().unwrap(), "Acme"))
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
+    assert!(acme.is_active());
+    let report = tenancy.health().await;
+    assert_eq!(report.status, HealthStatus::Healthy, "{report:#?}");
+    assert_eq!(
+        report.components["resolution"].details["backend"],
+        "postgres"
+    );
+    assert_eq!(
+        report.components["change_feed"].details["channel"],
+        "tenancy_changes"
+    );
+
+    // Kill the listener and keep it from reconnecting: the feed, and so the stack, is degraded.
+    db.allow_connections(false).await;
+    assert_eq!(db.terminate(Some("tenancy-change-feed")).await, 1);
+    let report = health_until(&tenancy, |r| {
+        r.components["change_feed"].status != HealthStatus::Healthy
+    })
+    .await;
+    let feed = &report.components["change_feed"];
+    assert_eq!(feed.status, HealthStatus::Degraded, "{report:#?}");
+    assert!(
+        feed.details["reason"].starts_with("reconnecting"),
+        "{feed:?}"
+    );
+    assert!(report.status >= HealthStatus::Degraded);
+
+    // Stop the store: every connection gone, none allowed. The store's users turn unhealthy.
+    db.terminate(None).await;
+    let report = health_until(&tenancy, |r| {
+        r.status == HealthStatus::Unhealthy
+            && r.components["resolution"].status == HealthStatus::Unhealthy
+    })
+    .await;
+    assert_eq!(report.status, HealthStatus::Unhealthy, "{report:#?}");
+    for name in ["resolution", "lifecycle", "overrides"] {
+        let component = &report.components[name];
+        assert_eq!(
+            component.status,
+            HealthStatus::Unhealthy,
+            "{name}: {component:?}"
+        );
+        assert!(!component.details["reason"].is_empty());
+    }
+
+    // The database comes back: the pool and the listener reconnect, the stack is healthy again.
+    db.allow_connections(true).await;
+    let report = health_until(&tenancy, |r| r.status == HealthStatus::Healthy).await;
+    assert_eq!(report.status, HealthStatus::Healthy, "{report:#?}");
+    assert_ne!(report.components["change_feed"].details["reconnects"], "0");
+
+    tenancy.shutdown().await.unwrap();
+    let report = tenancy.health().await;
+    assert_eq!(
+        report.components["change_feed"].status,
+        HealthStatus::Unhealthy,
+        "stopped"
+    );
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_store_fails_configure_with_a_storage_error() {
+    let db = TestDb::create("umbrella_down").await;
+    db.allow_connections(false).await;
+    let error = tenancy::configure(config(&db.url)).await.unwrap_err();
+    assert!(
+        matches!(error, tenancy::Error::Build(ref e) if e.is_infrastructure()),
+        "{error}"
+    );
+    db.drop_db().await;
+}
