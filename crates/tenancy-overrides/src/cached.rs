@@ -92,6 +92,9 @@ impl<S: ConfigStore + ?Sized + 'static> CachedConfigStore<S> {
     /// # Errors
     /// The store's error (not cached: the next call asks the store again).
     pub async fn config(&self, tenant: TenantId) -> Result<Arc<JsonObject>, TenantError> {
+        if let Some(unit) = self.units.get(&tenant).await {
+            return Ok(unit);
+        }
         let seen = self.changes.load(Ordering::Acquire);
         let unit = self
             .units
