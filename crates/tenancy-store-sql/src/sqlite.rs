@@ -174,7 +174,8 @@ impl SqliteTenantStore {
     /// [`TenantError::Migration`] when a migration fails or the database is newer than this
     /// binary supports.
     pub async fn migrate(&self) -> Result<i64, TenantError> {
-        let fail = |e: sqlx::Error| TenantError::migration("migrating the SQLite store", e);
+        let fail =
+            |e: sqlx::Error| TenantError::migration(format!("migrating the SQLite store: {e}"), e);
         let mut tx = self.begin().await.map_err(fail)?;
         sqlx::query(
             "CREATE TABLE IF NOT EXISTS tenancy_schema_version (\
