@@ -80,17 +80,18 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
         let bytes = Bytes::from_request(request, state)
             .await
             .map_err(IntoResponse::into_response)?;
-        parse_json(&bytes).map(Self)
+        parse_json(&bytes).map(Self).map_err(|e| *e)
     }
 }
 
-fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Response> {
+/// `bytes` as JSON of type `T`, or the 400 response saying why not (boxed: it is large).
+fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Box<Response>> {
     serde_json::from_slice(bytes).map_err(|e| {
-        error_response(
+        Box::new(error_response(
             StatusCode::BAD_REQUEST,
             "invalid_body",
             &format!("the request body is not valid: {e}"),
-        )
+        ))
     })
 }
 
@@ -239,7 +240,7 @@ async fn suspend(
     } else {
         match parse_json(&body) {
             Ok(body) => body,
-            Err(rejection) => return Ok(rejection),
+            Err(rejection) => return Ok(*rejection),
         }
     };
     let id = find(&state.lifecycle, &tenant).await?.id;

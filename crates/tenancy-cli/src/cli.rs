@@ -38,6 +38,20 @@ pub(crate) struct Cli {
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Serve a tenant-aware demo application.
+    ///
+    /// On an empty store it creates acme and globex (active) and initech (suspended), then prints
+    /// their ids, the admin token, the JWT secret and ready-to-paste curl lines.
+    ///
+    /// The demo resolves tenants four ways: a JWT's `tenant_id` claim (trusted), the `x-tenant-id`
+    /// header (a tenant id), the subdomain under `localhost` (`Host: acme.localhost`), and the path
+    /// (`/tenants/acme/api/...`).
+    ///
+    /// Membership rule: a request with a valid bearer token is made by the user in its `sub` claim.
+    /// When such a request names its tenant through the header, the subdomain or the path
+    /// (resolvers that are not trusted), the user must be a member of that tenant, or the answer
+    /// is 403. The demo's members: alice belongs to acme and initech, bob to globex. A token's own
+    /// `tenant_id` claim is trusted. Requests without a token are anonymous and pass on the tenant
+    /// alone.
     Demo(DemoArgs),
     /// Create, list, show, update and change the status of tenants.
     #[command(subcommand)]
@@ -52,15 +66,7 @@ pub(crate) enum Command {
     Audit(AuditArgs),
 }
 
-/// The demo resolves tenants four ways: a JWT's `tenant_id` claim (trusted), the `x-tenant-id`
-/// header (a tenant id), the subdomain under `localhost` (`Host: acme.localhost`), and the path
-/// (`/tenants/acme/api/...`).
-///
-/// Membership rule: a request that carries a valid token is made by the user of its `sub` claim.
-/// When such a request names its tenant through the header, the subdomain or the path (resolvers
-/// that are not trusted), the user must be a member of that tenant, or the answer is 403. The
-/// demo's members: alice belongs to acme and initech, bob to globex. A token's own `tenant_id`
-/// claim is trusted. Requests without a token are anonymous and pass on the tenant alone.
+/// Options of `tenancy demo`.
 #[derive(Debug, Args)]
 pub(crate) struct DemoArgs {
     /// Address to listen on.

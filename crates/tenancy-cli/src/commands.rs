@@ -197,12 +197,12 @@ pub(crate) async fn config(
                 let id = find(&lifecycle, tenant).await?.id;
                 let value = value.unwrap_or_default();
                 let change = service.set(id, &key, value).await?;
-                changed(out, &key, change.old, change.new)
+                changed(out, &key, change.old.as_ref(), change.new.as_ref())
             }
             ConfigCommand::Unset { tenant, key } => {
                 let id = find(&lifecycle, tenant).await?.id;
                 let change = service.remove(id, &key).await?;
-                changed(out, &key, change.old, change.new)
+                changed(out, &key, change.old.as_ref(), change.new.as_ref())
             }
             ConfigCommand::Effective { tenant } => {
                 let id = find(&lifecycle, tenant).await?.id;
@@ -211,21 +211,22 @@ pub(crate) async fn config(
                     .iter()
                     .map(|(k, v)| [k.clone(), v.to_string()])
                     .collect();
-                out.emit(&Value::Object(effective.clone()), || {
-                    output::table(["KEY", "VALUE"], &rows)
-                })
+                let rendered = Value::Object(effective);
+                out.emit(&rendered, || output::table(["KEY", "VALUE"], &rows))
             }
         }
     })
     .await
 }
 
-fn changed(out: Output, key: &str, old: Option<Value>, new: Option<Value>) -> Result<(), CliError> {
-    let show = |v: &Option<Value>| {
-        v.as_ref()
-            .map_or_else(|| "(unset)".to_owned(), Value::to_string)
-    };
-    let text = format!("{key}: {} -> {}\n", show(&old), show(&new));
+fn changed(
+    out: Output,
+    key: &str,
+    old: Option<&Value>,
+    new: Option<&Value>,
+) -> Result<(), CliError> {
+    let show = |v: Option<&Value>| v.map_or_else(|| "(unset)".to_owned(), Value::to_string);
+    let text = format!("{key}: {} -> {}\n", show(old), show(new));
     out.emit(&json!({ "key": key, "old": old, "new": new }), || text)
 }
 

@@ -52,10 +52,8 @@ impl CliError {
     #[must_use]
     pub fn exit_code(&self) -> ExitCode {
         let usage = match self {
-            Self::Usage(_) | Self::Config(_) => true,
-            Self::Tenant(e) => is_bad_input(e),
-            Self::Stack(tenancy::Error::Config(_)) => true,
-            Self::Stack(tenancy::Error::Build(e)) => is_bad_input(e),
+            Self::Usage(_) | Self::Config(_) | Self::Stack(tenancy::Error::Config(_)) => true,
+            Self::Tenant(e) | Self::Stack(tenancy::Error::Build(e)) => is_bad_input(e),
             Self::Stack(_) | Self::Shutdown(_) | Self::Io { .. } | Self::Findings(_) => false,
         };
         ExitCode::from(if usage { 2 } else { 1 })

@@ -58,6 +58,9 @@ pub(crate) fn admin_config(
     config.store.url = Some(url);
     // A command is one short process: no change feed listener for it.
     config.store.change_feed = false;
+    // A command serves no requests, so it has no users to check memberships of (an application
+    // configured with strict membership gives its checker in code, which the command cannot).
+    config.resolution.strict_membership = false;
     Ok((config, backend))
 }
 

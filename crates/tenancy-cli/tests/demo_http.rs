@@ -84,7 +84,7 @@ async fn whoami_by_each_of_the_four_resolvers() {
     let token = f.demo.token("alice", Some(acme)).unwrap();
     let bearer = format!("Bearer {token}");
     let acme_header = acme.to_string();
-    let cases: [(&str, Vec<(&str, &str)>, &str); 4] = [
+    let cases = [
         (
             "/api/whoami",
             vec![("x-tenant-id", acme_header.as_str())],

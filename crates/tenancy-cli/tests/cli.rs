@@ -1,0 +1,419 @@
+//! The `tenancy` binary on a temporary SQLite file: each command's output and exit status, tables
+//! and `--json`, and bad input (a clear message, a non-zero status, nothing changed).
+
+use std::process::Command;
+
+use serde_json::Value;
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.stdout))
+    }
+}
+
+/// The value of `field` in the output of `tenants show` (and the other single-tenant commands).
+fn field(stdout: &str, name: &str) -> String {
+    stdout
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix(name)
+                .filter(|rest| rest.starts_with("  "))
+        })
+        .unwrap_or_else(|| panic!("no {name} in {stdout}"))
+        .trim()
+        .to_owned()
+}
+
+struct Db {
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Db {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("tenants.db").display());
+        Self { url, _dir: dir }
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        self.run_with(&self.url, args)
+    }
+
+    /// Runs with the database in `TENANCY_DATABASE_URL` instead of `--database`.
+    fn run_with(&self, database: &str, args: &[&str]) -> Run {
+        let output = Command::new(env!("CARGO_BIN_EXE_tenancy"))
+            .args(args)
+            .env("TENANCY_DATABASE_URL", database)
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        let run = Run {
+            code: output.status.code().unwrap(),
+            stdout: String::from_utf8(output.stdout).unwrap(),
+            stderr: String::from_utf8(output.stderr).unwrap(),
+        };
+        assert!(
+            !run.stderr.contains("panicked"),
+            "{args:?} panicked: {}",
+            run.stderr
+        );
+        run
+    }
+
+    /// Runs a command that must succeed.
+    fn ok(&self, args: &[&str]) -> Run {
+        let run = self.run(args);
+        assert_eq!(run.code, 0, "{args:?}: {}{}", run.stdout, run.stderr);
+        run
+    }
+
+    /// Runs a command that must fail with `code`, saying `says` on stderr and nothing on stdout.
+    fn fails(&self, code: i32, args: &[&str], says: &str) {
+        let run = self.run(args);
+        assert_eq!(run.code, code, "{args:?}: {}{}", run.stdout, run.stderr);
+        assert!(
+            run.stderr.contains(says),
+            "{args:?} should say {says:?}: {}",
+            run.stderr
+        );
+        assert_eq!(run.stdout, "", "{args:?}");
+    }
+
+    fn listed(&self) -> Value {
+        self.ok(&["--json", "tenants", "list"]).json()
+    }
+}
+
+#[test]
+fn tenants_commands_print_tables_and_json() {
+    let db = Db::new();
+    let created = db.ok(&[
+        "tenants",
+        "create",
+        "--slug",
+        "acme",
+        "--name",
+        "Acme Corp",
+        "--plan",
+        "pro",
+    ]);
+    assert!(created.stdout.starts_with("FIELD"), "{}", created.stdout);
+    assert_eq!(field(&created.stdout, "slug"), "acme");
+    assert_eq!(field(&created.stdout, "status"), "active");
+    assert_eq!(field(&created.stdout, "plan"), "pro");
+
+    let globex = db
+        .ok(&[
+            "--json", "tenants", "create", "--slug", "globex", "--name", "Globex",
+        ])
+        .json();
+    assert_eq!(globex["slug"], "globex");
+    assert_eq!(globex["status"], "active");
+    assert_eq!(globex["plan"], Value::Null);
+    let globex_id = globex["id"].as_str().unwrap().to_owned();
+
+    let table = db.ok(&["tenants", "list"]).stdout;
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 3, "{table}");
+    assert!(lines[0].starts_with("ID") && lines[0].contains("SLUG") && lines[0].contains("STATUS"));
+    assert!(
+        lines[1].contains("acme") && lines[1].contains("Acme Corp") && lines[1].contains("pro")
+    );
+    assert!(lines[2].contains(&globex_id) && lines[2].contains("globex"));
+    let page = db.ok(&["--json", "tenants", "list", "--limit", "1"]).json();
+    assert_eq!(page["items"].as_array().unwrap().len(), 1);
+    let next = page["next"].as_str().unwrap().to_owned();
+    let rest = db
+        .ok(&["--json", "tenants", "list", "--after", &next])
+        .json();
+    assert_eq!(rest["items"][0]["slug"], "globex");
+    assert!(
+        db.ok(&["tenants", "list", "--limit", "1"])
+            .stdout
+            .contains(&format!("more: --after {next}"))
+    );
+
+    // show by slug and by id.
+    assert_eq!(
+        db.ok(&["--json", "tenants", "show", "globex"]).json()["id"],
+        globex_id.as_str()
+    );
+    assert!(
+        db.ok(&["tenants", "show", &globex_id])
+            .stdout
+            .contains("Globex")
+    );
+
+    // update, then status changes.
+    let updated = db
+        .ok(&[
+            "--json",
+            "tenants",
+            "update",
+            "acme",
+            "--name",
+            "Acme Inc",
+            "--clear-plan",
+        ])
+        .json();
+    assert_eq!(
+        (updated["name"].as_str(), updated["plan"].as_str()),
+        (Some("Acme Inc"), None)
+    );
+    let renamed = db
+        .ok(&["--json", "tenants", "update", "acme", "--slug", "acme-inc"])
+        .json();
+    assert_eq!(renamed["slug"], "acme-inc");
+    let suspended = db
+        .ok(&[
+            "--json", "tenants", "suspend", "acme-inc", "--reason", "unpaid",
+        ])
+        .json();
+    assert_eq!(
+        (
+            suspended["status"].as_str(),
+            suspended["status_reason"].as_str()
+        ),
+        (Some("suspended"), Some("unpaid"))
+    );
+    assert_eq!(
+        field(
+            &db.ok(&["tenants", "show", "acme-inc"]).stdout,
+            "status reason"
+        ),
+        "unpaid"
+    );
+    assert_eq!(
+        db.ok(&["--json", "tenants", "list", "--active"]).json()["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        db.ok(&["--json", "tenants", "activate", "acme-inc"]).json()["status"],
+        "active"
+    );
+    assert_eq!(
+        db.ok(&["--json", "tenants", "deactivate", "acme-inc"])
+            .json()["status"],
+        "inactive"
+    );
+    assert_eq!(
+        field(
+            &db.ok(&["tenants", "activate", "acme-inc"]).stdout,
+            "status"
+        ),
+        "active"
+    );
+}
+
+#[test]
+fn config_commands_set_get_unset_and_merge() {
+    let db = Db::new();
+    db.ok(&["tenants", "create", "--slug", "acme", "--name", "Acme"]);
+    assert_eq!(
+        db.ok(&["config", "set", "acme", "theme", r#""dark""#])
+            .stdout,
+        "theme: (unset) -> \"dark\"\n"
+    );
+    let change = db
+        .ok(&["--json", "config", "set", "acme", "limits.users", "50"])
+        .json();
+    assert_eq!(
+        change,
+        serde_json::json!({"key": "limits.users", "old": null, "new": 50})
+    );
+    assert_eq!(
+        db.ok(&["config", "get", "acme", "theme"]).stdout,
+        "\"dark\"\n"
+    );
+    assert_eq!(
+        db.ok(&["--json", "config", "get", "acme", "limits.users"])
+            .json(),
+        50
+    );
+    let table = db.ok(&["config", "effective", "acme"]).stdout;
+    assert_eq!(
+        table,
+        "KEY           VALUE\nlimits.users  50\ntheme         \"dark\"\n"
+    );
+    assert_eq!(
+        db.ok(&["--json", "config", "effective", "acme"]).json(),
+        serde_json::json!({"theme": "dark", "limits.users": 50})
+    );
+    assert_eq!(
+        db.ok(&["config", "unset", "acme", "theme"]).stdout,
+        "theme: \"dark\" -> (unset)\n"
+    );
+    db.fails(1, &["config", "get", "acme", "theme"], "theme is not set");
+    assert_eq!(
+        db.ok(&["--json", "config", "effective", "acme"]).json(),
+        serde_json::json!({"limits.users": 50})
+    );
+}
+
+#[test]
+fn bad_input_gets_a_message_a_non_zero_status_and_changes_nothing() {
+    let db = Db::new();
+    db.ok(&["tenants", "create", "--slug", "acme", "--name", "Acme"]);
+    let before = db.listed();
+
+    // Usage errors: 2.
+    db.fails(
+        2,
+        &["tenants", "create", "--slug", "Not A Slug", "--name", "X"],
+        "invalid value 'Not A Slug'",
+    );
+    db.fails(2, &["tenants", "create", "--slug", "x"], "--name");
+    db.fails(
+        2,
+        &["tenants", "create", "--slug", "new", "--name", " "],
+        "invalid name",
+    );
+    db.fails(
+        2,
+        &[
+            "tenants",
+            "create",
+            "--slug",
+            "new",
+            "--name",
+            "New",
+            "--plan",
+            "no spaces",
+        ],
+        "invalid plan",
+    );
+    db.fails(2, &["tenants", "list", "--limit", "0"], "--limit");
+    db.fails(2, &["tenants", "list", "--after", "nope"], "--after");
+    db.fails(2, &["tenants", "update", "acme"], "nothing to update");
+    db.fails(
+        2,
+        &["tenants", "update", "acme", "--plan", "x", "--clear-plan"],
+        "cannot be used with",
+    );
+    db.fails(2, &["tenants", "show", "Bad_Slug"], "invalid value");
+    db.fails(
+        2,
+        &["config", "set", "acme", "theme", "dark"],
+        "is not JSON",
+    );
+    db.fails(
+        2,
+        &["config", "set", "acme", "Bad Key", "1"],
+        "invalid configuration",
+    );
+    db.fails(
+        2,
+        &["config", "set", "acme", "theme", "null"],
+        "invalid configuration",
+    );
+    db.fails(2, &["nonsense"], "unrecognized subcommand");
+    let mysql = db.run_with("mysql://u:secret@h/db", &["tenants", "list"]);
+    assert_eq!(mysql.code, 2);
+    assert!(
+        mysql.stderr.contains("sqlite://FILE") && !mysql.stderr.contains("secret"),
+        "{}",
+        mysql.stderr
+    );
+    db.fails(
+        2,
+        &["schemas", "status", "--dir", "/nonexistent"],
+        "not a directory",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("0001_init.sql"), "CREATE TABLE t (id int)").unwrap();
+    let migrations = dir.path().to_str().unwrap();
+    db.fails(
+        2,
+        &["schemas", "migrate", "--dir", migrations],
+        "needs PostgreSQL",
+    );
+    db.fails(
+        2,
+        &[
+            "schemas",
+            "migrate",
+            "--dir",
+            migrations,
+            "--concurrency",
+            "0",
+        ],
+        "--concurrency",
+    );
+    db.fails(2, &["audit"], "needs PostgreSQL");
+    db.fails(
+        2,
+        &["--config", "/nonexistent.yaml", "tenants", "list"],
+        "does not exist",
+    );
+    db.fails(
+        2,
+        &["demo", "--jwt-secret", "short", "--addr", "127.0.0.1:0"],
+        "at least 32 bytes",
+    );
+
+    // Failures: 1.
+    db.fails(1, &["tenants", "show", "nobody"], "not found");
+    db.fails(
+        1,
+        &["tenants", "show", "0190d5a0-7c1e-7a2b-9c3d-4e5f60718293"],
+        "not found",
+    );
+    db.fails(
+        1,
+        &["tenants", "create", "--slug", "acme", "--name", "Again"],
+        "already taken",
+    );
+    db.fails(
+        1,
+        &["tenants", "activate", "acme"],
+        "cannot go from active to active",
+    );
+    db.fails(1, &["config", "set", "nobody", "theme", "1"], "not found");
+
+    assert_eq!(db.listed(), before, "nothing changed");
+    assert_eq!(
+        db.ok(&["--json", "config", "effective", "acme"]).json(),
+        serde_json::json!({})
+    );
+
+    // Help is not an error.
+    let help = db.ok(&["demo", "--help"]).stdout;
+    assert!(help.contains("must be a member"), "{help}");
+}
+
+#[test]
+fn a_config_file_configures_the_commands() {
+    let db = Db::new();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tenancy.yaml");
+    std::fs::write(
+        &file,
+        "tenancy:\n  overrides:\n    defaults:\n      theme: light\n",
+    )
+    .unwrap();
+    let file = file.to_str().unwrap();
+    db.ok(&["tenants", "create", "--slug", "acme", "--name", "Acme"]);
+    assert_eq!(
+        db.ok(&["--config", file, "--json", "config", "effective", "acme"])
+            .json(),
+        serde_json::json!({"theme": "light"})
+    );
+    std::fs::write(dir.path().join("bad.yaml"), "tenancy:\n  overides: {}\n").unwrap();
+    let bad = dir.path().join("bad.yaml");
+    db.fails(
+        2,
+        &["--config", bad.to_str().unwrap(), "tenants", "list"],
+        "overides",
+    );
+}
