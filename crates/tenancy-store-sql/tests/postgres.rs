@@ -274,11 +274,12 @@ async fn a_suspension_through_one_stack_reaches_the_other_without_waiting_for_th
         )
         .await
         .unwrap();
-    // The creation and activation notices may still be in flight: wait until stack two serves it.
-    eventually(5, "stack two serving the active tenant", || async {
-        two.reader.check(tenant.id).await.is_ok()
+    // Let the creation and activation notices reach stack two before it caches the tenant.
+    eventually(5, "stack two applying both notices", || async {
+        two.feed().notices() == 2
     })
     .await;
+    two.reader.check(tenant.id).await.unwrap();
     stale.reader.check(tenant.id).await.unwrap();
     let loads = two.reader.loads.load(std::sync::atomic::Ordering::Relaxed);
     two.reader.check(tenant.id).await.unwrap();
@@ -332,10 +333,11 @@ async fn a_killed_listener_degrades_flushes_reconnects_and_works_again() {
         )
         .await
         .unwrap();
-    eventually(5, "stack two serving the active tenant", || async {
-        two.reader.check(tenant.id).await.is_ok()
+    eventually(5, "stack two applying both notices", || async {
+        two.feed().notices() == 2
     })
     .await;
+    two.reader.check(tenant.id).await.unwrap();
     assert!(two.reader.is_cached(tenant.id).await);
     assert_eq!(two.feed().reconnects(), 0);
 
