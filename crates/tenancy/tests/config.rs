@@ -259,3 +259,25 @@ fn an_unknown_resolver_is_rejected_at_load() {
         Ok(())
     });
 }
+
+#[test]
+fn the_complete_file_of_the_configuration_reference_loads() {
+    let reference = include_str!("../../../docs/configuration.md");
+    let section = &reference[reference.find("## A complete file").unwrap()..];
+    let start = section.find("```yaml\n").unwrap() + "```yaml\n".len();
+    let yaml = &section[start..start + section[start..].find("```").unwrap()];
+    Jail::expect_with(|jail| {
+        jail.create_file("app.yaml", yaml)?;
+        let config = load_in(jail, Some("app.yaml")).unwrap();
+        assert_eq!(
+            config.resolution.active_resolvers(),
+            ["jwt_claim", "header", "subdomain", "path"]
+        );
+        assert_eq!(config.overrides.defaults["max_users"], 50);
+        assert_eq!(
+            config.store.url.as_deref(),
+            Some("postgres://tenancy_app:secret@db.internal/app")
+        );
+        Ok(())
+    });
+}
