@@ -10,7 +10,7 @@
 //! - [`TenantMembership`]: for untrusted resolvers under strict membership, the
 //!   [`AuthenticatedUser`] must belong to the tenant.
 //! - [`TenancyLayer`] (tower) ties it together and puts a [`ResolvedTenant`] in the request
-//!   extensions; [`TenantGuardLayer`] and the axum extractor [`Tenant`] (feature `axum`) answer 403
+//!   extensions; [`TenantGuardLayer`] and the axum extractor `Tenant` (feature `axum`) answer 403
 //!   when there is none.
 //! - [`ResolutionConfig`] is the `resolution` configuration section.
 //!
@@ -48,7 +48,7 @@
 //!
 //! # Features
 //! - `jwt`: the `jwt_claim` resolver verifies bearer tokens itself (jsonwebtoken).
-//! - `axum`: the [`Tenant`] extractor.
+//! - `axum`: the `Tenant` extractor.
 
 mod config;
 mod context;

@@ -141,6 +141,10 @@ impl TenantValidator {
     /// # Errors
     /// [`TenantError::Storage`] when the store failed.
     pub async fn lookup(&self, tenant: TenantRef) -> Result<Option<Arc<TenantInfo>>, TenantError> {
+        // A plain read first: `try_get_with` allocates its key even on a hit.
+        if let Some(entry) = self.cache.get(&tenant).await {
+            return Ok(entry);
+        }
         self.cache
             .try_get_with(tenant, self.load(tenant))
             .await

@@ -46,7 +46,9 @@ fn header_rules() {
     let upper = ID.to_uppercase();
     let padded = format!("  {ID}\t");
     let trailing = format!("{ID}x");
-    let cases: &[(&dyn TenantResolver, &str, &[u8], Option<TenantRef>)] = &[
+    /// Resolver, header name, header value, expected tenant.
+    type Case<'a> = (&'a dyn TenantResolver, &'a str, &'a [u8], Option<TenantRef>);
+    let cases: &[Case<'_>] = &[
         (&by_id, "x-tenant-id", ID.as_bytes(), Some(id())),
         (&by_id, "X-Tenant-Id", ID.as_bytes(), Some(id())),
         (&by_id, "x-tenant-id", padded.as_bytes(), Some(id())),
