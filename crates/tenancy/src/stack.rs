@@ -199,7 +199,13 @@ impl StackBuilder {
         let database = match store.postgres() {
             Some(pg) => {
                 let strategy = registry.get(&config.isolation.strategy)?;
-                let db = tenancy_isolation_sql::TenantDb::new(pg.pool().clone(), strategy);
+                let mut db = tenancy_isolation_sql::TenantDb::new(pg.pool().clone(), strategy);
+                if !config.isolation.servers.is_empty() {
+                    // Database per tenant: plans that route go to the tenant's own pool.
+                    db = db.with_router(tenancy_isolation_sql::DatabaseRouter::from_config(
+                        &config.isolation,
+                    )?);
+                }
                 Some((
                     crate::integration::TenantDatabase::from_config(db, &config.integration),
                     pg.pool().clone(),
