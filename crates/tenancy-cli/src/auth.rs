@@ -129,7 +129,7 @@ pub(crate) async fn authenticate(
 ) -> Response {
     if let Some(token) = bearer(request.headers()) {
         let Some(claims) = keys.verify(token) else {
-            return crate::admin::error_response(
+            return crate::http::error_response(
                 StatusCode::UNAUTHORIZED,
                 "invalid_token",
                 "the bearer token is not a valid demo token (HS256 with the demo's secret, with \
@@ -212,7 +212,7 @@ pub(crate) async fn require_membership(
             Ok(true) => {}
             Ok(false) => {
                 tracing::info!(tenant_id = %tenant.id(), user = user.id(), resolver = tenant.resolved_by(), "user is not a member");
-                return crate::admin::error_response(
+                return crate::http::error_response(
                     StatusCode::FORBIDDEN,
                     "not_a_member",
                     &format!(
@@ -223,7 +223,7 @@ pub(crate) async fn require_membership(
                     ),
                 );
             }
-            Err(e) => return crate::admin::ApiError(e).into_response(),
+            Err(e) => return crate::http::ApiError(e).into_response(),
         }
     }
     next.run(request).await

@@ -19,7 +19,7 @@ pub(crate) const DEFAULT_DATABASE: &str = "sqlite://tenancy-demo.db";
 pub(crate) struct Cli {
     /// The tenant store: `sqlite://FILE` or `postgres://...` [default: the `store.url` of
     /// `--config`, else sqlite://tenancy-demo.db]
-    #[arg(long, global = true, env = "TENANCY_DATABASE_URL")]
+    #[arg(long, global = true, env = "TENANCY_DATABASE_URL", hide_env_values = true)]
     pub(crate) database: Option<String>,
 
     /// A YAML file whose `tenancy:` section configures the stack (`TENANCY__*` variables override
@@ -62,7 +62,11 @@ pub(crate) enum Command {
     /// Migrate every tenant schema (PostgreSQL).
     #[command(subcommand)]
     Schemas(SchemasCommand),
-    /// Audit row-level security (PostgreSQL); exits non-zero on findings.
+    /// Audit row-level security (PostgreSQL); exits 1 on findings.
+    ///
+    /// Every table with a `tenant_id` column (the `isolation.tenant_column` of `--config`) must
+    /// enable and force row-level security under a fail-closed policy with WITH CHECK, and the
+    /// application role must be neither superuser, nor BYPASSRLS, nor the owner.
     Audit(AuditArgs),
 }
 
@@ -222,7 +226,8 @@ pub(crate) struct AuditArgs {
     /// The role the application connects as [default: the connected role]
     #[arg(long)]
     pub(crate) role: Option<String>,
-    /// Audit only these schemas (repeatable) [default: every non-system schema]
+    /// Audit only these schemas (repeatable) [default: every non-system schema, the tenant
+    /// store's own schema included]
     #[arg(long)]
     pub(crate) schema: Vec<String>,
 }

@@ -38,9 +38,10 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::admin::{self, AdminState, ApiError};
+use crate::admin::{self, AdminState};
 use crate::auth::{self, DemoMembership, TokenKeys};
 use crate::error::CliError;
+use crate::http::ApiError;
 use crate::stack;
 
 /// The base domain of the demo's subdomain resolver (`acme.localhost`).

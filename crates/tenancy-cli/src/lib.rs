@@ -26,6 +26,7 @@ mod cli;
 mod commands;
 pub mod demo;
 mod error;
+mod http;
 mod output;
 mod stack;
 

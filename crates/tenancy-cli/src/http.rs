@@ -1,0 +1,82 @@
+//! What every route of the demo shares: JSON error responses, the status of each
+//! [`TenantError`], and JSON bodies whose every defect is a 400.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use tenancy::core::TenantError;
+
+/// A JSON error response: `{"error": code, "message": message}`.
+pub(crate) fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
+    (status, Json(json!({ "error": code, "message": message }))).into_response()
+}
+
+/// A [`TenantError`] answered with the status that fits it.
+#[derive(Debug)]
+pub(crate) struct ApiError(pub(crate) TenantError);
+
+impl From<TenantError> for ApiError {
+    fn from(error: TenantError) -> Self {
+        Self(error)
+    }
+}
+
+/// The HTTP status and error code of a [`TenantError`].
+pub(crate) fn classify(error: &TenantError) -> (StatusCode, &'static str) {
+    match error {
+        TenantError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
+        TenantError::SlugConflict { .. } => (StatusCode::CONFLICT, "slug_conflict"),
+        TenantError::IllegalTransition { .. } => (StatusCode::CONFLICT, "illegal_transition"),
+        TenantError::StatusConflict { .. } => (StatusCode::CONFLICT, "status_conflict"),
+        TenantError::Inactive { .. }
+        | TenantError::Suspended { .. }
+        | TenantError::Provisioning { .. } => (StatusCode::CONFLICT, "tenant_not_active"),
+        TenantError::InvalidInput { .. } | TenantError::Resolution(_) => {
+            (StatusCode::BAD_REQUEST, "invalid_input")
+        }
+        TenantError::Configuration(_) => (StatusCode::BAD_REQUEST, "invalid_configuration"),
+        TenantError::Storage { .. } => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = classify(&self.0);
+        if status.is_server_error() {
+            tracing::error!(error = %self.0, "admin request failed");
+        }
+        error_response(status, code, &self.0.to_string())
+    }
+}
+
+/// A JSON request body; a body that is not valid JSON of the expected shape (unknown fields
+/// included) is answered 400 with serde's message, before anything is stored.
+#[derive(Debug)]
+pub(crate) struct JsonBody<T>(pub(crate) T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        parse_json(&bytes).map(Self).map_err(|e| *e)
+    }
+}
+
+/// `bytes` as JSON of type `T`, or the 400 response saying why not (boxed: it is large).
+pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Box<Response>> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        Box::new(error_response(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            &format!("the request body is not valid: {e}"),
+        ))
+    })
+}
