@@ -54,6 +54,7 @@ pub async fn run_all<S: Store + 'static>(store: Arc<S>) {
     concurrent_creates_of_one_slug(store.clone(), 50).await;
     update_applies_given_fields(&*store).await;
     status_changes(&*store).await;
+    status_reasons(&*store).await;
     racing_status_changes(store.clone()).await;
     config_values(&*store).await;
 }

@@ -14,8 +14,3 @@ async fn in_memory_store_conforms() {
 async fn hundred_concurrent_creates_of_one_slug_make_one_tenant() {
     conformance::concurrent_creates_of_one_slug(Arc::new(InMemoryStore::new()), 100).await;
 }
-
-#[tokio::test]
-async fn in_memory_store_records_status_reasons() {
-    conformance::status_reasons(&InMemoryStore::new()).await;
-}

@@ -33,6 +33,23 @@ pub(crate) fn refused_status_change(
     }
 }
 
+/// The error of a status-reason change that the conditional `UPDATE ... WHERE status = status` did
+/// not apply, given the status read afterwards (`None`: the tenant does not exist).
+pub(crate) fn refused_status_reason(
+    id: TenantId,
+    expected: TenantStatus,
+    actual: Option<TenantStatus>,
+) -> TenantError {
+    match actual {
+        None => not_found(id),
+        Some(actual) => TenantError::StatusConflict {
+            tenant: id,
+            expected,
+            actual,
+        },
+    }
+}
+
 /// Parses a status read from the database.
 pub(crate) fn parse_status(id: TenantId, text: &str) -> Result<TenantStatus, TenantError> {
     text.parse().map_err(|e| {

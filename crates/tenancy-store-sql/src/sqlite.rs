@@ -19,7 +19,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{Sqlite, Transaction};
 use tenancy_core::{
     ConfigStore, JsonObject, ListQuery, Page, Slug, StatusChange, TenantError, TenantId,
-    TenantInfo, TenantStore, UpdateTenant, Uuid,
+    TenantInfo, TenantStatus, TenantStore, UpdateTenant, Uuid,
 };
 use tracing::debug;
 
@@ -30,7 +30,7 @@ use crate::error::{
 };
 use crate::migrate::{self, Migration};
 use crate::row::{TenantRow, page, parse_config_value, parse_optional_value, to_json_text};
-use crate::shared::{parse_status, refused_status_change};
+use crate::shared::{parse_status, refused_status_change, refused_status_reason};
 
 const MIGRATIONS: &[Migration] = &[Migration {
     version: 1,
@@ -83,6 +83,8 @@ const UPSERT_CONFIG: &str = "INSERT INTO tenancy_config (tenant_id, key, value) 
 const UPDATE_TENANT: &str = "UPDATE tenancy_tenants \
     SET slug = ?2, name = ?3, plan = ?4, metadata = ?5, updated_at = ?6 WHERE id = ?1";
 const SET_STATUS: &str = "UPDATE tenancy_tenants SET status = ?3, status_reason = ?4, updated_at = ?5 \
+    WHERE id = ?1 AND status = ?2";
+const SET_STATUS_REASON: &str = "UPDATE tenancy_tenants SET status_reason = ?3, updated_at = ?4 \
     WHERE id = ?1 AND status = ?2";
 const STATUS_OF: &str = "SELECT status FROM tenancy_tenants WHERE id = ?1";
 const EXISTS: &str = "SELECT 1 FROM tenancy_tenants WHERE id = ?1";
@@ -409,6 +411,42 @@ impl TenantStore for SqliteTenantStore {
             .ok_or_else(|| not_found(id))?;
         tx.commit().await.map_err(fail)?;
         debug!(tenant_id = %id, from = %change.from, to = %change.to, "tenant status changed");
+        Ok(tenant)
+    }
+
+    async fn set_status_reason(
+        &self,
+        id: TenantId,
+        status: TenantStatus,
+        reason: Option<String>,
+    ) -> Result<TenantInfo, TenantError> {
+        let fail = |e| tenant_storage("recording tenant status reason", id, e);
+        let mut tx = self.begin().await.map_err(fail)?;
+        let applied = sqlx::query(SET_STATUS_REASON)
+            .bind(Uuid::from(id))
+            .bind(status.as_str())
+            .bind(reason.as_deref())
+            .bind(Utc::now())
+            .execute(&mut *tx)
+            .await
+            .map_err(fail)?
+            .rows_affected()
+            == 1;
+        if !applied {
+            let actual: Option<String> = sqlx::query_scalar(STATUS_OF)
+                .bind(Uuid::from(id))
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(fail)?;
+            let actual = actual.map(|s| parse_status(id, &s)).transpose()?;
+            return Err(refused_status_reason(id, status, actual));
+        }
+        let tenant = self
+            .fetch(&mut *tx, id)
+            .await?
+            .ok_or_else(|| not_found(id))?;
+        tx.commit().await.map_err(fail)?;
+        debug!(tenant_id = %id, %status, "tenant status reason recorded");
         Ok(tenant)
     }
 }

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 use tenancy_core::{
     ConfigStore, Health, JsonObject, ListQuery, Page, Slug, StatusChange, TenantError, TenantId,
-    TenantInfo, TenantStore, UpdateTenant,
+    TenantInfo, TenantStatus, TenantStore, UpdateTenant,
 };
 
 use crate::config::StoreConfig;
@@ -148,6 +148,15 @@ impl TenantStore for SqlTenantStore {
         change: StatusChange,
     ) -> Result<TenantInfo, TenantError> {
         delegate!(self, s => s.set_status(id, change).await)
+    }
+
+    async fn set_status_reason(
+        &self,
+        id: TenantId,
+        status: TenantStatus,
+        reason: Option<String>,
+    ) -> Result<TenantInfo, TenantError> {
+        delegate!(self, s => s.set_status_reason(id, status, reason).await)
     }
 }
 

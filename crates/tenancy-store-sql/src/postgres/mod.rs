@@ -19,7 +19,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, PgExecutor, Postgres, Transaction};
 use tenancy_core::{
     ConfigStore, Invalidators, JsonObject, ListQuery, Page, Slug, StatusChange, TenantError,
-    TenantId, TenantInfo, TenantStore, UpdateTenant, Uuid,
+    TenantId, TenantInfo, TenantStatus, TenantStore, UpdateTenant, Uuid,
 };
 use tracing::debug;
 
@@ -34,7 +34,7 @@ use crate::error::{
 use crate::migrate;
 use crate::notice::{ChangeKind, ChangeNotice};
 use crate::row::{TenantRow, page, parse_config_value, parse_optional_value, to_json_text};
-use crate::shared::{parse_status, refused_status_change};
+use crate::shared::{parse_status, refused_status_change, refused_status_reason};
 
 /// A statement with the embedded (validated, quoted) schema name.
 fn q(sql: &Sql) -> AssertSqlSafe<Arc<str>> {
@@ -406,6 +406,45 @@ impl TenantStore for PgTenantStore {
             .await?;
         tx.commit().await.map_err(fail)?;
         debug!(tenant_id = %id, from = %change.from, to = %change.to, "tenant status changed");
+        Ok(tenant)
+    }
+
+    async fn set_status_reason(
+        &self,
+        id: TenantId,
+        status: TenantStatus,
+        reason: Option<String>,
+    ) -> Result<TenantInfo, TenantError> {
+        let sql = &self.inner.sql;
+        let fail = |e| tenant_storage("recording tenant status reason", id, e);
+        let mut tx = self.begin("recording tenant status reason", id).await?;
+        let applied = sqlx::query(q(&sql.set_status_reason))
+            .bind(Uuid::from(id))
+            .bind(status.as_str())
+            .bind(reason.as_deref())
+            .bind(Utc::now())
+            .execute(&mut *tx)
+            .await
+            .map_err(fail)?
+            .rows_affected()
+            == 1;
+        if !applied {
+            let actual: Option<String> = sqlx::query_scalar(q(&sql.status_of))
+                .bind(Uuid::from(id))
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(fail)?;
+            let actual = actual.map(|s| parse_status(id, &s)).transpose()?;
+            return Err(refused_status_reason(id, status, actual));
+        }
+        let tenant = self
+            .fetch(&mut *tx, &sql.get_by_id, id)
+            .await?
+            .ok_or_else(|| not_found(id))?;
+        self.notify(&mut tx, ChangeNotice::new(id, ChangeKind::Status))
+            .await?;
+        tx.commit().await.map_err(fail)?;
+        debug!(tenant_id = %id, %status, "tenant status reason recorded");
         Ok(tenant)
     }
 }

@@ -61,6 +61,7 @@ pub(super) struct Statements {
     pub(super) upsert_config: Sql,
     pub(super) update_tenant: Sql,
     pub(super) set_status: Sql,
+    pub(super) set_status_reason: Sql,
     pub(super) status_of: Sql,
     pub(super) exists: Sql,
     pub(super) get_config: Sql,
@@ -105,6 +106,10 @@ impl Statements {
             ),
             set_status: sql(
                 "UPDATE {schema}.tenants SET status = $3, status_reason = $4, updated_at = $5 \
+                 WHERE id = $1 AND status = $2",
+            ),
+            set_status_reason: sql(
+                "UPDATE {schema}.tenants SET status_reason = $3, updated_at = $4 \
                  WHERE id = $1 AND status = $2",
             ),
             status_of: sql("SELECT status FROM {schema}.tenants WHERE id = $1"),
