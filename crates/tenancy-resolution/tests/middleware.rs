@@ -483,3 +483,29 @@ fn the_tenant_id_is_recorded_on_a_span() {
     let id = acme.id.to_string();
     assert_eq!(recorded, [id.clone(), id]);
 }
+
+#[tokio::test]
+async fn the_service_made_ready_is_the_one_called_on_the_async_path() {
+    // `ConcurrencyLimit` holds its permit in the instance `poll_ready` was called on and refuses a
+    // call on any other instance: a cold request (boxed path) must use the ready one.
+    let store = CountingStore::new();
+    let acme = store.tenant("acme", TenantStatus::Active).await;
+    let validator = TenantValidator::new(store.clone(), &Default::default()).unwrap();
+    let mut service = ServiceBuilder::new()
+        .layer(TenancyLayer::new(&config(), validator).unwrap())
+        .concurrency_limit(1)
+        .service(service_fn(whoami));
+    for _ in 0..3 {
+        let ready = service.ready().await.unwrap();
+        let response = tower::Service::call(ready, with_header(&acme.id.to_string()))
+            .await
+            .unwrap();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"acme header acme");
+    }
+    assert_eq!(
+        store.lookups(),
+        1,
+        "first request cold (boxed path), then cached (inline)"
+    );
+}
