@@ -19,7 +19,12 @@ pub(crate) const DEFAULT_DATABASE: &str = "sqlite://tenancy-demo.db";
 pub(crate) struct Cli {
     /// The tenant store: `sqlite://FILE` or `postgres://...` [default: the `store.url` of
     /// `--config`, else sqlite://tenancy-demo.db]
-    #[arg(long, global = true, env = "TENANCY_DATABASE_URL", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "TENANCY_DATABASE_URL",
+        hide_env_values = true
+    )]
     pub(crate) database: Option<String>,
 
     /// A YAML file whose `tenancy:` section configures the stack (`TENANCY__*` variables override

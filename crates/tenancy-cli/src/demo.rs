@@ -457,15 +457,33 @@ impl Demo {
     }
 }
 
-/// `tenancy demo`: starts, prints the banner, serves until Ctrl-C, shuts down cleanly.
+/// `tenancy demo`: starts, prints the banner, serves until Ctrl-C (or SIGTERM), shuts down
+/// cleanly.
 pub(crate) async fn run(options: DemoOptions) -> Result<(), CliError> {
     let demo = start(options).await?;
     println!("{}", demo.banner()?);
-    tokio::signal::ctrl_c()
-        .await
-        .map_err(|e| CliError::io("waiting for Ctrl-C", e))?;
+    stop_signal().await?;
     eprintln!("shutting down...");
     demo.shutdown().await?;
     eprintln!("stopped cleanly");
     Ok(())
+}
+
+/// Ctrl-C, or SIGTERM on Unix (as a service manager stops a process).
+async fn stop_signal() -> Result<(), CliError> {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())
+            .map_err(|e| CliError::io("listening for SIGTERM", e))?;
+        tokio::select! {
+            result = ctrl_c => result.map_err(|e| CliError::io("waiting for Ctrl-C", e)),
+            _ = term.recv() => Ok(()),
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c
+        .await
+        .map_err(|e| CliError::io("waiting for Ctrl-C", e))
 }

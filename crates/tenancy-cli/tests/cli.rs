@@ -417,3 +417,79 @@ fn a_config_file_configures_the_commands() {
         "overides",
     );
 }
+
+/// `tenancy demo` as a user runs it: it serves, and Ctrl-C (SIGINT) stops it cleanly with status 0.
+#[cfg(unix)]
+#[test]
+fn the_demo_binary_serves_and_stops_cleanly_on_ctrl_c() {
+    use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+    use std::process::Stdio;
+
+    let db = Db::new();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tenancy"))
+        .args(["demo", "--addr", "127.0.0.1:0"])
+        .env("TENANCY_DATABASE_URL", &db.url)
+        .env("TENANCY_ADMIN_TOKEN", "token-from-the-environment")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut banner = String::new();
+    while !banner.contains("Ctrl-C stops the server") {
+        assert_ne!(stdout.read_line(&mut banner).unwrap(), 0, "{banner}");
+    }
+    let addr = banner
+        .lines()
+        .next()
+        .and_then(|line| line.strip_prefix("tenancy demo listening on http://"))
+        .unwrap()
+        .to_owned();
+    assert!(
+        banner.contains("Admin token: token-from-the-environment"),
+        "{banner}"
+    );
+    for slug in ["acme", "globex", "initech"] {
+        assert!(banner.contains(slug), "{banner}");
+    }
+
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        stream,
+        "GET /tenants/acme/api/whoami HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains(r#""resolved_by":"path""#), "{response}");
+
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // Bounded: a demo that does not stop is killed and the test fails.
+    let mut status = None;
+    for _ in 0..300 {
+        status = child.try_wait().unwrap();
+        if status.is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let Some(status) = status else {
+        child.kill().unwrap();
+        panic!("the demo did not stop within 30 s of SIGINT");
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(stderr.contains("stopped cleanly"), "{stderr}");
+}
