@@ -201,8 +201,10 @@ impl CacheInvalidation for TenantValidator {
         let key = TenantRef::Id(tenant);
         match self.cache.remove(&key).await {
             Some(Some(info)) => self.cache.invalidate(&TenantRef::Slug(info.slug)).await,
-            // The id entry is gone (evicted, or never loaded by id): find slug entries by value.
-            _ => {
+            // "No such id": a slug load since would have replaced it, so no slug entry holds it.
+            Some(None) => {}
+            // The id entry is gone (evicted): find slug entries by value.
+            None => {
                 let stale: Vec<TenantRef> = self
                     .cache
                     .iter()
