@@ -118,6 +118,9 @@ pub(crate) struct IsolationProvider {
     pub(crate) strategy: String,
     #[cfg(feature = "sql")]
     pub(crate) database: Option<(crate::integration::TenantDatabase, sqlx::PgPool)>,
+    /// Run at boot on the tenant transactions' pool; a finding fails the boot.
+    #[cfg(feature = "sql")]
+    pub(crate) audit: Option<tenancy_isolation_sql::RlsAudit>,
     pub(crate) timeout: std::time::Duration,
 }
 
@@ -133,6 +136,26 @@ impl Provider for IsolationProvider {
         if let Some((database, _)) = &self.database {
             components.insert(Arc::new(database.clone()));
         }
+        Ok(())
+    }
+
+    #[cfg(feature = "sql")]
+    async fn boot(&self, _components: &Components) -> Result<(), TenantError> {
+        let Some(audit) = &self.audit else {
+            return Ok(());
+        };
+        let Some((_, pool)) = &self.database else {
+            return Err(TenantError::Configuration(
+                "a row-level-security audit was requested, but the stack has no PostgreSQL \
+                 store to audit: set store.url to a postgres:// URL"
+                    .into(),
+            ));
+        };
+        let report = audit.run(pool).await?.into_result()?;
+        tracing::info!(
+            tables = report.tables.len(),
+            "row-level-security audit passed"
+        );
         Ok(())
     }
 

@@ -80,6 +80,8 @@ pub struct StackBuilder {
     resolvers: Vec<Arc<dyn TenantResolver>>,
     strategies: Vec<Arc<dyn IsolationStrategy>>,
     health_timeout: Option<Duration>,
+    #[cfg(feature = "sql")]
+    audit: Option<tenancy_isolation_sql::RlsAudit>,
 }
 
 impl fmt::Debug for StackBuilder {
@@ -126,6 +128,25 @@ impl StackBuilder {
         self
     }
 
+    /// Runs `audit` when the `isolation` provider boots, on the pool of tenant transactions (feature
+    /// `sql`, PostgreSQL store): a table holding the tenant column without `ENABLE` + `FORCE ROW
+    /// LEVEL SECURITY` and a fail-closed policy, or a role that bypasses policies, fails the boot.
+    ///
+    /// ```no_run
+    /// # async fn example(config: tenancy::TenancyConfig) -> Result<(), Box<dyn std::error::Error>> {
+    /// use tenancy::isolation::RlsAudit;
+    ///
+    /// let audit = RlsAudit::from_config(&config.isolation)?.schemas(&["public"])?;
+    /// let tenancy = tenancy::StackBuilder::new(config).rls_audit(audit).build().await?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "sql")]
+    #[must_use]
+    pub fn rls_audit(mut self, audit: tenancy_isolation_sql::RlsAudit) -> Self {
+        self.audit = Some(audit);
+        self
+    }
+
     /// How long one provider's health check may take (default
     /// [`DEFAULT_HEALTH_TIMEOUT`](crate::DEFAULT_HEALTH_TIMEOUT)).
     #[must_use]
@@ -146,6 +167,8 @@ impl StackBuilder {
             resolvers,
             strategies,
             health_timeout,
+            #[cfg(feature = "sql")]
+            audit,
         } = self;
         config.validate()?;
         let health_timeout = health_timeout.unwrap_or(DEFAULT_HEALTH_TIMEOUT);
@@ -218,6 +241,8 @@ impl StackBuilder {
             registry: Arc::new(registry),
             #[cfg(feature = "sql")]
             database,
+            #[cfg(feature = "sql")]
+            audit,
             timeout: health_timeout,
         };
 

@@ -135,3 +135,53 @@ async fn with_the_bridge_off_the_tenant_must_be_named() {
     tenancy.shutdown().await.unwrap();
     db.drop_db().await;
 }
+
+#[tokio::test]
+async fn the_boot_audit_refuses_an_unprotected_table_and_passes_once_it_is_protected() {
+    use tenancy::isolation::RlsAudit;
+    use tenancy::{Phase, StackBuilder};
+
+    let db = TestDb::create("umbrella_audit").await;
+    db.run_as_owner("CREATE TABLE public.orders (id bigint PRIMARY KEY, tenant_id uuid NOT NULL)")
+        .await;
+    let mut config = TenancyConfig::default();
+    config.store.url = Some(db.app_role_url().await);
+    config.resolution.resolvers = Some(vec!["header".into()]);
+    config.resolution.trusted_resolvers = vec!["header".into()];
+    let audit = RlsAudit::from_config(&config.isolation)
+        .unwrap()
+        .schemas(&["public"])
+        .unwrap();
+
+    let error = StackBuilder::new(config.clone())
+        .rls_audit(audit.clone())
+        .build()
+        .await
+        .unwrap_err();
+    let tenancy::Error::Provider(error) = error else {
+        panic!("the audit fails the isolation provider's boot, got {error}");
+    };
+    assert_eq!(
+        (error.provider.as_str(), error.phase),
+        ("isolation", Phase::Boot)
+    );
+    assert!(error.to_string().contains("public.orders"), "{error}");
+
+    for statement in
+        tenancy::isolation::protect_table_sql("public.orders", "tenant_id", "app.tenant_id")
+            .unwrap()
+    {
+        db.run_as_owner(&statement).await;
+    }
+    let tenancy = StackBuilder::new(config)
+        .rls_audit(audit)
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(
+        tenancy.health().await.status,
+        tenancy::core::HealthStatus::Healthy
+    );
+    tenancy.shutdown().await.unwrap();
+    db.drop_db().await;
+}

@@ -37,6 +37,32 @@ impl TestDb {
         Self { name, url, admin }
     }
 
+    /// The database's URL as the fixture's application role (password = its name), after granting
+    /// it `CREATE` on the database (for the store's schema).
+    pub async fn app_role_url(&self) -> String {
+        let role = conformance::test_app_role();
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "GRANT CREATE ON DATABASE \"{}\" TO \"{role}\"",
+            self.name
+        )))
+        .execute(&self.admin)
+        .await
+        .unwrap();
+        let (scheme, rest) = self.url.split_once("://").unwrap();
+        let host = rest.split_once('@').map_or(rest, |(_, host)| host);
+        format!("{scheme}://{role}:{role}@{host}")
+    }
+
+    /// Runs `sql` in the database as the superuser (the owner of what it creates).
+    pub async fn run_as_owner(&self, sql: &str) {
+        let pool = PgPool::connect(&self.url).await.unwrap();
+        sqlx::raw_sql(AssertSqlSafe(sql.to_owned()))
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+    }
+
     /// Allows or refuses new connections to the database.
     pub async fn allow_connections(&self, allow: bool) {
         sqlx::raw_sql(AssertSqlSafe(format!(
