@@ -4,8 +4,8 @@
 mod common;
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use common::{CountingStore, TableMembership};
@@ -427,61 +427,6 @@ fn layer_configuration_errors_name_the_problem() {
         ..ResolutionConfig::default()
     });
     assert!(message.contains("subdomain_base_domain"), "{message}");
-}
-
-/// Collects the `tenant_id` fields of new spans.
-#[derive(Default, Clone)]
-struct SpanFields(Arc<Mutex<Vec<String>>>);
-
-struct Visitor<'a>(&'a mut Vec<String>);
-
-impl tracing::field::Visit for Visitor<'_> {
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        if field.name() == "tenant_id" {
-            self.0.push(format!("{value:?}"));
-        }
-    }
-}
-
-impl tracing::Subscriber for SpanFields {
-    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
-        true
-    }
-    fn new_span(&self, span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        span.record(&mut Visitor(&mut self.0.lock().unwrap()));
-        tracing::span::Id::from_u64(1)
-    }
-    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-    fn event(&self, _: &tracing::Event<'_>) {}
-    fn enter(&self, _: &tracing::span::Id) {}
-    fn exit(&self, _: &tracing::span::Id) {}
-}
-
-#[test]
-fn the_tenant_id_is_recorded_on_a_span() {
-    let fields = SpanFields::default();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let acme = rt.block_on(async {
-        let store = CountingStore::new();
-        let acme = store.tenant("acme", TenantStatus::Active).await;
-        let service = trusted_stack(&store, false);
-        let _guard = tracing::subscriber::set_default(fields.clone());
-        // Cold (boxed path), then cached (inline path).
-        for _ in 0..2 {
-            assert_eq!(
-                send(&service, with_header(&acme.id.to_string())).await.0,
-                StatusCode::OK
-            );
-        }
-        acme
-    });
-    let recorded = fields.0.lock().unwrap().clone();
-    let id = acme.id.to_string();
-    assert_eq!(recorded, [id.clone(), id]);
 }
 
 #[tokio::test]
