@@ -200,7 +200,8 @@ pub(crate) enum ConfigCommand {
         /// Configuration key.
         key: String,
     },
-    /// The tenant's effective configuration (defaults merged with overrides).
+    /// The tenant's effective configuration: the defaults of `--config` (`overrides.defaults`)
+    /// merged with the tenant's overrides.
     Effective {
         /// Tenant id or slug.
         tenant: TenantArg,

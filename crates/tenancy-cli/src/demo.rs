@@ -18,6 +18,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
@@ -46,6 +47,9 @@ use crate::stack;
 
 /// The base domain of the demo's subdomain resolver (`acme.localhost`).
 pub const BASE_DOMAIN: &str = "localhost";
+
+/// How long the demo caches a tenant and its configuration.
+pub const CACHE_TTL: Duration = Duration::from_secs(5);
 
 /// How the demo starts.
 #[derive(Debug, Clone)]
@@ -91,6 +95,11 @@ fn config(database: &str) -> Result<TenancyConfig, CliError> {
         strict_membership: false,
         ..ResolutionConfig::default()
     };
+    // Changes made through the admin API reach the caches at once; changes that `tenancy`
+    // commands make from another process reach them when the entries expire (SQLite has no change
+    // feed), so the demo keeps them briefly.
+    config.resolution.validator.cache_ttl_secs = CACHE_TTL.as_secs();
+    config.overrides.cache_ttl = CACHE_TTL;
     config
         .overrides
         .defaults
@@ -434,6 +443,12 @@ impl Demo {
         let _ = writeln!(
             out,
             "  curl -s -X PUT -H 'Authorization: Bearer {token}' -H 'content-type: application/json' -d '\"dark\"' {base}/admin/tenants/globex/config/theme"
+        );
+        let _ = writeln!(
+            out,
+            "\nAdmin API changes show at once; `tenancy tenants|config ...` run from another \
+             terminal on the same file show within {} s.",
+            CACHE_TTL.as_secs()
         );
         let _ = writeln!(out, "\nCtrl-C stops the server.");
         Ok(out)

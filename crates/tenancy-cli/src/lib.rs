@@ -15,9 +15,12 @@
 //! (suspend takes `{"reason"}`), `PUT|DELETE /admin/tenants/{id}/config/{key}` (the body of `PUT`
 //! is the JSON value). Invalid bodies are answered 400 with a JSON message; nothing is stored.
 //!
+//! The binary's `main` is [`run`]:
+//!
 //! ```no_run
-//! // What `main` does.
-//! std::process::exit(if tenancy_cli::run(["tenancy", "tenants", "list"]) == std::process::ExitCode::SUCCESS { 0 } else { 1 });
+//! fn main() -> std::process::ExitCode {
+//!     tenancy_cli::run(std::env::args_os())
+//! }
 //! ```
 
 mod admin;
