@@ -181,8 +181,10 @@ fn no_tenant_span() -> tracing::Span {
 /// [`TenantGuardLayer`](crate::TenantGuardLayer) on routes that need one). When the store fails and
 /// nothing is cached, it answers 503 with a JSON body ([`STORE_UNAVAILABLE_BODY`](crate::response::STORE_UNAVAILABLE_BODY)).
 ///
-/// The response body type must implement `From<&'static str>` (axum's `Body`, http-body-util's
-/// `Full` do) for that 503.
+/// The response body type must implement `From<&'static str>` for that 503: axum's `Body` and
+/// http-body-util's `Full<Bytes>` (hyper) do, so no body is re-boxed on the way. tonic's
+/// `tonic::body::Body` does not: under tonic, map the inner response body to one of those first
+/// (tower-http's `MapResponseBody`) and back with `tonic::body::Body::new` outside this layer.
 ///
 /// A request whose tenant is cached and whose resolvers are synchronous is handled without boxing
 /// a future; a cache miss, an awaiting resolver or a membership check takes a boxed path.
