@@ -28,7 +28,7 @@ use crate::validator::{self, CacheEntry, TenantValidator};
 
 /// Everything the middleware needs, shared by every clone of the service.
 #[derive(Debug)]
-struct Resolution {
+struct Pipeline {
     registry: ResolverRegistry,
     validator: TenantValidator,
     membership: MembershipPolicy,
@@ -51,7 +51,7 @@ enum Decision {
     Continue(Stage),
 }
 
-impl Resolution {
+impl Pipeline {
     fn context(&self, info: Arc<TenantInfo>, index: usize) -> TenantContext {
         TenantContext::new(info, Arc::clone(self.registry.name_at(index)))
     }
@@ -164,8 +164,12 @@ fn not_member(info: &TenantInfo, index: usize, registry: &ResolverRegistry) {
     );
 }
 
-fn tenant_span(context: &TenantContext) -> tracing::Span {
-    tracing::info_span!("tenancy", tenant_id = %context.id(), resolver = context.resolved_by())
+/// Puts the tenant in the request extensions; returns the span to run the request in.
+fn attach<B>(tenant: &TenantContext, request: &mut Request<B>) -> tracing::Span {
+    request
+        .extensions_mut()
+        .insert(ResolvedTenant(tenant.clone()));
+    tracing::info_span!("tenancy", tenant_id = %tenant.id(), resolver = tenant.resolved_by())
 }
 
 fn no_tenant_span() -> tracing::Span {
@@ -206,7 +210,7 @@ fn no_tenant_span() -> tracing::Span {
 /// ```
 #[derive(Clone)]
 pub struct TenancyLayer {
-    resolution: Arc<Resolution>,
+    pipeline: Arc<Pipeline>,
 }
 
 impl fmt::Debug for TenancyLayer {
@@ -214,7 +218,7 @@ impl fmt::Debug for TenancyLayer {
         f.debug_struct("TenancyLayer")
             .field(
                 "resolvers",
-                &self.resolution.registry.names().collect::<Vec<_>>(),
+                &self.pipeline.registry.names().collect::<Vec<_>>(),
             )
             .finish_non_exhaustive()
     }
@@ -281,7 +285,7 @@ impl TenancyLayerBuilder<'_> {
         }
         let membership = MembershipPolicy::new(self.config, &registry, self.membership)?;
         Ok(TenancyLayer {
-            resolution: Arc::new(Resolution {
+            pipeline: Arc::new(Pipeline {
                 registry,
                 validator: self.validator,
                 membership,
@@ -296,7 +300,7 @@ impl<S> Layer<S> for TenancyLayer {
     fn layer(&self, inner: S) -> Tenancy<S> {
         Tenancy {
             inner,
-            resolution: Arc::clone(&self.resolution),
+            pipeline: Arc::clone(&self.pipeline),
         }
     }
 }
@@ -305,7 +309,7 @@ impl<S> Layer<S> for TenancyLayer {
 #[derive(Clone)]
 pub struct Tenancy<S> {
     inner: S,
-    resolution: Arc<Resolution>,
+    pipeline: Arc<Pipeline>,
 }
 
 impl<S: fmt::Debug> fmt::Debug for Tenancy<S> {
@@ -333,14 +337,11 @@ where
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let decision = self
-            .resolution
+            .pipeline
             .decide(&ResolutionContext::from_request(&request));
         let state = match decision {
             Decision::Tenant(tenant) => {
-                let span = tenant_span(&tenant);
-                request
-                    .extensions_mut()
-                    .insert(ResolvedTenant(tenant.clone()));
+                let span = attach(&tenant, &mut request);
                 State::Scoped {
                     future: context::scope(tenant, self.inner.call(request)).instrument(span),
                 }
@@ -352,19 +353,16 @@ where
                 // The clone is not necessarily ready: keep the ready one for this request.
                 let clone = self.inner.clone();
                 let mut inner = std::mem::replace(&mut self.inner, clone);
-                let resolution = Arc::clone(&self.resolution);
+                let pipeline = Arc::clone(&self.pipeline);
                 State::Boxed {
                     future: Box::pin(async move {
                         // Parts, not the request: a body need not be `Sync`.
                         let (parts, body) = request.into_parts();
-                        let resolved = resolution.resolve(stage, &parts).await;
+                        let resolved = pipeline.resolve(stage, &parts).await;
                         let mut request = Request::from_parts(parts, body);
                         match resolved {
                             Ok(Some(tenant)) => {
-                                let span = tenant_span(&tenant);
-                                request
-                                    .extensions_mut()
-                                    .insert(ResolvedTenant(tenant.clone()));
+                                let span = attach(&tenant, &mut request);
                                 context::scope(tenant, inner.call(request))
                                     .instrument(span)
                                     .await
