@@ -7,7 +7,7 @@ use std::sync::{PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use tenancy_core::{TenantError, context};
+use tenancy_core::{TenantError, TenantId, context};
 
 use super::IntegrationConfig;
 
@@ -163,10 +163,25 @@ impl<C: KeyValueCache> TenantPrefixedCache<C> {
             return Cow::Borrowed(key);
         }
         match context::current_id() {
-            Some(tenant) => Cow::Owned(format!("t:{tenant}:{key}")),
+            Some(tenant) => Cow::Owned(prefixed(tenant, key)),
             None => Cow::Borrowed(key),
         }
     }
+}
+
+/// The length of a hyphenated UUID.
+const UUID_LEN: usize = 36;
+
+/// `t:{tenant}:{key}` in one exactly-sized allocation (no formatting machinery).
+fn prefixed(tenant: TenantId, key: &str) -> String {
+    let mut buffer = [0_u8; UUID_LEN];
+    let id = tenant.as_uuid().hyphenated().encode_lower(&mut buffer);
+    let mut out = String::with_capacity(2 + UUID_LEN + 1 + key.len());
+    out.push_str("t:");
+    out.push_str(id);
+    out.push(':');
+    out.push_str(key);
+    out
 }
 
 #[async_trait]
@@ -206,5 +221,17 @@ impl<C: KeyValueCache + ?Sized> KeyValueCache for std::sync::Arc<C> {
 
     async fn delete(&self, key: &str) -> Result<bool, TenantError> {
         (**self).delete(key).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_prefix_is_the_hyphenated_id() {
+        let tenant = TenantId::new();
+        assert_eq!(prefixed(tenant, "k:1"), format!("t:{tenant}:k:1"));
+        assert_eq!(prefixed(tenant, "").len(), 2 + UUID_LEN + 1);
     }
 }
