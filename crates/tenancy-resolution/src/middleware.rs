@@ -6,7 +6,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use futures_util::FutureExt as _;
 use futures_util::future::BoxFuture;
 use http::request::Parts;
 use http::{Request, Response};
@@ -61,13 +60,10 @@ impl Pipeline {
         match self.registry.resolve_sync(cx, 0) {
             SyncResolution::NotFound => Decision::NoTenant,
             SyncResolution::Deferred(index) => Decision::Continue(Stage::Resolve(index)),
-            SyncResolution::Found(tenant, index) => {
-                // moka answers a hit without waiting; if it would wait, take the async path.
-                match self.validator.cached(&tenant).now_or_never() {
-                    Some(Some(entry)) => self.decide_entry(cx, tenant, entry, index),
-                    _ => Decision::Continue(Stage::Validate(tenant, index)),
-                }
-            }
+            SyncResolution::Found(tenant, index) => match self.validator.cached(&tenant) {
+                Some(entry) => self.decide_entry(cx, tenant, entry, index),
+                None => Decision::Continue(Stage::Validate(tenant, index)),
+            },
         }
     }
 
