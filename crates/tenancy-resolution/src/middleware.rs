@@ -189,6 +189,9 @@ fn no_tenant_span() -> tracing::Span {
 /// A request whose tenant is cached and whose resolvers are synchronous is handled without boxing
 /// a future; a cache miss, an awaiting resolver or a membership check takes a boxed path.
 ///
+/// [`require_tenant`](Self::require_tenant) makes the layer answer the guard's 403 itself, so that
+/// a router whose routes all need a tenant needs one layer instead of two.
+///
 /// ```
 /// use std::sync::Arc;
 /// use axum::{Router, routing::get};
@@ -207,6 +210,7 @@ fn no_tenant_span() -> tracing::Span {
 #[derive(Clone)]
 pub struct TenancyLayer {
     pipeline: Arc<Pipeline>,
+    required: bool,
 }
 
 impl fmt::Debug for TenancyLayer {
@@ -216,11 +220,37 @@ impl fmt::Debug for TenancyLayer {
                 "resolvers",
                 &self.pipeline.registry.names().collect::<Vec<_>>(),
             )
+            .field("required", &self.required)
             .finish_non_exhaustive()
     }
 }
 
 impl TenancyLayer {
+    /// The same middleware, also answering 403 `tenant_required`
+    /// ([`TENANT_REQUIRED_BODY`](crate::response::TENANT_REQUIRED_BODY)) when it sets no tenant,
+    /// exactly as [`TenantGuardLayer`](crate::TenantGuardLayer) would behind it: one layer does
+    /// both jobs. Keep the separate guard for routers that mix public and tenant routes.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use axum::{Router, routing::get};
+    /// use tenancy_core::InMemoryStore;
+    /// use tenancy_resolution::{ResolutionConfig, TenancyLayer, TenantValidator};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let config = ResolutionConfig { strict_membership: false, ..ResolutionConfig::default() };
+    /// let validator = TenantValidator::new(Arc::new(InMemoryStore::new()), &config.validator)?;
+    /// let app: Router = Router::new()
+    ///     .route("/whoami", get(|| async { "ok" }))
+    ///     .layer(TenancyLayer::new(&config, validator)?.require_tenant());
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn require_tenant(mut self) -> Self {
+        self.required = true;
+        self
+    }
+
     /// The middleware with the built-in resolvers `config` names and no membership checker.
     ///
     /// # Errors
@@ -286,6 +316,7 @@ impl TenancyLayerBuilder<'_> {
                 validator: self.validator,
                 membership,
             }),
+            required: false,
         })
     }
 }
@@ -297,6 +328,7 @@ impl<S> Layer<S> for TenancyLayer {
         Tenancy {
             inner,
             pipeline: Arc::clone(&self.pipeline),
+            required: self.required,
         }
     }
 }
@@ -306,12 +338,14 @@ impl<S> Layer<S> for TenancyLayer {
 pub struct Tenancy<S> {
     inner: S,
     pipeline: Arc<Pipeline>,
+    required: bool,
 }
 
 impl<S: fmt::Debug> fmt::Debug for Tenancy<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Tenancy")
             .field("inner", &self.inner)
+            .field("required", &self.required)
             .finish_non_exhaustive()
     }
 }
@@ -342,6 +376,9 @@ where
                     future: context::scope(tenant, self.inner.call(request)).instrument(span),
                 }
             }
+            Decision::NoTenant if self.required => State::Ready {
+                output: Some(Ok(response::tenant_required())),
+            },
             Decision::NoTenant => State::Plain {
                 future: self.inner.call(request).instrument(no_tenant_span()),
             },
@@ -350,6 +387,7 @@ where
                 let clone = self.inner.clone();
                 let mut inner = std::mem::replace(&mut self.inner, clone);
                 let pipeline = Arc::clone(&self.pipeline);
+                let required = self.required;
                 State::Boxed {
                     future: Box::pin(async move {
                         // Parts, not the request: a body need not be `Sync`.
@@ -363,6 +401,7 @@ where
                                     .instrument(span)
                                     .await
                             }
+                            Ok(None) if required => Ok(response::tenant_required()),
                             Ok(None) => inner.call(request).instrument(no_tenant_span()).await,
                             Err(err) => {
                                 tracing::error!(error = %err, "tenant store unavailable, answering 503");
@@ -391,6 +430,7 @@ pin_project! {
         Scoped { #[pin] future: Instrumented<TaskLocalFuture<TenantContext, F>> },
         Plain { #[pin] future: Instrumented<F> },
         Boxed { future: BoxFuture<'static, F::Output> },
+        Ready { output: Option<F::Output> },
     }
 }
 
@@ -400,6 +440,7 @@ impl<F: Future> fmt::Debug for ResponseFuture<F> {
             State::Scoped { .. } => "scoped",
             State::Plain { .. } => "plain",
             State::Boxed { .. } => "boxed",
+            State::Ready { .. } => "ready",
         };
         f.debug_struct("ResponseFuture")
             .field("state", &state)
@@ -415,6 +456,10 @@ impl<F: Future> Future for ResponseFuture<F> {
             StateProj::Scoped { future } => future.poll(cx),
             StateProj::Plain { future } => future.poll(cx),
             StateProj::Boxed { future } => future.as_mut().poll(cx),
+            StateProj::Ready { output } => match output.take() {
+                Some(output) => Poll::Ready(output),
+                None => panic!("tenancy ResponseFuture polled after completion"),
+            },
         }
     }
 }

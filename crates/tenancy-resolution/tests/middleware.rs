@@ -166,6 +166,49 @@ async fn the_guard_answers_403_for_inactive_suspended_provisioning_and_unknown_t
 }
 
 #[tokio::test]
+async fn require_tenant_makes_one_layer_answer_the_guards_403() {
+    let store = CountingStore::new();
+    let acme = store.tenant("acme", TenantStatus::Active).await;
+    let off = store.tenant("off", TenantStatus::Inactive).await;
+    let required = stack(
+        &store,
+        |v| TenancyLayer::new(&config(), v).unwrap().require_tenant(),
+        false,
+    );
+    let unknown = tenancy_core::TenantId::new().to_string();
+    // Twice each: the first request is a cache miss (async path), the second a hit (sync path).
+    for _ in 0..2 {
+        let (code, body) = send(&required, with_header(&acme.id.to_string())).await;
+        assert_eq!((code, body.as_str()), (StatusCode::OK, "acme header acme"));
+        for request in [
+            with_header(&off.id.to_string()),
+            with_header(&unknown),
+            with_header("not-a-uuid"),
+            Request::builder()
+                .uri("/whoami")
+                .body(Full::default())
+                .unwrap(),
+        ] {
+            let response = required.clone().oneshot(request).await.unwrap();
+            assert_eq!(response.status(), StatusCode::FORBIDDEN);
+            assert_eq!(response.headers()["content-type"], "application/json");
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(body, tenancy_resolution::response::TENANT_REQUIRED_BODY);
+        }
+    }
+    assert_eq!(
+        store.lookups(),
+        3,
+        "acme, off and the unknown id, each loaded once"
+    );
+    // A store failure is still a 503, not a 403.
+    let cold = store.tenant("cold", TenantStatus::Active).await;
+    store.set_failing(true);
+    let (code, _) = send(&required, with_header(&cold.id.to_string())).await;
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test]
 async fn malformed_ids_cost_no_store_call() {
     let store = CountingStore::new();
     let service = trusted_stack(&store, true);

@@ -235,6 +235,78 @@ async fn store_failures_are_reported_as_such_and_not_cached() {
     assert_eq!(store.lookups(), 2, "the failure was not cached");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_misses_share_one_failed_load() {
+    let store = CountingStore::new();
+    let acme = store.tenant("acme", TenantStatus::Active).await;
+    store.set_slow(true);
+    store.set_failing(true);
+    let validator = validator(&store, &ValidatorConfig::default());
+    let barrier = Arc::new(tokio::sync::Barrier::new(10));
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let validator = validator.clone();
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                validator.validate(TenantRef::Id(acme.id)).await
+            })
+        })
+        .collect();
+    for task in tasks {
+        let err = task.await.unwrap().unwrap_err();
+        assert!(matches!(err, TenantError::Storage { .. }), "{err}");
+        assert!(err.to_string().contains("loading tenant id:"), "{err}");
+    }
+    assert_eq!(
+        store.lookups(),
+        1,
+        "the waiters did not call the failing store again"
+    );
+    store.set_failing(false);
+    assert!(validator.validate(TenantRef::Id(acme.id)).await.is_ok());
+    assert_eq!(store.lookups(), 2, "the failure was not cached");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalidation_during_a_load_keeps_the_old_answer_out_of_the_cache() {
+    let store = CountingStore::new();
+    let acme = store.tenant("acme", TenantStatus::Active).await;
+    let validator = validator(&store, &ValidatorConfig::default());
+    // The wrapper reads the tenant, then waits 20 ms before answering: the load in flight holds
+    // the active tenant while it is suspended and invalidated.
+    store.set_slow(true);
+    let loading = tokio::spawn({
+        let validator = validator.clone();
+        async move { validator.validate(TenantRef::Id(acme.id)).await }
+    });
+    while store.lookups() == 0 {
+        tokio::task::yield_now().await;
+    }
+    let change = StatusChange {
+        from: TenantStatus::Active,
+        to: TenantStatus::Suspended,
+        reason: Some("abuse".into()),
+    };
+    store.set_status(acme.id, change).await.unwrap();
+    validator.invalidate_tenant(acme.id).await;
+    assert_eq!(
+        loading.await.unwrap().unwrap().id,
+        acme.id,
+        "the request that started the load gets what it read"
+    );
+    store.set_slow(false);
+    for key in [TenantRef::Id(acme.id), TenantRef::Slug(acme.slug)] {
+        let err = validator.validate(key).await.unwrap_err();
+        assert!(matches!(err, TenantError::Suspended { .. }), "{key}: {err}");
+    }
+    assert_eq!(
+        store.lookups(),
+        2,
+        "the invalidated load cached nothing; one reload"
+    );
+}
+
 #[test]
 fn zero_capacity_is_a_configuration_error() {
     let config = ValidatorConfig {
