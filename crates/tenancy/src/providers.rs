@@ -35,13 +35,7 @@ impl Provider for ResolutionProvider {
 
     async fn boot(&self, _components: &Components) -> Result<(), TenantError> {
         // Fail fast: a stack whose store does not answer cannot resolve a single request.
-        let health = self.store.health().await;
-        match health.details.get("reason") {
-            Some(reason) if health.status == tenancy_core::HealthStatus::Unhealthy => Err(
-                TenantError::Configuration(format!("the tenant store does not answer: {reason}")),
-            ),
-            _ => Ok(()),
-        }
+        self.store.ping().await.map(drop)
     }
 
     async fn health(&self) -> Health {

@@ -1,7 +1,7 @@
 //! The tenant and config store the stack runs on: in memory, or SQL when `store.url` is set.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tenancy_core::{ConfigStore, Health, InMemoryStore, TenantError, TenantId, TenantStore};
 use tenancy_store_sql::StoreConfig;
@@ -81,13 +81,38 @@ impl Store {
         }
     }
 
-    /// Whether the config store answers a read within its timeout.
+    /// Checks that the store answers within its timeout (a SQL store is pinged; the in-memory
+    /// store answers a read); how long it took.
+    pub(crate) async fn ping(&self) -> Result<Duration, TenantError> {
+        match self {
+            Self::Memory(store) => {
+                let started = Instant::now();
+                within(store.get(nil_tenant()), MEMORY_TIMEOUT, "the store").await?;
+                Ok(started.elapsed())
+            }
+            #[cfg(any(feature = "postgres", feature = "sqlite"))]
+            Self::Sql { store, timeout } => store.ping(*timeout).await,
+        }
+    }
+
+    /// Healthy when [`ping`](Self::ping) succeeds.
+    pub(crate) async fn health(&self) -> Health {
+        let health = match self.ping().await {
+            Ok(took) => Health::healthy().with_detail("ping", format!("{} ms", took.as_millis())),
+            Err(e) => Health::unhealthy(e.to_string()),
+        };
+        health.with_detail("backend", self.backend())
+    }
+
+    /// Healthy when the config store answers a read within the store's timeout.
     pub(crate) async fn config_health(&self) -> Health {
         let configs = self.configs();
         let probe = configs.get_all_config(nil_tenant());
-        answers(probe, self.timeout(), "the config store")
-            .await
-            .with_detail("backend", self.backend())
+        let health = match within(probe, self.timeout(), "the config store").await {
+            Ok(_) => Health::healthy(),
+            Err(e) => Health::unhealthy(e.to_string()),
+        };
+        health.with_detail("backend", self.backend())
     }
 
     fn timeout(&self) -> Duration {
@@ -105,18 +130,6 @@ impl Store {
             Self::Sql { store, .. } => store.backend(),
         }
     }
-
-    /// Whether the store answers within its timeout (a SQL store is pinged; the in-memory store
-    /// answers a read).
-    pub(crate) async fn health(&self) -> Health {
-        match self {
-            Self::Memory(store) => answers(store.get(nil_tenant()), MEMORY_TIMEOUT, "the store")
-                .await
-                .with_detail("backend", "memory"),
-            #[cfg(any(feature = "postgres", feature = "sqlite"))]
-            Self::Sql { store, timeout } => store.health(*timeout).await,
-        }
-    }
 }
 
 /// An id no tenant has: probes read it to see that the store answers.
@@ -124,18 +137,18 @@ fn nil_tenant() -> TenantId {
     TenantId::from_uuid(tenancy_core::Uuid::nil())
 }
 
-/// Healthy when `probe` succeeds within `timeout`, unhealthy with the reason otherwise.
-async fn answers<T>(
+/// `probe`'s result, or a storage error when it does not finish within `timeout`.
+async fn within<T>(
     probe: impl Future<Output = Result<T, TenantError>>,
     timeout: Duration,
     what: &str,
-) -> Health {
-    match tokio::time::timeout(timeout, probe).await {
-        Ok(Ok(_)) => Health::healthy(),
-        Ok(Err(e)) => Health::unhealthy(e.to_string()),
-        Err(_) => Health::unhealthy(format!(
-            "{what} did not answer within {} ms",
-            timeout.as_millis()
-        )),
-    }
+) -> Result<T, TenantError> {
+    tokio::time::timeout(timeout, probe)
+        .await
+        .unwrap_or_else(|_| {
+            Err(TenantError::Storage {
+                message: format!("{what} did not answer within {} ms", timeout.as_millis()),
+                source: None,
+            })
+        })
 }

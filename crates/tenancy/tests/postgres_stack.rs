@@ -138,3 +138,51 @@ async fn an_unreachable_store_fails_configure_with_a_storage_error() {
     );
     db.drop_db().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_in_one_process_reaches_the_other_through_the_change_feed() {
+    use common::{app, get_with};
+    use http::StatusCode;
+
+    let db = TestDb::create("umbrella_feed").await;
+    // Two stacks on one database stand for two processes of one service.
+    let first = tenancy::configure(config(&db.url)).await.unwrap();
+    let second = tenancy::configure(config(&db.url)).await.unwrap();
+    let acme = first
+        .lifecycle()
+        .unwrap()
+        .create(CreateTenant::new("acme".parse().unwrap(), "Acme"))
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
+    let id = acme.id.to_string();
+    let served_by_second = app(&second);
+    // The second process caches acme as active.
+    assert_eq!(
+        get_with(&served_by_second, "/whoami", Some(&id)).await.0,
+        StatusCode::OK
+    );
+
+    first
+        .lifecycle()
+        .unwrap()
+        .suspend(acme.id, Some("unpaid".into()))
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
+    // Well within the validator's 300 s TTL, the second process refuses acme.
+    let mut status = StatusCode::OK;
+    for _ in 0..400 {
+        status = get_with(&served_by_second, "/whoami", Some(&id)).await.0;
+        if status == StatusCode::FORBIDDEN {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    first.shutdown().await.unwrap();
+    second.shutdown().await.unwrap();
+    db.drop_db().await;
+}

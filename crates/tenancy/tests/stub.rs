@@ -128,3 +128,61 @@ async fn stub_resolves_by_header_guards_and_follows_lifecycle_changes() {
     );
     tenancy.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn lifecycle_changes_invalidate_the_config_cache_too() {
+    use tenancy::overrides::CachedConfigStore;
+
+    let tenancy = tenancy::stub().await.unwrap();
+    let acme = tenancy
+        .lifecycle()
+        .unwrap()
+        .create(CreateTenant::new("acme".parse().unwrap(), "Acme"))
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
+    let configs = tenancy.config_service().unwrap();
+    configs
+        .set(acme.id, "theme", serde_json::json!("dark"))
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
+    assert_eq!(
+        configs.get(acme.id, "theme").await.unwrap(),
+        Some(serde_json::json!("dark"))
+    );
+
+    // Behind the cache's back, the stored value changes: the cache still answers the old one.
+    let cache = tenancy.require::<CachedConfigStore>().unwrap();
+    cache
+        .inner()
+        .set_config(acme.id, "theme", serde_json::json!("light"))
+        .await
+        .unwrap();
+    assert_eq!(
+        configs.get(acme.id, "theme").await.unwrap(),
+        Some(serde_json::json!("dark"))
+    );
+
+    // A lifecycle change invalidates the tenant in every registered cache, the config cache too.
+    tenancy
+        .lifecycle()
+        .unwrap()
+        .suspend(acme.id, None)
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
+    assert_eq!(
+        configs.get(acme.id, "theme").await.unwrap(),
+        Some(serde_json::json!("light"))
+    );
+    assert_eq!(
+        tenancy.invalidators().unwrap().len(),
+        2,
+        "validator and config cache"
+    );
+    tenancy.shutdown().await.unwrap();
+}
