@@ -9,7 +9,7 @@ use futures_util::future::join_all;
 use tenancy_core::{Components, Health, HealthReport, Provider, TenantError};
 
 /// How long one provider's health check may take before it counts as unhealthy.
-pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The phase of a provider's life in which it failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

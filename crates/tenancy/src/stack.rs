@@ -177,93 +177,38 @@ impl StackBuilder {
         let invalidators = Invalidators::new();
         let events = Arc::new(BroadcastPublisher::new(DEFAULT_EVENT_CAPACITY));
 
-        // Resolution.
-        let validator = TenantValidator::new(store.tenants(), &config.resolution.validator)?;
-        invalidators.register(Arc::new(validator.clone()) as Arc<dyn CacheInvalidation>);
-        let mut layer = TenancyLayer::builder(&config.resolution, validator.clone());
-        for resolver in resolvers {
-            layer = layer.resolver(resolver);
-        }
-        if let Some(membership) = membership {
-            layer = layer.membership(membership);
-        }
-        let layer = layer.build()?;
+        let resolution = resolution(&config, &store, &invalidators, membership, resolvers)?;
+        let overrides = overrides(&config, &store, &invalidators, &events)?;
+        let registry = isolation_registry(&config, &store, strategies)?;
+        // The strategy of tenant transactions must exist even where none are begun yet.
+        registry.get(&config.isolation.strategy)?;
 
-        // Overrides.
-        let cache = Arc::new(CachedConfigStore::from_config(
-            store.configs(),
-            &config.overrides,
-        )?);
-        invalidators.register(Arc::clone(&cache) as Arc<dyn CacheInvalidation>);
-        let service = ConfigService::from_config(Arc::clone(&cache) as _, &config.overrides)?
-            .with_publisher(Arc::clone(&events) as _);
-
-        // Isolation.
-        let mut registry = IsolationRegistry::new();
-        registry.register(Arc::new(RowLevelStrategy::with_setting(
-            &config.isolation.tenant_setting,
-        )?));
-        #[cfg(feature = "sql")]
-        if let Some(pg) = store.postgres() {
-            registry.register(Arc::new(schema_strategy(pg.pool().clone(), &config)?));
-        }
-        for strategy in strategies {
-            registry.register(strategy);
-        }
-
-        // Lifecycle.
         let provisioning = registry.get(&config.lifecycle.isolation_strategy)?;
         let lifecycle =
             TenantLifecycle::from_config(store.tenants(), provisioning, &config.lifecycle)?
                 .with_publisher(Arc::clone(&events) as _)
                 .with_invalidators(invalidators.clone());
 
-        #[cfg(feature = "sql")]
-        let database = match store.postgres() {
-            Some(pg) => {
-                let strategy = registry.get(&config.isolation.strategy)?;
-                let mut db = tenancy_isolation_sql::TenantDb::new(pg.pool().clone(), strategy);
-                if !config.isolation.servers.is_empty() {
-                    // Database per tenant: plans that route go to the tenant's own pool.
-                    db = db.with_router(tenancy_isolation_sql::DatabaseRouter::from_config(
-                        &config.isolation,
-                    )?);
-                }
-                Some((
-                    crate::integration::TenantDatabase::from_config(db, &config.integration),
-                    pg.pool().clone(),
-                ))
-            }
-            None => None,
-        };
         let isolation = IsolationProvider {
-            strategy: config.isolation.strategy.clone(),
-            registry: Arc::new(registry),
             #[cfg(feature = "sql")]
-            database,
+            database: tenant_database(&config, &store, &registry)?,
             #[cfg(feature = "sql")]
             audit,
+            strategy: config.isolation.strategy.clone(),
+            registry: Arc::new(registry),
             timeout: health_timeout,
         };
 
         let builder = Tenancy::builder()
             .health_timeout(health_timeout)
             .component(Arc::new(invalidators.clone()))
-            .provider(Arc::new(ResolutionProvider {
-                validator,
-                layer,
-                store: store.clone(),
-            }))
+            .provider(Arc::new(resolution))
             .provider(Arc::new(LifecycleProvider {
                 lifecycle: Arc::new(lifecycle),
                 events,
                 store: store.clone(),
             }))
-            .provider(Arc::new(OverridesProvider {
-                service: Arc::new(service),
-                cache,
-                store: store.clone(),
-            }))
+            .provider(Arc::new(overrides))
             .provider(Arc::new(isolation))
             .provider(Arc::new(IntegrationProvider {
                 config: config.integration.clone(),
@@ -281,6 +226,95 @@ impl StackBuilder {
         };
         Ok(builder.start().await?)
     }
+}
+
+/// The validator (registered for invalidation) and the middleware layer.
+fn resolution(
+    config: &TenancyConfig,
+    store: &Store,
+    invalidators: &Invalidators,
+    membership: Option<Arc<dyn TenantMembership>>,
+    resolvers: Vec<Arc<dyn TenantResolver>>,
+) -> Result<ResolutionProvider, TenantError> {
+    let validator = TenantValidator::new(store.tenants(), &config.resolution.validator)?;
+    invalidators.register(Arc::new(validator.clone()) as Arc<dyn CacheInvalidation>);
+    let mut layer = TenancyLayer::builder(&config.resolution, validator.clone());
+    for resolver in resolvers {
+        layer = layer.resolver(resolver);
+    }
+    if let Some(membership) = membership {
+        layer = layer.membership(membership);
+    }
+    Ok(ResolutionProvider {
+        validator,
+        layer: layer.build()?,
+        store: store.clone(),
+    })
+}
+
+/// The config service over the cached config store (registered for invalidation).
+fn overrides(
+    config: &TenancyConfig,
+    store: &Store,
+    invalidators: &Invalidators,
+    events: &Arc<BroadcastPublisher>,
+) -> Result<OverridesProvider, TenantError> {
+    let cache = Arc::new(CachedConfigStore::from_config(
+        store.configs(),
+        &config.overrides,
+    )?);
+    invalidators.register(Arc::clone(&cache) as Arc<dyn CacheInvalidation>);
+    let service = ConfigService::from_config(Arc::clone(&cache) as _, &config.overrides)?
+        .with_publisher(Arc::clone(events) as _);
+    Ok(OverridesProvider {
+        service: Arc::new(service),
+        cache,
+        store: store.clone(),
+    })
+}
+
+/// `row_level` with the configured setting, `schema` on the PostgreSQL store (feature `sql`), and
+/// the application's strategies (which may replace them).
+fn isolation_registry(
+    config: &TenancyConfig,
+    #[cfg_attr(not(feature = "sql"), allow(unused_variables))] store: &Store,
+    strategies: Vec<Arc<dyn IsolationStrategy>>,
+) -> Result<IsolationRegistry, TenantError> {
+    let mut registry = IsolationRegistry::new();
+    registry.register(Arc::new(RowLevelStrategy::with_setting(
+        &config.isolation.tenant_setting,
+    )?));
+    #[cfg(feature = "sql")]
+    if let Some(pg) = store.postgres() {
+        registry.register(Arc::new(schema_strategy(pg.pool().clone(), config)?));
+    }
+    for strategy in strategies {
+        registry.register(strategy);
+    }
+    Ok(registry)
+}
+
+/// Tenant-scoped database access on the PostgreSQL store's pool, with the configured strategy
+/// (routed through a [`DatabaseRouter`](tenancy_isolation_sql::DatabaseRouter) when
+/// `isolation.servers` is set); none on another store.
+#[cfg(feature = "sql")]
+fn tenant_database(
+    config: &TenancyConfig,
+    store: &Store,
+    registry: &IsolationRegistry,
+) -> Result<Option<(crate::integration::TenantDatabase, sqlx::PgPool)>, TenantError> {
+    let Some(pg) = store.postgres() else {
+        return Ok(None);
+    };
+    let strategy = registry.get(&config.isolation.strategy)?;
+    let mut db = tenancy_isolation_sql::TenantDb::new(pg.pool().clone(), strategy);
+    if !config.isolation.servers.is_empty() {
+        db = db.with_router(tenancy_isolation_sql::DatabaseRouter::from_config(
+            &config.isolation,
+        )?);
+    }
+    let database = crate::integration::TenantDatabase::from_config(db, &config.integration);
+    Ok(Some((database, pg.pool().clone())))
 }
 
 /// The schema-per-tenant strategy on the store's pool, with the configured tenant migrations.
