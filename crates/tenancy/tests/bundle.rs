@@ -16,6 +16,7 @@ struct Recording {
     name: &'static str,
     journal: Journal,
     fail_boot: bool,
+    fail_shutdown: bool,
     health: Option<Health>,
 }
 
@@ -25,6 +26,7 @@ impl Recording {
             name,
             journal: Arc::clone(journal),
             fail_boot: false,
+            fail_shutdown: false,
             health: Some(Health::healthy()),
         }
     }
@@ -66,6 +68,12 @@ impl Provider for Recording {
 
     async fn shutdown(&self) -> Result<(), TenantError> {
         self.log("shutdown");
+        if self.fail_shutdown {
+            return Err(TenantError::Configuration(format!(
+                "{} is stuck",
+                self.name
+            )));
+        }
         Ok(())
     }
 
@@ -224,4 +232,34 @@ async fn a_failed_register_boots_nothing() {
         ("broken", Phase::Register)
     );
     assert_eq!(entries(&journal), ["register resolution"]);
+}
+
+#[tokio::test]
+async fn a_failed_shutdown_is_reported_and_the_others_still_shut_down() {
+    let journal = Journal::default();
+    let stuck = Recording {
+        fail_shutdown: true,
+        ..Recording::new("lifecycle", &journal)
+    };
+    let tenancy = Tenancy::builder()
+        .provider(Arc::new(Recording::new("resolution", &journal)))
+        .provider(Arc::new(stuck))
+        .provider(Arc::new(Recording::new("overrides", &journal)))
+        .start()
+        .await
+        .unwrap();
+    let error = tenancy.shutdown().await.unwrap_err();
+    assert_eq!(error.failures.len(), 1);
+    assert_eq!(
+        error.to_string(),
+        "1 provider(s) failed to shut down: lifecycle"
+    );
+    assert_eq!(
+        entries(&journal)[6..],
+        [
+            "shutdown overrides",
+            "shutdown lifecycle",
+            "shutdown resolution"
+        ]
+    );
 }
