@@ -20,7 +20,7 @@ use tokio::sync::broadcast;
 use crate::bundle::{DEFAULT_HEALTH_TIMEOUT, Tenancy};
 use crate::config::TenancyConfig;
 use crate::error::Error;
-use crate::integration::IntegrationConfig;
+use crate::integration::{IntegrationConfig, KeyValueCache, TenantPrefixedCache};
 use crate::providers::{
     IntegrationProvider, IsolationProvider, LifecycleProvider, OverridesProvider,
     ResolutionProvider,
@@ -398,6 +398,32 @@ impl Tenancy {
     /// [`TenantError::Configuration`] when the stack has no integration provider.
     pub fn integration(&self) -> Result<Arc<IntegrationConfig>, TenantError> {
         self.require()
+    }
+
+    /// Wraps the application's cache so that keys are prefixed with `t:{tenant}:` while a tenant is
+    /// in scope, when `integration.cache_key_prefix` is on (unchanged otherwise).
+    ///
+    /// ```
+    /// use tenancy::integration::{InMemoryCache, KeyValueCache};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// let tenancy = tenancy::configure(tenancy::TenancyConfig::stub()).await?;
+    /// let cache = tenancy.prefixed_cache(InMemoryCache::new())?;
+    /// assert!(!cache.is_enabled(), "the stub runs without integration");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    /// [`TenantError::Configuration`] when the stack has no integration provider.
+    pub fn prefixed_cache<C: KeyValueCache>(
+        &self,
+        inner: C,
+    ) -> Result<TenantPrefixedCache<C>, TenantError> {
+        Ok(TenantPrefixedCache::from_config(
+            inner,
+            &*self.integration()?,
+        ))
     }
 
     /// Tenant-scoped database access (feature `sql`, PostgreSQL store).

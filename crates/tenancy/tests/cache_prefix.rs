@@ -86,3 +86,30 @@ async fn entries_expire_after_their_ttl() {
     assert!(!cache.delete("short").await.unwrap());
     assert_eq!(cache.keys(), ["long"]);
 }
+
+#[tokio::test]
+async fn a_configured_stack_prefixes_and_the_stub_does_not() {
+    // The default configuration has an untrusted header resolver under strict membership: it needs
+    // a membership checker, so configure the resolvers the way a JWT-only service would.
+    let error = tenancy::configure(tenancy::TenancyConfig::default())
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("strict_membership"), "{error}");
+    let mut config = tenancy::TenancyConfig::default();
+    config.resolution.resolvers = Some(vec!["jwt_claim".into()]);
+    let tenancy = tenancy::configure(config).await.unwrap();
+    let cache = tenancy.prefixed_cache(InMemoryCache::new()).unwrap();
+    assert!(cache.is_enabled());
+    let acme = tenant("acme");
+    let expected = format!("t:{}:k", acme.id());
+    context::scope(acme, async { assert_eq!(cache.scoped_key("k"), expected) }).await;
+    tenancy.shutdown().await.unwrap();
+
+    let stub = tenancy::stub().await.unwrap();
+    let cache = stub.prefixed_cache(InMemoryCache::new()).unwrap();
+    context::scope(tenant("acme"), async {
+        assert_eq!(cache.scoped_key("k"), "k")
+    })
+    .await;
+    stub.shutdown().await.unwrap();
+}
