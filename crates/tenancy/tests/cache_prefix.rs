@@ -102,13 +102,16 @@ async fn a_configured_stack_prefixes_and_the_stub_does_not() {
     assert!(cache.is_enabled());
     let acme = tenant("acme");
     let expected = format!("t:{}:k", acme.id());
-    context::scope(acme, async { assert_eq!(cache.scoped_key("k"), expected) }).await;
+    context::scope(acme, async {
+        assert_eq!(cache.scoped_key("k"), expected);
+    })
+    .await;
     tenancy.shutdown().await.unwrap();
 
     let stub = tenancy::stub().await.unwrap();
     let cache = stub.prefixed_cache(InMemoryCache::new()).unwrap();
     context::scope(tenant("acme"), async {
-        assert_eq!(cache.scoped_key("k"), "k")
+        assert_eq!(cache.scoped_key("k"), "k");
     })
     .await;
     stub.shutdown().await.unwrap();
