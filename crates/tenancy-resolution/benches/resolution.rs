@@ -2,10 +2,15 @@
 //!
 //! 1. header resolve + validator cache hit, against parsing the UUID and a
 //!    `HashMap<TenantId, Arc<TenantInfo>>` lookup;
-//! 2. a request through an axum `Router` with the tenancy middleware and guard, against the same
-//!    router without them (in-process `oneshot`);
+//! 2. a request through an axum `Router` with the tenancy middleware and guard (two layers), and
+//!    with the single `TenancyLayer::require_tenant` layer, against the same router without them
+//!    (in-process `oneshot`), with no-op layers placed the same way as controls;
 //! 3. heap allocations per cached request, counted with a counting global allocator (printed
 //!    before the timings).
+//!
+//! Before the criterion timings it also prints, for each router stack, the median ratio of its
+//! request time to the baseline router's over interleaved batches, which a loaded machine
+//! distorts less than ratios of separately timed criterion lines.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::HashMap;
@@ -25,7 +30,7 @@ use tenancy_core::{
     TenantStore,
 };
 use tenancy_resolution::{
-    HeaderResolver, Resolution, ResolutionConfig, ResolutionContext, TenancyLayer,
+    HeaderResolver, Resolution, ResolutionConfig, ResolutionContext, Tenancy, TenancyLayer,
     TenantGuardLayer, TenantResolver, TenantValidator,
 };
 use tower::ServiceExt as _;
@@ -97,24 +102,89 @@ fn fixture(rt: &tokio::runtime::Runtime) -> Fixture {
     })
 }
 
-/// The router without tenancy; the same with two no-op layers placed like ours (what axum's
-/// layering costs by itself); the same with the tenancy middleware and guard.
-fn routers(fixture: &Fixture) -> [(&'static str, Router); 3] {
+/// A service under test: an axum `Router`, or the tenancy layer wrapped around one.
+#[derive(Clone)]
+enum Stack {
+    Router(Router),
+    Around(Tenancy<Router>),
+}
+
+impl Stack {
+    async fn call(&self, request: Request<Body>) -> http::Response<Body> {
+        let response = match self {
+            Self::Router(router) => router.clone().oneshot(request).await,
+            Self::Around(service) => service.clone().oneshot(request).await,
+        };
+        response.unwrap()
+    }
+}
+
+/// The router without tenancy; the same with one and two no-op layers placed like ours (what
+/// axum's layering costs by itself); the same with the tenancy middleware and guard; with the
+/// single layer that does both; and with that layer wrapped around the router (no axum layering).
+fn stacks(fixture: &Fixture) -> [(&'static str, Stack); 6] {
     let handler = || async { "ok" };
-    let plain = Router::new().route("/whoami", get(handler));
-    let noop = Router::new()
-        .route("/whoami", get(handler))
-        .route_layer(Identity::new())
-        .layer(Identity::new());
-    let tenancy = Router::new()
-        .route("/whoami", get(handler))
-        .route_layer(TenantGuardLayer::new())
-        .layer(TenancyLayer::new(&fixture.config, fixture.validator.clone()).unwrap());
+    let router = || Router::new().route("/whoami", get(handler));
+    let layer = || TenancyLayer::new(&fixture.config, fixture.validator.clone()).unwrap();
     [
-        ("baseline_router", plain),
-        ("baseline_router_two_noop_layers", noop),
-        ("tenancy_and_guard", tenancy),
+        ("baseline_router", Stack::Router(router())),
+        (
+            "baseline_router_one_noop_layer",
+            Stack::Router(router().layer(Identity::new())),
+        ),
+        (
+            "baseline_router_two_noop_layers",
+            Stack::Router(router().route_layer(Identity::new()).layer(Identity::new())),
+        ),
+        (
+            "tenancy_and_guard",
+            Stack::Router(router().route_layer(TenantGuardLayer::new()).layer(layer())),
+        ),
+        (
+            "tenancy_require_tenant_one_layer",
+            Stack::Router(router().layer(layer().require_tenant())),
+        ),
+        (
+            "tenancy_require_tenant_around_router",
+            Stack::Around(tower::Layer::layer(&layer().require_tenant(), router())),
+        ),
     ]
+}
+
+/// Median over interleaved rounds of (time of `subject`) / (time of `baseline`), each round
+/// timing one batch of each: load from other processes weighs on both sides of every ratio.
+fn paired_ratio(rt: &tokio::runtime::Runtime, baseline: &Stack, subject: &Stack, id: &str) -> f64 {
+    const ROUNDS: usize = 301;
+    const BATCH: usize = 200;
+    let time = |stack: &Stack| {
+        let start = std::time::Instant::now();
+        rt.block_on(async {
+            for _ in 0..BATCH {
+                black_box(stack.call(request(id)).await);
+            }
+        });
+        start.elapsed().as_secs_f64()
+    };
+    time(baseline);
+    time(subject);
+    let mut ratios: Vec<f64> = (0..ROUNDS)
+        .map(|_| {
+            let base = time(baseline);
+            time(subject) / base
+        })
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    ratios[ROUNDS / 2]
+}
+
+fn report_ratios(rt: &tokio::runtime::Runtime, fixture: &Fixture) {
+    let id = fixture.tenant.id.to_string();
+    let stacks = stacks(fixture);
+    let (_, baseline) = &stacks[0];
+    for (name, stack) in &stacks[1..] {
+        let ratio = paired_ratio(rt, baseline, stack, &id);
+        println!("paired ratio to baseline_router, {name}: {ratio:.3}");
+    }
 }
 
 fn request(id: &str) -> Request<Body> {
@@ -153,10 +223,10 @@ fn report_allocations(rt: &tokio::runtime::Runtime, fixture: &Fixture) {
         black_box(info);
     });
     println!("allocations per header resolve + validator hit: {resolve_validate:.2}");
-    for (name, router) in routers(fixture) {
+    for (name, stack) in stacks(fixture) {
         let allocations = allocations_per_run(10_000, || {
             rt.block_on(async {
-                let response = router.clone().oneshot(request(&id)).await.unwrap();
+                let response = stack.call(request(&id)).await;
                 assert!(response.status().is_success());
                 black_box(response);
             });
@@ -212,16 +282,31 @@ fn bench_resolve_validate(c: &mut Criterion, fixture: &Fixture) {
             )
         });
     });
-    // Reference: one read of a bare moka future cache (no expiry policy), the floor of any
-    // moka-backed validator.
+    // References: one read of a bare cache (no expiry policy) of each candidate, and the clock
+    // read the validator adds to check an entry's expiry.
     let moka: moka::future::Cache<TenantRef, Arc<TenantInfo>> =
         moka::future::Cache::builder().max_capacity(100_000).build();
     let key = TenantRef::Id(fixture.tenant.id);
     moka.insert(key, Arc::new(fixture.tenant.clone()))
         .now_or_never()
         .unwrap();
-    group.bench_function("reference_moka_get", |b| {
+    group.bench_function("reference_moka_future_get", |b| {
         b.iter(|| black_box(moka.get(black_box(&key)).now_or_never()));
+    });
+    let moka_sync: moka::sync::Cache<TenantRef, Arc<TenantInfo>> =
+        moka::sync::Cache::builder().max_capacity(100_000).build();
+    moka_sync.insert(key, Arc::new(fixture.tenant.clone()));
+    group.bench_function("reference_moka_sync_get", |b| {
+        b.iter(|| black_box(moka_sync.get(black_box(&key))));
+    });
+    let quick: quick_cache::sync::Cache<TenantRef, Arc<TenantInfo>> =
+        quick_cache::sync::Cache::new(100_000);
+    quick.insert(key, Arc::new(fixture.tenant.clone()));
+    group.bench_function("reference_quick_cache_get", |b| {
+        b.iter(|| black_box(quick.get(black_box(&key))));
+    });
+    group.bench_function("reference_instant_now", |b| {
+        b.iter(|| black_box(std::time::Instant::now()));
     });
     group.finish();
 }
@@ -229,12 +314,10 @@ fn bench_resolve_validate(c: &mut Criterion, fixture: &Fixture) {
 fn bench_router(c: &mut Criterion, rt: &tokio::runtime::Runtime, fixture: &Fixture) {
     let id = fixture.tenant.id.to_string();
     let mut group = c.benchmark_group("axum_router_request");
-    for (name, router) in &routers(fixture) {
+    for (name, stack) in &stacks(fixture) {
         group.bench_function(*name, |b| {
-            b.to_async(rt).iter(|| async {
-                let response = router.clone().oneshot(request(&id)).await.unwrap();
-                black_box(response)
-            });
+            b.to_async(rt)
+                .iter(|| async { black_box(stack.call(request(&id)).await) });
         });
     }
     group.finish();
@@ -247,6 +330,7 @@ fn main() {
         .unwrap();
     let fixture = fixture(&rt);
     report_allocations(&rt, &fixture);
+    report_ratios(&rt, &fixture);
     let mut criterion = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3))

@@ -7,11 +7,15 @@
 //! - [`ResolverRegistry`], the composite resolver, asks them in priority order; the first answer
 //!   wins, with the resolver's name.
 //! - [`TenantValidator`] looks the tenant up through a bounded cache; only active tenants pass.
+//!   The cache is `quick_cache` (S3-FIFO) rather than the moka cache first planned: a bare moka
+//!   read alone cost 2.9 times the whole header-resolve baseline, beyond the 2x budget of a
+//!   cached resolution (figures in docs/benchmarks.md, "Tenant resolution").
 //! - [`TenantMembership`]: for untrusted resolvers under strict membership, the
 //!   [`AuthenticatedUser`] must belong to the tenant.
 //! - [`TenancyLayer`] (tower) ties it together and puts a [`ResolvedTenant`] in the request
 //!   extensions; [`TenantGuardLayer`] and the axum extractor `Tenant` (feature `axum`) answer 403
-//!   when there is none.
+//!   when there is none, and [`TenancyLayer::require_tenant`] makes the middleware answer that 403
+//!   itself when every route needs a tenant (one layer instead of two).
 //! - [`ResolutionConfig`] is the `resolution` configuration section.
 //!
 //! ```

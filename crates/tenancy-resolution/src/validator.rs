@@ -2,15 +2,18 @@
 //!
 //! The cache is `quick_cache` (S3-FIFO, sharded), not moka: a cache hit must cost well under the
 //! 2x budget of the header-resolve bench, and a bare moka future-cache read alone measured 2.9x
-//! the baseline (see docs/benchmarks.md). Expiry is an `Instant` stored in each entry and checked
-//! on read; an expired entry is a miss.
+//! the baseline (see docs/benchmarks.md). Expiry is an instant of the coarse monotonic clock
+//! (`CLOCK_MONOTONIC_COARSE` on Linux: a few nanoseconds to read, where `Instant::now` cost as much
+//! as the cache read itself) stored in each entry and checked on read; an expired entry is a miss.
+//! The coarse clock ticks every few milliseconds, which is all a TTL of seconds needs.
 
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
+use coarsetime::Instant;
 use quick_cache::OptionsBuilder;
 use quick_cache::sync::{Cache, EntryAction, EntryResult, PlaceholderGuard};
 use tenancy_core::{
@@ -53,12 +56,23 @@ struct Shared {
     cache: Cache<TenantRef, Entry>,
     store: Arc<dyn TenantStore>,
     capacity: u64,
-    ttl: Duration,
-    negative_ttl: Duration,
+    ttl: coarsetime::Duration,
+    negative_ttl: coarsetime::Duration,
     /// Bumped before every invalidation: a load that saw another value cannot cache what it read.
     generation: AtomicU64,
     /// Bumped on every failed load: a miss that waited through one shares its failure.
     failures: AtomicU64,
+}
+
+/// Now, on the coarse clock.
+fn now() -> Instant {
+    Instant::now_without_cache_update()
+}
+
+/// `ttl` on the coarse clock, at most ten years (the clock counts seconds in 32 bits).
+fn coarse(ttl: Duration) -> coarsetime::Duration {
+    const MAX: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+    ttl.min(MAX).into()
 }
 
 /// A cache of at most `capacity` entries.
@@ -161,8 +175,8 @@ impl TenantValidator {
                 cache: bounded_cache(config.cache_capacity)?,
                 store,
                 capacity: config.cache_capacity,
-                ttl: config.cache_ttl(),
-                negative_ttl: config.negative_ttl(),
+                ttl: coarse(config.cache_ttl()),
+                negative_ttl: coarse(config.negative_ttl()),
                 generation: AtomicU64::new(0),
                 failures: AtomicU64::new(0),
             }),
@@ -194,14 +208,14 @@ impl TenantValidator {
     /// store and never waits.
     pub(crate) fn cached(&self, tenant: &TenantRef) -> Option<CacheEntry> {
         let entry = self.shared.cache.get(tenant)?;
-        entry.fresh(Instant::now()).then_some(entry.tenant)
+        entry.fresh(now()).then_some(entry.tenant)
     }
 
     /// A miss: join the load in flight for `tenant`, or load it.
     async fn load(&self, tenant: TenantRef) -> Result<CacheEntry, TenantError> {
         let shared = &*self.shared;
         let failures = shared.failures.load(Ordering::SeqCst);
-        let now = Instant::now();
+        let now = now();
         let found = shared
             .cache
             .entry_async(&tenant, |_, entry| {
@@ -258,7 +272,7 @@ impl TenantValidator {
         };
         let entry = Entry {
             tenant: found.clone(),
-            expires: Instant::now() + ttl,
+            expires: now() + ttl,
         };
         let other = found.as_ref().map(|info| match tenant {
             TenantRef::Id(_) => TenantRef::Slug(info.slug),
