@@ -1,6 +1,7 @@
 //! [`TenancyConfig`]: every section of the stack's configuration, loaded with figment from the
 //! `tenancy:` section of a YAML file and `TENANCY__*` environment variables.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 
 use figment::Figment;
@@ -35,7 +36,9 @@ pub const ENV_PREFIX: &str = "TENANCY__";
 /// let config = TenancyConfig::default();
 /// assert!(config.integration.cache_key_prefix);
 /// ```
-#[derive(Debug, Clone, Default, Deserialize)]
+/// Its `Debug` output hides secrets: passwords in `store.url` and `isolation.servers`, and
+/// `resolution.jwt_verify.secret`.
+#[derive(Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct TenancyConfig {
@@ -51,6 +54,51 @@ pub struct TenancyConfig {
     pub store: StoreConfig,
     /// Cache-key prefixing and the SQL context bridge.
     pub integration: IntegrationConfig,
+}
+
+/// What replaces a secret in `Debug` output.
+const REDACTED: &str = "<redacted>";
+
+impl fmt::Debug for TenancyConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut resolution = self.resolution.clone();
+        if let Some(secret) = resolution
+            .jwt_verify
+            .as_mut()
+            .and_then(|verify| verify.secret.as_mut())
+        {
+            REDACTED.clone_into(secret);
+        }
+        let mut isolation = self.isolation.clone();
+        for url in isolation.servers.values_mut() {
+            *url = redact_url(url);
+        }
+        let mut store = self.store.clone();
+        store.url = store.url.as_deref().map(redact_url);
+        f.debug_struct("TenancyConfig")
+            .field("resolution", &resolution)
+            .field("lifecycle", &self.lifecycle)
+            .field("overrides", &self.overrides)
+            .field("isolation", &isolation)
+            .field("store", &store)
+            .field("integration", &self.integration)
+            .finish()
+    }
+}
+
+/// `scheme://user:password@host/...` with the password replaced.
+fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => match rest[..at].split_once(':') {
+            Some((user, _password)) => format!("{scheme}://{user}:{REDACTED}{}", &rest[at..]),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
 }
 
 /// The configuration could not be loaded: each case names the key (or file) and what is wrong.
@@ -290,5 +338,36 @@ fn from_figment_error(error: &figment::Error) -> ConfigError {
         },
         origin,
         message: error.kind.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let mut config = TenancyConfig::default();
+        config.store.url =
+            Some("postgres://app:hunter2@db.internal:5432/app?sslmode=require".into());
+        config
+            .isolation
+            .servers
+            .insert("eu1".into(), "postgres://app:s3cret@eu1/x".into());
+        config.resolution.jwt_verify = Some(tenancy_resolution::JwtVerifyConfig {
+            secret: Some("an-hmac-secret-of-at-least-32-bytes!".into()),
+            ..Default::default()
+        });
+        let shown = format!("{config:?}");
+        for secret in ["hunter2", "s3cret", "an-hmac-secret"] {
+            assert!(!shown.contains(secret), "{secret} leaked: {shown}");
+        }
+        assert!(shown.contains("postgres://app:<redacted>@db.internal:5432/app?sslmode=require"));
+        assert_eq!(redact_url("sqlite://data/t.db"), "sqlite://data/t.db");
+        assert_eq!(
+            redact_url("postgres://app@host/db"),
+            "postgres://app@host/db"
+        );
+        assert_eq!(redact_url("not a url"), "not a url");
     }
 }
