@@ -194,3 +194,35 @@ async fn a_store_failure_gives_503_through_the_router() {
         (StatusCode::OK, "anonymous".into())
     );
 }
+
+#[tokio::test]
+async fn require_tenant_guards_a_whole_router_with_one_layer() {
+    let store = CountingStore::new();
+    let acme = store.tenant("acme", TenantStatus::Active).await;
+    let off = store.tenant("off", TenantStatus::Inactive).await;
+    let validator = TenantValidator::new(store.clone(), &config().validator).unwrap();
+    let tenancy = TenancyLayer::builder(&config(), validator)
+        .membership(TableMembership::with([
+            ("alice", acme.id),
+            ("alice", off.id),
+        ]))
+        .build()
+        .unwrap()
+        .require_tenant();
+    let app = Router::new().route("/whoami", get(whoami)).layer(tenancy);
+    let (status, body) = call(&app, get_as("/whoami", "acme.app.example.com", "alice")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["slug"], "acme");
+    assert_eq!(body["context"], acme.id.to_string());
+    for (host, user) in [
+        ("off.app.example.com", "alice"),
+        ("ghost.app.example.com", "alice"),
+        ("acme.app.example.com", "mallory"),
+        ("app.example.com", "alice"),
+    ] {
+        let (status, body) = call(&app, get_as("/whoami", host, user)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{host} as {user}");
+        assert_eq!(body, tenancy_resolution::response::TENANT_REQUIRED_BODY);
+    }
+}
