@@ -347,7 +347,7 @@ impl CacheInvalidation for TenantValidator {
             Some((_, Entry { tenant: None, .. })) => {}
             // The id entry is gone (evicted): find slug entries by value.
             None => {
-                cache.retain(|_, entry| entry.tenant.as_ref().is_none_or(|info| info.id != tenant))
+                cache.retain(|_, entry| entry.tenant.as_ref().is_none_or(|info| info.id != tenant));
             }
         }
     }
