@@ -134,16 +134,27 @@ impl DatabaseRouter {
         self.pool(&Placement::parse_key(key)?).await
     }
 
-    /// Begins a transaction on the pool of the placement key `key`. A pool evicted (and closed)
-    /// between lookup and use is replaced once.
+    /// Begins a transaction with `statement` (`BEGIN` and, optionally, more statements of the
+    /// simple protocol) on the pool of the placement key `key`. A pool evicted (and closed) between
+    /// lookup and use is replaced once.
     ///
     /// # Errors
     /// As [`pool_for_key`](Self::pool_for_key), and [`TenantError::Isolation`] when beginning fails.
-    pub async fn begin(&self, key: &str) -> Result<Transaction<'static, Postgres>, TenantError> {
+    pub(crate) async fn begin_with(
+        &self,
+        key: &str,
+        statement: String,
+    ) -> Result<Transaction<'static, Postgres>, TenantError> {
         let placement = Placement::parse_key(key)?;
+        let statement: Arc<str> = statement.into();
         let mut retried = false;
         loop {
-            match self.pool(&placement).await?.begin().await {
+            match self
+                .pool(&placement)
+                .await?
+                .begin_with(AssertSqlSafe(Arc::clone(&statement)))
+                .await
+            {
                 Err(sqlx::Error::PoolClosed) if !retried => {
                     self.pools.invalidate(&placement).await;
                     retried = true;

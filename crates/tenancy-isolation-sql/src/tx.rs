@@ -7,10 +7,10 @@
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
-use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use sqlx::{AssertSqlSafe, PgConnection, PgPool, Postgres, Transaction};
 use tenancy_core::{IsolationStep, IsolationStrategy, TenantError, TenantId, context};
 
-use crate::ident::validate_identifier;
+use crate::ident::{validate_identifier, validate_setting_name};
 use crate::router::DatabaseRouter;
 
 /// Begins transactions isolated for one tenant.
@@ -83,10 +83,34 @@ impl TenantDb {
     /// but no router is set.
     pub async fn begin(&self, tenant: TenantId) -> Result<TenantTransaction, TenantError> {
         let plan = self.strategy.plan(tenant).await?;
+        // Settings with plain values ride on the BEGIN (one round trip, simple protocol); any
+        // other step runs after it with bind parameters.
+        let mut begin = String::from("BEGIN");
+        let mut rest = Vec::new();
+        for step in &plan.steps {
+            match step {
+                IsolationStep::SetLocal { name, value } if inlinable(name, value) => {
+                    begin.push_str("; SELECT set_config('");
+                    begin.push_str(name);
+                    begin.push_str("', '");
+                    begin.push_str(value);
+                    begin.push_str("', true)");
+                }
+                IsolationStep::Route { .. } => {}
+                other => rest.push(other),
+            }
+        }
         let mut tx = match plan.placement() {
-            None => self.pool.begin().await.map_err(|e| {
-                TenantError::isolation(format!("beginning a transaction for tenant {tenant}"), e)
-            })?,
+            None => self
+                .pool
+                .begin_with(AssertSqlSafe(begin))
+                .await
+                .map_err(|e| {
+                    TenantError::isolation(
+                        format!("beginning a transaction for tenant {tenant}"),
+                        e,
+                    )
+                })?,
             Some(key) => {
                 let router = self.router.as_ref().ok_or_else(|| {
                     TenantError::Configuration(format!(
@@ -95,15 +119,25 @@ impl TenantDb {
                         self.strategy.name()
                     ))
                 })?;
-                router.begin(key).await?
+                router.begin_with(key, begin).await?
             }
         };
-        for step in &plan.steps {
+        for step in rest {
             apply_step(&mut tx, tenant, step).await?;
         }
         tracing::trace!(tenant_id = %tenant, strategy = self.strategy.name(), "tenant transaction begun");
         Ok(TenantTransaction { tenant, tx })
     }
+}
+
+/// Whether a setting can be written into SQL text: a validated name and a value of characters
+/// that need no quoting (a UUID, say). Anything else goes through bind parameters.
+fn inlinable(name: &str, value: &str) -> bool {
+    validate_setting_name(name).is_ok()
+        && value.len() <= 128
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 async fn apply_step(
@@ -218,5 +252,23 @@ impl Deref for TenantTransaction {
 impl DerefMut for TenantTransaction {
     fn deref_mut(&mut self) -> &mut Self::Target {
         &mut self.tx
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::inlinable;
+
+    #[test]
+    fn only_plain_settings_are_inlined() {
+        assert!(inlinable(
+            "app.tenant_id",
+            "0190d5a0-7c1e-7a2b-9c3d-4e5f60718293"
+        ));
+        assert!(!inlinable("app.tenant_id", "x', true); DROP TABLE t; --"));
+        assert!(!inlinable("app.tenant_id", "a\\b"));
+        assert!(inlinable("app.tenant_id", ""));
+        assert!(!inlinable("tenant_id", "abc"));
+        assert!(!inlinable("app.x'", "abc"));
     }
 }
