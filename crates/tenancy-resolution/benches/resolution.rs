@@ -151,26 +151,21 @@ fn stacks(fixture: &Fixture) -> [(&'static str, Stack); 6] {
     ]
 }
 
-/// Median over interleaved rounds of (time of `subject`) / (time of `baseline`), each round
-/// timing one batch of each: load from other processes weighs on both sides of every ratio.
-fn paired_ratio(rt: &tokio::runtime::Runtime, baseline: &Stack, subject: &Stack, id: &str) -> f64 {
+/// Median over interleaved rounds of (time of one `subject` batch) / (time of one `baseline`
+/// batch): load from other processes weighs on both sides of every ratio.
+fn paired_ratio(mut baseline: impl FnMut(), mut subject: impl FnMut()) -> f64 {
     const ROUNDS: usize = 301;
-    const BATCH: usize = 200;
-    let time = |stack: &Stack| {
+    let time = |batch: &mut dyn FnMut()| {
         let start = std::time::Instant::now();
-        rt.block_on(async {
-            for _ in 0..BATCH {
-                black_box(stack.call(request(id)).await);
-            }
-        });
+        batch();
         start.elapsed().as_secs_f64()
     };
-    time(baseline);
-    time(subject);
+    time(&mut baseline);
+    time(&mut subject);
     let mut ratios: Vec<f64> = (0..ROUNDS)
         .map(|_| {
-            let base = time(baseline);
-            time(subject) / base
+            let base = time(&mut baseline);
+            time(&mut subject) / base
         })
         .collect();
     ratios.sort_by(f64::total_cmp);
@@ -178,12 +173,68 @@ fn paired_ratio(rt: &tokio::runtime::Runtime, baseline: &Stack, subject: &Stack,
 }
 
 fn report_ratios(rt: &tokio::runtime::Runtime, fixture: &Fixture) {
+    let lookup = Lookup::new(fixture);
+    let ratio = paired_ratio(
+        || {
+            for _ in 0..1_000 {
+                black_box(lookup.baseline());
+            }
+        },
+        || {
+            for _ in 0..1_000 {
+                black_box(lookup.tenancy(&fixture.validator));
+            }
+        },
+    );
+    println!(
+        "paired ratio to baseline_parse_uuid_hashmap, tenancy_header_resolver_validator_hit: {ratio:.3}"
+    );
     let id = fixture.tenant.id.to_string();
     let stacks = stacks(fixture);
     let (_, baseline) = &stacks[0];
+    let batch = |stack: &Stack| {
+        rt.block_on(async {
+            for _ in 0..200 {
+                black_box(stack.call(request(&id)).await);
+            }
+        });
+    };
     for (name, stack) in &stacks[1..] {
-        let ratio = paired_ratio(rt, baseline, stack, &id);
+        let ratio = paired_ratio(|| batch(baseline), || batch(stack));
         println!("paired ratio to baseline_router, {name}: {ratio:.3}");
+    }
+}
+
+/// Part (1): the baseline lookup and the tenancy one, over the same request parts.
+struct Lookup {
+    parts: http::request::Parts,
+    map: HashMap<TenantId, Arc<TenantInfo>>,
+    resolver: HeaderResolver,
+}
+
+impl Lookup {
+    fn new(fixture: &Fixture) -> Self {
+        Self {
+            parts: request(&fixture.tenant.id.to_string()).into_parts().0,
+            map: [(fixture.tenant.id, Arc::new(fixture.tenant.clone()))].into(),
+            resolver: HeaderResolver::from_config(&fixture.config).unwrap(),
+        }
+    }
+
+    /// Parse the UUID from the header, look it up in a `HashMap`, clone the `Arc`.
+    fn baseline(&self) -> Option<Arc<TenantInfo>> {
+        let value = black_box(&self.parts).headers.get("x-tenant-id")?;
+        let id = TenantId::try_from(value.as_bytes().trim_ascii()).ok()?;
+        self.map.get(&id).cloned()
+    }
+
+    /// The header resolver, then the validator (a cache hit, polled once).
+    fn tenancy(&self, validator: &TenantValidator) -> Arc<TenantInfo> {
+        let cx = ResolutionContext::from_parts(black_box(&self.parts));
+        let Resolution::Found(tenant) = self.resolver.resolve(&cx) else {
+            unreachable!()
+        };
+        validator.validate(tenant).now_or_never().unwrap().unwrap()
     }
 }
 
@@ -207,20 +258,9 @@ fn allocations_per_run(n: u64, mut f: impl FnMut()) -> f64 {
 
 fn report_allocations(rt: &tokio::runtime::Runtime, fixture: &Fixture) {
     let id = fixture.tenant.id.to_string();
-    let resolver = HeaderResolver::from_config(&fixture.config).unwrap();
-    let headers = request(&id).into_parts().0;
+    let lookup = Lookup::new(fixture);
     let resolve_validate = allocations_per_run(10_000, || {
-        let cx = ResolutionContext::from_parts(&headers);
-        let Resolution::Found(tenant) = resolver.resolve(&cx) else {
-            unreachable!()
-        };
-        let info = fixture
-            .validator
-            .validate(tenant)
-            .now_or_never()
-            .unwrap()
-            .unwrap();
-        black_box(info);
+        black_box(lookup.tenancy(&fixture.validator));
     });
     println!("allocations per header resolve + validator hit: {resolve_validate:.2}");
     for (name, stack) in stacks(fixture) {
@@ -252,38 +292,16 @@ fn report_allocations(rt: &tokio::runtime::Runtime, fixture: &Fixture) {
 }
 
 fn bench_resolve_validate(c: &mut Criterion, fixture: &Fixture) {
-    let id = fixture.tenant.id.to_string();
-    let parts = request(&id).into_parts().0;
-    let map: HashMap<TenantId, Arc<TenantInfo>> =
-        [(fixture.tenant.id, Arc::new(fixture.tenant.clone()))].into();
-    let resolver = HeaderResolver::from_config(&fixture.config).unwrap();
-
+    let lookup = Lookup::new(fixture);
     let mut group = c.benchmark_group("header_resolve_validate");
     group.bench_function("baseline_parse_uuid_hashmap", |b| {
-        b.iter(|| {
-            let value = black_box(&parts).headers.get("x-tenant-id").unwrap();
-            let id = TenantId::try_from(value.as_bytes().trim_ascii()).unwrap();
-            black_box(map.get(&id).cloned())
-        });
+        b.iter(|| black_box(lookup.baseline()));
     });
     group.bench_function("tenancy_header_resolver_validator_hit", |b| {
-        b.iter(|| {
-            let cx = ResolutionContext::from_parts(black_box(&parts));
-            let Resolution::Found(tenant) = resolver.resolve(&cx) else {
-                unreachable!()
-            };
-            black_box(
-                fixture
-                    .validator
-                    .validate(tenant)
-                    .now_or_never()
-                    .unwrap()
-                    .unwrap(),
-            )
-        });
+        b.iter(|| black_box(lookup.tenancy(&fixture.validator)));
     });
     // References: one read of a bare cache (no expiry policy) of each candidate, and the clock
-    // read the validator adds to check an entry's expiry.
+    // read `std::time::Instant::now` would add (the validator reads the coarse clock instead).
     let moka: moka::future::Cache<TenantRef, Arc<TenantInfo>> =
         moka::future::Cache::builder().max_capacity(100_000).build();
     let key = TenantRef::Id(fixture.tenant.id);
@@ -307,6 +325,9 @@ fn bench_resolve_validate(c: &mut Criterion, fixture: &Fixture) {
     });
     group.bench_function("reference_instant_now", |b| {
         b.iter(|| black_box(std::time::Instant::now()));
+    });
+    group.bench_function("reference_coarse_clock_now", |b| {
+        b.iter(|| black_box(coarsetime::Instant::now_without_cache_update()));
     });
     group.finish();
 }

@@ -372,16 +372,30 @@ where
         let state = match decision {
             Decision::Tenant(tenant) => {
                 let span = attach(&tenant, &mut request);
-                State::Scoped {
-                    future: context::scope(tenant, self.inner.call(request)).instrument(span),
+                let future = context::scope(tenant, self.inner.call(request));
+                // A disabled span records nothing: skip entering it on every poll and on drop.
+                if span.is_disabled() {
+                    State::Scoped { future }
+                } else {
+                    State::ScopedTraced {
+                        future: future.instrument(span),
+                    }
                 }
             }
             Decision::NoTenant if self.required => State::Ready {
                 output: Some(Ok(response::tenant_required())),
             },
-            Decision::NoTenant => State::Plain {
-                future: self.inner.call(request).instrument(no_tenant_span()),
-            },
+            Decision::NoTenant => {
+                let span = no_tenant_span();
+                let future = self.inner.call(request);
+                if span.is_disabled() {
+                    State::Plain { future }
+                } else {
+                    State::PlainTraced {
+                        future: future.instrument(span),
+                    }
+                }
+            }
             Decision::Continue(stage) => {
                 // The clone is not necessarily ready: keep the ready one for this request.
                 let clone = self.inner.clone();
@@ -427,8 +441,10 @@ pin_project! {
 pin_project! {
     #[project = StateProj]
     enum State<F: Future> {
-        Scoped { #[pin] future: Instrumented<TaskLocalFuture<TenantContext, F>> },
-        Plain { #[pin] future: Instrumented<F> },
+        Scoped { #[pin] future: TaskLocalFuture<TenantContext, F> },
+        ScopedTraced { #[pin] future: Instrumented<TaskLocalFuture<TenantContext, F>> },
+        Plain { #[pin] future: F },
+        PlainTraced { #[pin] future: Instrumented<F> },
         Boxed { future: BoxFuture<'static, F::Output> },
         Ready { output: Option<F::Output> },
     }
@@ -437,8 +453,8 @@ pin_project! {
 impl<F: Future> fmt::Debug for ResponseFuture<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.state {
-            State::Scoped { .. } => "scoped",
-            State::Plain { .. } => "plain",
+            State::Scoped { .. } | State::ScopedTraced { .. } => "scoped",
+            State::Plain { .. } | State::PlainTraced { .. } => "plain",
             State::Boxed { .. } => "boxed",
             State::Ready { .. } => "ready",
         };
@@ -454,7 +470,9 @@ impl<F: Future> Future for ResponseFuture<F> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         match self.project().state.project() {
             StateProj::Scoped { future } => future.poll(cx),
+            StateProj::ScopedTraced { future } => future.poll(cx),
             StateProj::Plain { future } => future.poll(cx),
+            StateProj::PlainTraced { future } => future.poll(cx),
             StateProj::Boxed { future } => future.as_mut().poll(cx),
             StateProj::Ready { output } => match output.take() {
                 Some(output) => Poll::Ready(output),

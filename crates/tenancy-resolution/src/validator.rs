@@ -200,7 +200,9 @@ impl TenantValidator {
     pub async fn lookup(&self, tenant: TenantRef) -> Result<Option<Arc<TenantInfo>>, TenantError> {
         match self.cached(&tenant) {
             Some(entry) => Ok(entry),
-            None => self.load(tenant).await,
+            // Boxed, so that this future (and `validate`'s) stays a few words: a hit then
+            // moves no large state machine around, and a miss awaits the store anyway.
+            None => Box::pin(self.load(tenant)).await,
         }
     }
 
