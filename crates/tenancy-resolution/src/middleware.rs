@@ -177,8 +177,9 @@ fn no_tenant_span() -> tracing::Span {
 /// For each request it resolves the tenant (resolvers in priority order), validates it (cache,
 /// then store), applies the membership rule, then inserts [`ResolvedTenant`] into the request
 /// extensions and runs the inner service inside [`tenancy_core::context::scope`] and a `tenancy`
-/// tracing span carrying `tenant_id`. It never rejects a request for lacking a tenant (put a
-/// [`TenantGuardLayer`](crate::TenantGuardLayer) on routes that need one). When the store fails and
+/// tracing span carrying `tenant_id`. By default it never rejects a request for lacking a tenant
+/// (put a [`TenantGuardLayer`](crate::TenantGuardLayer) on routes that need one, or opt in to
+/// [`require_tenant`](Self::require_tenant) when all of them do). When the store fails and
 /// nothing is cached, it answers 503 with a JSON body ([`STORE_UNAVAILABLE_BODY`](crate::response::STORE_UNAVAILABLE_BODY)).
 ///
 /// The response body type must implement `From<&'static str>` for that 503: axum's `Body` and

@@ -117,7 +117,7 @@ fn bounded_cache(capacity: u64) -> Result<Cache<TenantRef, Entry>, TenantError> 
 /// - Implements [`CacheInvalidation`]: register it with the lifecycle's `Invalidators`.
 ///
 /// The cache is `quick_cache` rather than moka: a cache hit here costs a shard read lock and a
-/// clock read, where a bare moka read alone measured 2.9 times the whole header-resolve baseline
+/// coarse clock read, where a bare moka read alone measured 2.9 times the whole header-resolve baseline
 /// (docs/benchmarks.md, section "Tenant resolution").
 ///
 /// Cloning is cheap and clones share the cache.
