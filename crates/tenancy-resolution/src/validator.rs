@@ -110,7 +110,9 @@ fn bounded_cache(capacity: u64) -> Result<Cache<TenantRef, Entry>, TenantError> 
 ///   miss); at most `cache_capacity` entries (S3-FIFO eviction).
 /// - Concurrent misses on one key make one store call; store failures are not cached and come back
 ///   as [`TenantError::Storage`], distinct from [`TenantError::NotFound`]. Misses that waited for
-///   a load that failed get a storage error too, without calling the store again.
+///   a load that failed get a storage error too, without calling the store again (failures are
+///   counted per validator, so a miss that starts just as another key's load fails gets one
+///   as well: only while the store is failing).
 /// - An invalidation that lands while a load is in flight wins: the load's result is returned to
 ///   its caller but not cached (or dropped again if it was cached meanwhile).
 /// - Only `active` tenants pass [`validate`](Self::validate); otherwise the error says why.
