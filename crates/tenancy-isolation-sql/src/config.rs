@@ -18,6 +18,21 @@ pub enum DeprovisionPolicy {
     Drop,
 }
 
+impl std::str::FromStr for DeprovisionPolicy {
+    type Err = TenantError;
+
+    /// Parses `rename` or `drop`; anything else is a configuration error.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "rename" => Ok(Self::Rename),
+            "drop" => Ok(Self::Drop),
+            other => Err(TenantError::Configuration(format!(
+                "isolation.deprovision: unknown policy {other:?}; expected \"rename\" or \"drop\""
+            ))),
+        }
+    }
+}
+
 /// Configuration of tenant data isolation (the `isolation` section).
 ///
 /// Every field has a default; unknown fields and unknown deprovision policies are errors.
@@ -129,6 +144,12 @@ mod tests {
         };
         let err = config.validate().unwrap_err();
         assert!(matches!(err, TenantError::Configuration(m) if m.contains("tenant_setting")));
+        assert_eq!(
+            "drop".parse::<DeprovisionPolicy>().unwrap(),
+            DeprovisionPolicy::Drop
+        );
+        let err = "archive".parse::<DeprovisionPolicy>().unwrap_err();
+        assert!(matches!(err, TenantError::Configuration(m) if m.contains("archive")));
         let config = IsolationConfig {
             migrator_concurrency: 0,
             ..IsolationConfig::default()

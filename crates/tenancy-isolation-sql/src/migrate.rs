@@ -126,6 +126,17 @@ impl Migrations {
         Self::new(list).map_err(|e| TenantError::Configuration(e.to_string()))
     }
 
+    /// The migrations of `config.migrations_dir`, or none when it is unset.
+    ///
+    /// # Errors
+    /// As [`from_dir`](Self::from_dir).
+    pub fn from_config(config: &crate::config::IsolationConfig) -> Result<Self, TenantError> {
+        config
+            .migrations_dir
+            .as_deref()
+            .map_or_else(|| Ok(Self::default()), Self::from_dir)
+    }
+
     /// The highest version (0 when empty).
     #[must_use]
     pub fn latest(&self) -> u32 {
