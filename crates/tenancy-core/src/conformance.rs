@@ -332,8 +332,7 @@ pub async fn status_changes<S: Store + ?Sized>(store: &S) {
 }
 
 /// `set_status_reason` records a reason without changing the status, only while the tenant is in
-/// the given status; `set_status` then replaces the reason. Not part of [`run_all`] (stores written
-/// before the method existed keep passing that); call it on its own.
+/// the given status; `set_status` then replaces the reason.
 pub async fn status_reasons<S: Store + ?Sized>(store: &S) {
     let tenant = store.create(new_tenant("reason")).await.expect("create");
     let recorded = store

@@ -122,28 +122,15 @@ pub trait TenantStore: Send + Sync + fmt::Debug {
     /// Records why the tenant is in its status (such as the error of a failed provisioning) without
     /// changing the status, only if the tenant is still in `status`; `None` clears the reason.
     ///
-    /// Stores that implement it atomically pass `conformance::status_reasons` (feature
-    /// `conformance`). The default implementation records nothing and returns
-    /// [`TenantError::Storage`] saying so.
-    ///
     /// # Errors
     /// [`TenantError::NotFound`] for a missing tenant, [`TenantError::StatusConflict`] when the
-    /// tenant is no longer in `status`, [`TenantError::Storage`] when the store cannot record it.
+    /// tenant is no longer in `status`.
     async fn set_status_reason(
         &self,
         id: TenantId,
         status: TenantStatus,
         reason: Option<String>,
-    ) -> Result<TenantInfo, TenantError> {
-        let _ = (id, status, reason);
-        Err(TenantError::Storage {
-            message: format!(
-                "{} cannot record a status reason (set_status_reason is not implemented)",
-                std::any::type_name::<Self>()
-            ),
-            source: None,
-        })
-    }
+    ) -> Result<TenantInfo, TenantError>;
 }
 
 /// Per-tenant configuration overrides (a JSON value per key).

@@ -101,6 +101,15 @@ impl TenantStore for CountingStore {
     ) -> Result<TenantInfo, TenantError> {
         self.inner.set_status(id, change).await
     }
+
+    async fn set_status_reason(
+        &self,
+        id: TenantId,
+        status: TenantStatus,
+        reason: Option<String>,
+    ) -> Result<TenantInfo, TenantError> {
+        self.inner.set_status_reason(id, status, reason).await
+    }
 }
 
 /// Membership from a fixed table of (user, tenant) pairs; counts its calls.
