@@ -234,6 +234,20 @@ impl SqliteTenantStore {
         self.pool.begin_with("BEGIN IMMEDIATE").await
     }
 
+    /// The tenant's current status (`None`: no such tenant), read to explain a refused change.
+    async fn status_of(
+        &self,
+        executor: impl sqlx::SqliteExecutor<'_>,
+        id: TenantId,
+    ) -> Result<Option<TenantStatus>, TenantError> {
+        let status: Option<String> = sqlx::query_scalar(STATUS_OF)
+            .bind(Uuid::from(id))
+            .fetch_optional(executor)
+            .await
+            .map_err(|e| tenant_storage("reading tenant status", id, e))?;
+        status.map(|s| parse_status(id, &s)).transpose()
+    }
+
     async fn fetch(
         &self,
         executor: impl sqlx::SqliteExecutor<'_>,
@@ -397,12 +411,7 @@ impl TenantStore for SqliteTenantStore {
             false
         };
         if !applied {
-            let actual: Option<String> = sqlx::query_scalar(STATUS_OF)
-                .bind(Uuid::from(id))
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(fail)?;
-            let actual = actual.map(|s| parse_status(id, &s)).transpose()?;
+            let actual = self.status_of(&mut *tx, id).await?;
             return Err(refused_status_change(id, &change, actual));
         }
         let tenant = self
@@ -433,12 +442,7 @@ impl TenantStore for SqliteTenantStore {
             .rows_affected()
             == 1;
         if !applied {
-            let actual: Option<String> = sqlx::query_scalar(STATUS_OF)
-                .bind(Uuid::from(id))
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(fail)?;
-            let actual = actual.map(|s| parse_status(id, &s)).transpose()?;
+            let actual = self.status_of(&mut *tx, id).await?;
             return Err(refused_status_reason(id, status, actual));
         }
         let tenant = self

@@ -235,6 +235,20 @@ impl PgTenantStore {
         Ok(())
     }
 
+    /// The tenant's current status (`None`: no such tenant), read to explain a refused change.
+    async fn status_of(
+        &self,
+        executor: impl PgExecutor<'_>,
+        id: TenantId,
+    ) -> Result<Option<TenantStatus>, TenantError> {
+        let status: Option<String> = sqlx::query_scalar(q(&self.inner.sql.status_of))
+            .bind(Uuid::from(id))
+            .fetch_optional(executor)
+            .await
+            .map_err(|e| tenant_storage("reading tenant status", id, e))?;
+        status.map(|s| parse_status(id, &s)).transpose()
+    }
+
     async fn fetch(
         &self,
         executor: impl PgExecutor<'_>,
@@ -390,12 +404,7 @@ impl TenantStore for PgTenantStore {
                 .rows_affected()
                 == 1;
         if !applied {
-            let actual: Option<String> = sqlx::query_scalar(q(&sql.status_of))
-                .bind(Uuid::from(id))
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(fail)?;
-            let actual = actual.map(|s| parse_status(id, &s)).transpose()?;
+            let actual = self.status_of(&mut *tx, id).await?;
             return Err(refused_status_change(id, &change, actual));
         }
         let tenant = self
@@ -429,12 +438,7 @@ impl TenantStore for PgTenantStore {
             .rows_affected()
             == 1;
         if !applied {
-            let actual: Option<String> = sqlx::query_scalar(q(&sql.status_of))
-                .bind(Uuid::from(id))
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(fail)?;
-            let actual = actual.map(|s| parse_status(id, &s)).transpose()?;
+            let actual = self.status_of(&mut *tx, id).await?;
             return Err(refused_status_reason(id, status, actual));
         }
         let tenant = self
