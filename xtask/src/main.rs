@@ -97,37 +97,46 @@ fn output(step: &str, cmd: &mut Command) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Feature sets of the umbrella crate that are checked one by one.
-const UMBRELLA_FEATURES: &[&str] = &["sql", "postgres", "sqlite", "axum", "jwt"];
+/// Each crate with its features. Cargo unifies features across the packages of one invocation
+/// (the CLI turns every feature of `tenancy` on), so each crate is checked on its own: without
+/// features and with each feature alone.
+const FEATURE_MATRIX: &[(&str, &[&str])] = &[
+    ("tenancy-core", &["conformance"]),
+    ("tenancy-resolution", &["jwt", "axum"]),
+    ("tenancy-lifecycle", &[]),
+    ("tenancy-overrides", &[]),
+    ("tenancy-isolation-sql", &["sql"]),
+    ("tenancy-store-sql", &["postgres", "sqlite"]),
+    ("tenancy", &["sql", "postgres", "sqlite", "axum", "jwt"]),
+    ("tenancy-cli", &[]),
+];
+
+fn clippy(args: &[&str]) -> Command {
+    let mut cmd = cargo();
+    cmd.args(["clippy", "--all-targets", "--locked"]);
+    cmd.args(args);
+    cmd.args(["--", "-D", "warnings"]);
+    cmd
+}
 
 fn ci() -> Result {
     let started = Instant::now();
     run("rustfmt", cargo().args(["fmt", "--all", "--check"]))?;
-    let clippy = |features: &[&str]| {
-        let mut cmd = cargo();
-        cmd.args(["clippy", "--workspace", "--all-targets", "--locked"]);
-        cmd.args(features);
-        cmd.args(["--", "-D", "warnings"]);
-        cmd
-    };
-    run("clippy (no features)", &mut clippy(&[]))?;
-    run("clippy (all features)", &mut clippy(&["--all-features"]))?;
-    for feature in UMBRELLA_FEATURES {
+    run(
+        "clippy (workspace, all features)",
+        &mut clippy(&["--workspace", "--all-features"]),
+    )?;
+    for (krate, features) in FEATURE_MATRIX {
         run(
-            &format!("clippy (tenancy, feature {feature} alone)"),
-            cargo().args([
-                "clippy",
-                "--package",
-                "tenancy",
-                "--all-targets",
-                "--locked",
-                "--features",
-                feature,
-                "--",
-                "-D",
-                "warnings",
-            ]),
+            &format!("clippy ({krate}, no features)"),
+            &mut clippy(&["--package", krate]),
         )?;
+        for feature in *features {
+            run(
+                &format!("clippy ({krate}, feature {feature} alone)"),
+                &mut clippy(&["--package", krate, "--features", feature]),
+            )?;
+        }
     }
     dependency_rules()?;
     {
@@ -136,10 +145,15 @@ fn ci() -> Result {
         test.args(["test", "--workspace", "--all-features", "--locked"]);
         cluster.export(&mut test);
         run("tests and doctests (all features)", &mut test)?;
-        let mut test = cargo();
-        test.args(["test", "--workspace", "--locked", "--lib", "--tests"]);
-        cluster.export(&mut test);
-        run("tests (no features)", &mut test)?;
+        for (krate, features) in FEATURE_MATRIX {
+            if features.is_empty() {
+                continue;
+            }
+            let mut test = cargo();
+            test.args(["test", "--package", krate, "--locked", "--lib", "--tests"]);
+            cluster.export(&mut test);
+            run(&format!("tests ({krate}, no features)"), &mut test)?;
+        }
     }
     deny()?;
     println!(
