@@ -9,6 +9,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use futures_util::FutureExt;
 use moka::future::Cache;
 use moka::policy::EvictionPolicy;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -58,11 +59,9 @@ impl DatabaseRouter {
         let pools = Cache::builder()
             .max_capacity(capacity.max(1))
             .eviction_policy(EvictionPolicy::lru())
-            .async_eviction_listener(|placement: Arc<Placement>, pool: PgPool, cause| {
-                Box::pin(async move {
-                    tracing::debug!(%placement, ?cause, "closing an evicted tenant pool");
-                    pool.close().await;
-                })
+            .eviction_listener(|placement: Arc<Placement>, pool: PgPool, cause| {
+                tracing::debug!(%placement, ?cause, "closing an evicted tenant pool");
+                close_in_background(pool);
             })
             .build();
         Ok(Self {
@@ -170,9 +169,12 @@ impl DatabaseRouter {
         }
     }
 
-    /// Closes and forgets the pool of `placement` (before dropping its database, say).
+    /// Closes and forgets the pool of `placement` (before dropping its database, say); returns
+    /// once its connections in use have come back and every connection is closed.
     pub async fn evict(&self, placement: &Placement) {
-        self.pools.invalidate(placement).await;
+        if let Some(pool) = self.pools.remove(placement).await {
+            pool.close().await;
+        }
         self.pools.run_pending_tasks().await;
     }
 
@@ -180,6 +182,21 @@ impl DatabaseRouter {
     pub async fn open_pools(&self) -> u64 {
         self.pools.run_pending_tasks().await;
         self.pools.entry_count()
+    }
+}
+
+/// Closes an evicted pool: at once for new work, and in a task for the connections still in use.
+///
+/// The eviction runs inside whichever cache call triggered it, often another tenant's lookup;
+/// awaiting the close there would make that call wait for this placement's open transactions,
+/// and deadlock a task that holds one of them.
+fn close_in_background(pool: PgPool) {
+    // The first poll marks the pool closed (new acquires fail) and closes what is idle.
+    if pool.close().now_or_never().is_some() {
+        return;
+    }
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(async move { pool.close().await });
     }
 }
 

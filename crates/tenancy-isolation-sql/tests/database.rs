@@ -150,6 +150,41 @@ async fn evicted_pools_are_closed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evicting_a_pool_in_use_does_not_wait_for_its_transaction() {
+    let url = test_database_url();
+    let (one, two) = (TestDb::new("dbevict1").await, TestDb::new("dbevict2").await);
+    let router = DatabaseRouter::new([("one".to_owned(), app_options(&url))], 1, 1).unwrap();
+    let (a, b) = (
+        Placement::new("one", &one.name).unwrap(),
+        Placement::new("one", &two.name).unwrap(),
+    );
+    let pool_a = router.pool(&a).await.unwrap();
+    let mut held = pool_a.begin().await.unwrap();
+    // Another tenant's lookup pushes a's pool out (capacity 1) while this task's transaction on
+    // it is open: finishing the eviction must not wait for that transaction, or this task
+    // deadlocks on itself. (The timeout only turns a hang into a failure.)
+    let pool_b = router.pool(&b).await.unwrap();
+    let open = tokio::time::timeout(std::time::Duration::from_secs(30), router.open_pools())
+        .await
+        .expect("evicting a pool waited for a transaction still open on it");
+    assert_eq!(open, 1);
+    assert!(pool_a.is_closed(), "the evicted pool takes no new work");
+    assert!(matches!(
+        pool_a.acquire().await,
+        Err(sqlx::Error::PoolClosed)
+    ));
+    // The open transaction still finishes on its connection; b's pool serves.
+    sqlx::query("SELECT 1").execute(&mut *held).await.unwrap();
+    held.commit().await.unwrap();
+    sqlx::query("SELECT 1").execute(&pool_b).await.unwrap();
+    router.evict(&b).await;
+    assert!(pool_b.is_closed());
+    drop((pool_a, pool_b));
+    one.drop().await;
+    two.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_routing_plan_without_router_is_a_configuration_error() {
     let db = TestDb::new("dbnorouter").await;
     PgIsolationStore::install(&db.admin).await.unwrap();
