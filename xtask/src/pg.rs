@@ -19,6 +19,7 @@ pub(crate) const APP_ROLE: &str = "tenancy_app";
 /// A running throwaway cluster of two servers, stopped and deleted when dropped.
 #[derive(Debug)]
 pub(crate) struct Cluster {
+    bin: PathBuf,
     servers: Vec<Server>,
     dir: PathBuf,
     keep: bool,
@@ -153,7 +154,7 @@ fn start_server(bin: &Path, data: &Path) -> Result<Server> {
          -c shared_buffers=128MB",
         data.display()
     );
-    run(
+    let started = run(
         "pg_ctl start",
         as_server_user(&bin.join("pg_ctl"))
             .arg("-D")
@@ -162,7 +163,7 @@ fn start_server(bin: &Path, data: &Path) -> Result<Server> {
             .arg(data.join("server.log"))
             .args(["-o", &options, "-w", "-t", "60", "start"])
             .stdout(std::process::Stdio::null()),
-    )?;
+    );
     let server = Server {
         data: data.to_path_buf(),
         port,
@@ -170,19 +171,27 @@ fn start_server(bin: &Path, data: &Path) -> Result<Server> {
     let sql = format!(
         "CREATE ROLE {APP_ROLE} LOGIN PASSWORD '{APP_ROLE}' NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE"
     );
-    run(
-        "create application role",
-        Command::new(bin.join("psql")).args([
-            "-X",
-            "-q",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-d",
-            &server.url(),
-            "-c",
-            &sql,
-        ]),
-    )?;
+    let role = started.and_then(|()| {
+        run(
+            "create application role",
+            Command::new(bin.join("psql")).args([
+                "-X",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                &server.url(),
+                "-c",
+                &sql,
+            ]),
+        )
+    });
+    if let Err(e) = role {
+        // Not yet part of a cluster, so no Drop stops it: a failed start (pg_ctl may give up
+        // waiting on a server that still comes up) or setup must not leave a server running.
+        stop_server(bin, data);
+        return Err(e);
+    }
     Ok(server)
 }
 
@@ -198,21 +207,23 @@ fn stop_server(bin: &Path, data: &Path) {
 impl Cluster {
     /// Starts two servers for this run; they are stopped and deleted on drop.
     pub(crate) fn start() -> Result<Self> {
-        Self::start_in(&format!("run-{}", std::process::id()), false)
+        Self::start_in(bin_dir()?, &format!("run-{}", std::process::id()))
     }
 
-    fn start_in(name: &str, keep: bool) -> Result<Self> {
+    /// Starts two servers with the binaries of `bin` under `target/tenancy-pg/<name>`. Until the
+    /// caller sets `keep`, dropping the cluster (a failed start included) stops and deletes them.
+    fn start_in(bin: PathBuf, name: &str) -> Result<Self> {
         println!("\n==> PostgreSQL fixture");
-        let bin = bin_dir()?;
         let dir = base_dir(name)?;
         let mut cluster = Self {
+            bin,
             servers: Vec::new(),
             dir: dir.clone(),
-            keep,
+            keep: false,
         };
         for i in 1..=2 {
             // On failure `cluster` is dropped, which stops what already started.
-            let server = start_server(&bin, &dir.join(format!("server{i}")))?;
+            let server = start_server(&cluster.bin, &dir.join(format!("server{i}")))?;
             println!("    server {i}: {}", server.url());
             cluster.servers.push(server);
         }
@@ -241,10 +252,8 @@ impl Drop for Cluster {
         if self.keep {
             return;
         }
-        if let Ok(bin) = bin_dir() {
-            for server in &self.servers {
-                stop_server(&bin, &server.data);
-            }
+        for server in &self.servers {
+            stop_server(&self.bin, &server.data);
         }
         let _ = fs::remove_dir_all(&self.dir);
         println!("    PostgreSQL fixture stopped and deleted");
@@ -264,7 +273,8 @@ pub(crate) fn start_by_hand() -> Result {
                 .into(),
         );
     }
-    let mut cluster = Cluster::start_in("manual", true)?;
+    // `keep` only once the state file names the servers: a failed start stops what started.
+    let mut cluster = Cluster::start_in(bin_dir()?, "manual")?;
     let mut state = String::new();
     for (name, value) in cluster.vars() {
         state.push_str(&format!("export {name}={value}\n"));
@@ -304,4 +314,68 @@ pub(crate) fn stop_by_hand() -> Result {
     let _ = fs::remove_file(state_file());
     println!("stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    /// Stand-in server binaries in a fresh directory: `initdb` succeeds, `pg_ctl` logs its
+    /// arguments, `psql` succeeds `psql_successes` times and then fails.
+    fn fake_bin(name: &str, psql_successes: u32) -> (PathBuf, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("xtask-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).unwrap();
+        let log = dir.join("pg_ctl.log");
+        fs::write(&log, "").unwrap();
+        fs::set_permissions(&log, fs::Permissions::from_mode(0o666)).unwrap();
+        let count = dir.join("psql.count");
+        let scripts = [
+            ("initdb", "exit 0".to_owned()),
+            ("pg_ctl", format!("echo \"$@\" >> {}", log.display())),
+            (
+                "psql",
+                format!(
+                    "echo x >> {c}; [ $(wc -l < {c}) -le {psql_successes} ]",
+                    c = count.display()
+                ),
+            ),
+        ];
+        for (file, body) in scripts {
+            let path = dir.join(file);
+            fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        (dir, log)
+    }
+
+    fn stops(log: &Path) -> usize {
+        fs::read_to_string(log)
+            .unwrap()
+            .lines()
+            .filter(|l| l.ends_with(" stop"))
+            .count()
+    }
+
+    #[test]
+    fn a_server_whose_setup_fails_is_stopped() {
+        let (bin, log) = fake_bin("setup-fails", 0);
+        let err = start_server(&bin, &bin.join("data")).unwrap_err();
+        assert!(err.contains("create application role"), "{err}");
+        assert_eq!(stops(&log), 1, "the started server was left running");
+        fs::remove_dir_all(&bin).unwrap();
+    }
+
+    #[test]
+    fn a_cluster_whose_second_server_fails_stops_the_first() {
+        let (bin, log) = fake_bin("second-fails", 1);
+        let name = format!("test-{}", std::process::id());
+        let err = Cluster::start_in(bin.clone(), &name).unwrap_err();
+        assert!(err.contains("create application role"), "{err}");
+        assert_eq!(stops(&log), 2, "a started server was left running");
+        fs::remove_dir_all(&bin).unwrap();
+    }
 }
