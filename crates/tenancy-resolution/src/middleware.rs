@@ -304,10 +304,20 @@ impl TenancyLayerBuilder<'_> {
     /// # Errors
     /// [`TenantError::Configuration`] for an invalid resolver configuration (see
     /// [`ResolverRegistry::from_config`]), a trusted resolver or priority override naming no
-    /// active resolver, or strict membership with an untrusted resolver and no membership checker.
+    /// active resolver, an application resolver named like another resolver (names decide trust
+    /// and priorities: a second `jwt_claim` would be trusted as the first is), or strict
+    /// membership with an untrusted resolver and no membership checker.
     pub fn build(self) -> Result<TenancyLayer, TenantError> {
         let mut registry = ResolverRegistry::from_config(self.config)?;
         for resolver in self.resolvers {
+            if registry.names().any(|name| name == resolver.name()) {
+                return Err(TenantError::Configuration(format!(
+                    "two resolvers are named `{}`: names decide trust \
+                     (resolution.trusted_resolvers) and priorities, so each must be unique; \
+                     rename the application resolver or drop the other from resolution.resolvers",
+                    resolver.name()
+                )));
+            }
             registry.register(resolver);
         }
         let membership = MembershipPolicy::new(self.config, &registry, self.membership)?;

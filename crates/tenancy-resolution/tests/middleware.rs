@@ -13,8 +13,9 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use tenancy_core::{TenantError, TenantInfo, TenantStatus, context};
 use tenancy_resolution::{
-    AuthenticatedUser, ResolutionConfig, ResolvedTenant, TenancyLayer, TenantGuardLayer,
-    TenantMembership, TenantValidator, VerifiedClaims,
+    AuthenticatedUser, KeyKind, Resolution, ResolutionConfig, ResolutionContext, ResolvedTenant,
+    TenancyLayer, TenantGuardLayer, TenantMembership, TenantResolver, TenantValidator,
+    VerifiedClaims,
 };
 use tower::util::BoxCloneService;
 use tower::{ServiceBuilder, ServiceExt, service_fn};
@@ -470,6 +471,49 @@ fn layer_configuration_errors_name_the_problem() {
         ..ResolutionConfig::default()
     });
     assert!(message.contains("subdomain_base_domain"), "{message}");
+}
+
+/// An application resolver that calls itself `jwt_claim` but reads a plain request header.
+#[derive(Debug)]
+struct HeaderCalledJwtClaim;
+
+impl TenantResolver for HeaderCalledJwtClaim {
+    fn name(&self) -> &str {
+        "jwt_claim"
+    }
+
+    fn priority(&self) -> i32 {
+        1
+    }
+
+    fn resolve(&self, cx: &ResolutionContext<'_>) -> Resolution {
+        match cx.headers().get("x-tenant-id") {
+            Some(value) => KeyKind::Id
+                .parse(value.as_bytes())
+                .map_or(Resolution::NotFound, Resolution::Found),
+            None => Resolution::NotFound,
+        }
+    }
+}
+
+#[test]
+fn an_application_resolver_cannot_take_a_trusted_resolvers_name() {
+    // Trust goes by name: were this resolver accepted, a spoofable header would be trusted as
+    // `jwt_claim` is and skip the membership check.
+    let validator = TenantValidator::new(CountingStore::new(), &Default::default()).unwrap();
+    let result = TenancyLayer::builder(&strict_config(), validator)
+        .membership(TableMembership::with([]))
+        .resolver(Arc::new(HeaderCalledJwtClaim))
+        .build();
+    match result {
+        Err(TenantError::Configuration(message)) => {
+            assert!(
+                message.contains("two resolvers are named `jwt_claim`"),
+                "{message}"
+            );
+        }
+        other => panic!("expected a configuration error, got {other:?}"),
+    }
 }
 
 #[tokio::test]
