@@ -10,7 +10,7 @@ use moka::future::Cache;
 use serde_json::Value;
 use tenancy_core::{CacheInvalidation, ConfigStore, JsonObject, TenantError, TenantId};
 
-use crate::config::OverridesConfig;
+use crate::config::{MAX_CACHE_TTL, OverridesConfig};
 
 /// Caches the whole configuration of a tenant as one unit in front of a [`ConfigStore`].
 ///
@@ -50,15 +50,16 @@ pub struct CachedConfigStore<S: ?Sized = dyn ConfigStore> {
 }
 
 impl<S: ConfigStore + ?Sized + 'static> CachedConfigStore<S> {
-    /// A cache in front of `inner`, keeping a tenant's configuration for `ttl`, for at most
-    /// `capacity` tenants.
+    /// A cache in front of `inner`, keeping a tenant's configuration for `ttl` (at most
+    /// [`MAX_CACHE_TTL`]: a longer one is cut to it), for at most `capacity` tenants.
     #[must_use]
     pub fn new(inner: Arc<S>, ttl: Duration, capacity: u64) -> Self {
         Self {
             inner,
             units: Cache::builder()
                 .name("tenancy-config-overrides")
-                .time_to_live(ttl)
+                // Capped: the cache panics on a time to live past 1000 years.
+                .time_to_live(ttl.min(MAX_CACHE_TTL))
                 .max_capacity(capacity)
                 .build(),
             changes: AtomicU64::new(0),

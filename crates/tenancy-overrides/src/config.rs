@@ -21,11 +21,14 @@ use crate::rules::{DEFAULT_MAX_VALUE_BYTES, validate_key, validate_value};
 /// config.validate()?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+/// The longest `cache_ttl` accepted: ten years (the cache refuses durations past 1000 years).
+pub const MAX_CACHE_TTL: Duration = Duration::from_secs(10 * 365 * 24 * 60 * 60);
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OverridesConfig {
     /// How long a tenant's whole configuration stays cached, in whole seconds (default 60, at
-    /// least 1).
+    /// least 1, at most [`MAX_CACHE_TTL`]: ten years).
     #[serde(with = "seconds")]
     pub cache_ttl: Duration,
     /// How many tenants' configurations the cache holds at most (default 10 000, at least 1).
@@ -57,6 +60,13 @@ impl OverridesConfig {
             return Err(TenantError::Configuration(
                 "overrides.cache_ttl must be at least 1 second".to_owned(),
             ));
+        }
+        if self.cache_ttl > MAX_CACHE_TTL {
+            return Err(TenantError::Configuration(format!(
+                "overrides.cache_ttl is {} seconds; at most {} (ten years) are allowed",
+                self.cache_ttl.as_secs(),
+                MAX_CACHE_TTL.as_secs()
+            )));
         }
         if self.cache_capacity == 0 {
             return Err(TenantError::Configuration(
@@ -129,6 +139,8 @@ mod tests {
             json!({"defaults": {"Bad Key": 1}}),
             json!({"defaults": {"null": null}}),
             json!({"max_value_bytes": 4, "defaults": {"big": "abcdef"}}),
+            json!({"cache_ttl": MAX_CACHE_TTL.as_secs() + 1}),
+            json!({"cache_ttl": u64::MAX}),
         ] {
             let config: OverridesConfig = serde_json::from_value(bad.clone()).unwrap();
             assert!(

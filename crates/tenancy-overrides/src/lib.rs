@@ -17,6 +17,6 @@ mod rules;
 mod service;
 
 pub use cached::CachedConfigStore;
-pub use config::OverridesConfig;
+pub use config::{MAX_CACHE_TTL, OverridesConfig};
 pub use rules::{DEFAULT_MAX_VALUE_BYTES, KEY_MAX_LEN, RuleError, validate_key, validate_value};
 pub use service::{ConfigChange, ConfigService};

@@ -569,3 +569,21 @@ async fn the_cache_expires_after_its_ttl() {
     cached.get_config(tenant, "theme").await.unwrap();
     assert_eq!(store.loads(), 2, "an expired unit is loaded again");
 }
+
+#[tokio::test]
+async fn a_huge_ttl_is_refused_by_the_config_and_capped_by_the_cache() {
+    // From a config file or TENANCY__OVERRIDES__CACHE_TTL: an error, not a panic at boot.
+    let config: OverridesConfig = serde_json::from_value(json!({ "cache_ttl": u64::MAX })).unwrap();
+    let store = CountingStore::new();
+    assert!(matches!(
+        CachedConfigStore::from_config(store.clone(), &config),
+        Err(TenantError::Configuration(message)) if message.contains("overrides.cache_ttl")
+    ));
+    assert!(ConfigService::from_config(store.clone(), &config).is_err());
+    // Built directly, the cache caps the duration instead of panicking.
+    let tenant = store.tenant("acme").await;
+    let cached = CachedConfigStore::new(store.clone(), Duration::MAX, 10);
+    cached.get_config(tenant, "theme").await.unwrap();
+    cached.get_config(tenant, "theme").await.unwrap();
+    assert_eq!(store.loads(), 1, "cached");
+}
