@@ -7,6 +7,9 @@ use tenancy_core::{JsonObject, TenantError};
 
 use crate::rules::{DEFAULT_MAX_VALUE_BYTES, validate_key, validate_value};
 
+/// The longest `cache_ttl` accepted: ten years (the cache refuses durations past 1000 years).
+pub const MAX_CACHE_TTL: Duration = Duration::from_secs(10 * 365 * 24 * 60 * 60);
+
 /// Per-tenant configuration overrides (the `overrides` configuration section).
 ///
 /// ```
@@ -21,9 +24,6 @@ use crate::rules::{DEFAULT_MAX_VALUE_BYTES, validate_key, validate_value};
 /// config.validate()?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-/// The longest `cache_ttl` accepted: ten years (the cache refuses durations past 1000 years).
-pub const MAX_CACHE_TTL: Duration = Duration::from_secs(10 * 365 * 24 * 60 * 60);
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OverridesConfig {
