@@ -88,6 +88,17 @@ async fn entries_expire_after_their_ttl() {
 }
 
 #[tokio::test]
+async fn a_ttl_past_the_clocks_range_never_expires_instead_of_panicking() {
+    let cache = InMemoryCache::new();
+    cache
+        .set("forever", b"v".to_vec(), Some(std::time::Duration::MAX))
+        .await
+        .unwrap();
+    assert_eq!(cache.get("forever").await.unwrap(), Some(b"v".to_vec()));
+    assert_eq!(cache.keys(), ["forever"]);
+}
+
+#[tokio::test]
 async fn a_configured_stack_prefixes_and_the_stub_does_not() {
     // The default configuration has an untrusted header resolver under strict membership: it needs
     // a membership checker, so configure the resolvers the way a JWT-only service would.

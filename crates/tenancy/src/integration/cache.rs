@@ -95,7 +95,8 @@ impl KeyValueCache for InMemoryCache {
         value: Vec<u8>,
         ttl: Option<Duration>,
     ) -> Result<(), TenantError> {
-        let expires_at = ttl.map(|ttl| Instant::now() + ttl);
+        // A ttl too long to represent as an instant never expires (`+` would panic).
+        let expires_at = ttl.and_then(|ttl| Instant::now().checked_add(ttl));
         self.entries
             .write()
             .unwrap_or_else(PoisonError::into_inner)
