@@ -6,7 +6,7 @@ use sqlx::PgPool;
 use tenancy_core::TenantError;
 
 use crate::config::IsolationConfig;
-use crate::ident::{validate_identifier, validate_setting_name};
+use crate::ident::{quote_ident, validate_identifier, validate_setting_name};
 
 /// One thing the audit found wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,9 +32,10 @@ pub enum AuditFinding {
         /// `schema.table`.
         table: String,
     },
-    /// A permissive policy can let rows through without the tenant setting (`USING (true)`,
-    /// `OR true`, a bare `current_setting(..)` without `nullif(.., '')` and `missing_ok = true`, or
-    /// no comparison of the tenant column with the setting).
+    /// A permissive policy can let rows through without the tenant setting: its expression is
+    /// not `<column> = nullif(current_setting('<setting>', true), '')::uuid`, alone or as one
+    /// operand of a top-level `AND` (`USING (true)`, `OR true`, `IS NOT FALSE`, `<>`, a bare
+    /// `current_setting(..)` without `nullif(.., '')` and `missing_ok = true`, ...).
     FailOpenPolicy {
         /// `schema.table`.
         table: String,
@@ -316,22 +317,79 @@ impl RlsAudit {
         })
     }
 
-    /// Whether a policy expression (as `pg_policies` prints it) fails closed: it compares the
-    /// tenant column with the setting, every `current_setting` call is wrapped in `NULLIF(.., '')`
-    /// with `missing_ok = true`, and no `OR` can bypass it.
+    /// Whether a policy expression (as `pg_policies` prints it) fails closed: it is the tenant
+    /// comparison `<column> = NULLIF(current_setting('<setting>', true), '')::uuid` (either side
+    /// first), alone or as one operand of a top-level `AND`. Anything else (an `OR`, `NOT`,
+    /// `IS NOT FALSE`, `<>`, a `COALESCE` around the setting) could let rows through without it.
     fn is_closed_expression(&self, expression: &str) -> bool {
-        let lower = expression.to_ascii_lowercase();
-        if lower.contains(" or ") || !lower.contains(&self.tenant_column) {
-            return false;
-        }
-        let setting = format!("current_setting('{}'::text, true)", self.setting);
-        let calls = lower.matches("current_setting(").count();
-        calls > 0
-            && lower
-                .matches(&format!("nullif({setting}, ''::text)"))
-                .count()
-                == calls
+        let setting = format!(
+            "(NULLIF(current_setting('{}'::text, true), ''::text))::uuid",
+            self.setting
+        );
+        let quoted = quote_ident(&self.tenant_column);
+        let is_column = |s: &str| s == self.tenant_column || s == quoted;
+        top_level_conjuncts(expression).into_iter().any(|part| {
+            part.split_once(" = ").is_some_and(|(left, right)| {
+                (is_column(left) && right == setting) || (left == setting && is_column(right))
+            })
+        })
     }
+}
+
+/// The operands of a top-level `AND` of a deparsed expression (the expression itself when it is
+/// no `AND`), each without the parentheses that wrap it whole.
+fn top_level_conjuncts(expression: &str) -> Vec<&str> {
+    let expression = unwrap_parens(expression);
+    let mut parts = Vec::new();
+    let mut start = 0;
+    scan(expression, |i, depth| {
+        if depth == 0 && expression[i..].starts_with(" AND ") {
+            parts.push(unwrap_parens(&expression[start..i]));
+            start = i + " AND ".len();
+        }
+        true
+    });
+    parts.push(unwrap_parens(&expression[start..]));
+    parts
+}
+
+/// `s` without the parentheses that wrap all of it.
+fn unwrap_parens(mut s: &str) -> &str {
+    loop {
+        s = s.trim();
+        let Some(inner) = s.strip_prefix('(').and_then(|s| s.strip_suffix(')')) else {
+            return s;
+        };
+        // `(a) AND (b)` starts and ends with parentheses that are not one pair.
+        let mut balanced = true;
+        let end = scan(inner, |_, depth| {
+            balanced = depth >= 0;
+            balanced
+        });
+        if !balanced || end != 0 {
+            return s;
+        }
+        s = inner;
+    }
+}
+
+/// Calls `visit(byte offset, parenthesis depth)` for every byte of `s` outside string literals
+/// and quoted identifiers, until it returns false; returns the final depth.
+fn scan(s: &str, mut visit: impl FnMut(usize, i32) -> bool) -> i32 {
+    let (mut depth, mut quote) = (0, None);
+    for (i, b) in s.bytes().enumerate() {
+        match (quote, b) {
+            (Some(q), _) if b == q => quote = None,
+            (None, b'\'' | b'"') => quote = Some(b),
+            (None, b'(') => depth += 1,
+            (None, b')') => depth -= 1,
+            _ => {}
+        }
+        if quote.is_none() && !visit(i, depth) {
+            break;
+        }
+    }
+    depth
 }
 
 /// Runs [`RlsAudit`] as `config` describes it, on `pool` (connected as the application role).
@@ -368,5 +426,17 @@ mod tests {
         assert!(!audit.is_closed_expression(
             "(tenant_id = (NULLIF(current_setting('app.other'::text, true), ''::text))::uuid)"
         ));
+        let setting = "(NULLIF(current_setting('app.tenant_id'::text, true), ''::text))::uuid";
+        assert!(audit.is_closed_expression(&format!("({setting} = tenant_id)")));
+        assert!(audit.is_closed_expression(&format!("({safe} AND (NOT deleted))")));
+        assert!(audit.is_closed_expression(&format!("((note = 'a) AND (b'::text) AND {safe})")));
+        assert!(!audit.is_closed_expression(&format!("({safe} IS NOT FALSE)")));
+        assert!(!audit.is_closed_expression(&format!("(tenant_id <> {setting})")));
+        assert!(!audit.is_closed_expression(&format!("(NOT {safe})")));
+        assert!(!audit.is_closed_expression(&format!("(({safe}) OR true)")));
+        assert!(!audit.is_closed_expression(&format!("((note = '{safe} AND x'::text) AND true)")));
+        assert!(
+            !audit.is_closed_expression(&format!("(tenant_id = COALESCE({setting}, tenant_id))"))
+        );
     }
 }

@@ -182,6 +182,43 @@ async fn a_bare_current_setting_policy_is_flagged_as_fail_open() {
     db.drop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policies_that_mention_the_setting_but_open_without_it_are_flagged() {
+    // Each mentions the column and a NULLIF-wrapped setting, yet shows rows with no tenant set
+    // (or other tenants' rows); the last one is closed (an AND with the tenant comparison).
+    let open = [
+        format!("({SAFE}) IS NOT FALSE"),
+        "tenant_id <> nullif(current_setting('app.tenant_id', true), '')::uuid".to_owned(),
+        "tenant_id = coalesce(nullif(current_setting('app.tenant_id', true), '')::uuid, tenant_id)"
+            .to_owned(),
+        format!("NOT ({SAFE}) IS NULL"),
+    ];
+    let mut setup = String::from(
+        "ALTER TABLE t ENABLE ROW LEVEL SECURITY; ALTER TABLE t FORCE ROW LEVEL SECURITY; \
+         ALTER TABLE t ADD COLUMN deleted boolean NOT NULL DEFAULT false;",
+    );
+    for (i, expression) in open.iter().enumerate() {
+        setup.push_str(&format!(
+            "CREATE POLICY open{i} ON t USING ({expression}) WITH CHECK ({SAFE});"
+        ));
+    }
+    setup.push_str(&format!(
+        "CREATE POLICY closed ON t USING ({SAFE} AND NOT deleted) WITH CHECK (NOT deleted AND {SAFE})"
+    ));
+    let db = db_with("audopen", &setup).await;
+    let mut flagged: Vec<String> = findings(&db)
+        .await
+        .into_iter()
+        .map(|finding| match finding {
+            AuditFinding::FailOpenPolicy { policy, .. } => policy,
+            other => panic!("unexpected finding {other:?}"),
+        })
+        .collect();
+    flagged.sort();
+    assert_eq!(flagged, ["open0", "open1", "open2", "open3"]);
+    db.drop().await;
+}
+
 /// A cluster-wide role with a unique name; dropped by the caller.
 async fn unique_role(db: &TestDb, attributes: &str) -> String {
     let role = format!("tiso_role_{}", &TenantId::new().simple().to_string()[16..]);
