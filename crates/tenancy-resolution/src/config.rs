@@ -101,7 +101,7 @@ pub struct JwtVerifyConfig {
     pub issuers: Vec<String>,
     /// Accepted audiences (`aud`); empty does not check `aud`.
     pub audiences: Vec<String>,
-    /// Clock skew tolerated on `exp`, in seconds (default 60).
+    /// Clock skew tolerated on `exp` and `nbf`, in seconds (default 60).
     pub leeway_secs: u64,
 }
 

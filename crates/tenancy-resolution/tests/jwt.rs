@@ -154,6 +154,24 @@ fn expired_tokens_and_tokens_without_exp_are_refused() {
 }
 
 #[test]
+fn tokens_not_yet_valid_are_refused() {
+    let resolver = resolver(rs256()).unwrap();
+    let early = json!({ "tenant_id": ID, "nbf": now() + 3600, "exp": now() + 7200 });
+    let token = sign(Algorithm::RS256, &rsa(PRIVATE), &early);
+    assert_eq!(resolve_token(&resolver, &format!("Bearer {token}")), None);
+    // Within the leeway, and in the past, `nbf` passes.
+    for nbf in [now() + 30, now() - 3600] {
+        let claims = json!({ "tenant_id": ID, "nbf": nbf, "exp": now() + 7200 });
+        let token = sign(Algorithm::RS256, &rsa(PRIVATE), &claims);
+        assert_eq!(
+            resolve_token(&resolver, &format!("Bearer {token}")),
+            Some(TenantRef::Id(ID.parse().unwrap())),
+            "nbf {nbf}"
+        );
+    }
+}
+
+#[test]
 fn hs_rs_algorithm_confusion_is_refused() {
     // The attacker signs HS256 with the (public) RSA key as the HMAC secret.
     let resolver = resolver(rs256()).unwrap();

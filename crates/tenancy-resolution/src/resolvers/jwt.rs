@@ -12,7 +12,8 @@ use crate::resolver::{Resolution, TenantResolver};
 /// - [`VerifiedClaims`](crate::VerifiedClaims) in the request extensions (an auth layer verified
 ///   the token) are read first, and need no feature;
 /// - with `jwt_verify` configured (feature `jwt`), otherwise, the `Authorization: Bearer` token is
-///   verified here: configured key and algorithms, `exp` required, optional issuers and audiences.
+///   verified here: configured key and algorithms, `exp` required, `nbf` checked when present,
+///   optional issuers and audiences.
 ///   `alg: none`, a wrong key, an expired token or an algorithm of another family than the key's
 ///   (HS/RS confusion) name no tenant.
 #[derive(Debug)]
@@ -197,6 +198,8 @@ mod verify {
             let mut validation = Validation::new(first);
             validation.algorithms = algorithms;
             validation.leeway = settings.leeway_secs;
+            // Off by default in jsonwebtoken: a token is not valid before its `nbf` (RFC 7519).
+            validation.validate_nbf = true;
             let mut required = vec!["exp"];
             if settings.issuers.is_empty() {
                 validation.iss = None;
