@@ -1,6 +1,7 @@
 //! [`ResolutionConfig`]: the `resolution` section of the tenancy configuration.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -88,7 +89,10 @@ impl ValidatorConfig {
 /// Exactly one key: `secret` for the HMAC algorithms (HS256/384/512), `public_key_pem` for the
 /// others (RS*, PS*, ES*, EdDSA). All `algorithms` must belong to the key's family, so a token
 /// signed with HS256 and an RSA public key as secret is refused.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Its `Debug` output shows `secret` as `<redacted>`, so that logging the configuration does not
+/// leak the key.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct JwtVerifyConfig {
     /// Accepted algorithms (`"RS256"`, `"HS256"`, ...); at least one.
@@ -103,6 +107,19 @@ pub struct JwtVerifyConfig {
     pub audiences: Vec<String>,
     /// Clock skew tolerated on `exp` and `nbf`, in seconds (default 60).
     pub leeway_secs: u64,
+}
+
+impl fmt::Debug for JwtVerifyConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwtVerifyConfig")
+            .field("algorithms", &self.algorithms)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("public_key_pem", &self.public_key_pem)
+            .field("issuers", &self.issuers)
+            .field("audiences", &self.audiences)
+            .field("leeway_secs", &self.leeway_secs)
+            .finish()
+    }
 }
 
 impl Default for JwtVerifyConfig {
@@ -237,6 +254,22 @@ mod tests {
             serde_json::from_value::<ResolutionConfig>(round).unwrap(),
             config
         );
+    }
+
+    #[test]
+    fn debug_output_hides_the_jwt_secret() {
+        let config = ResolutionConfig {
+            jwt_verify: Some(JwtVerifyConfig {
+                algorithms: vec!["HS256".into()],
+                secret: Some("a-shared-secret-of-at-least-32-bytes!".into()),
+                ..JwtVerifyConfig::default()
+            }),
+            ..ResolutionConfig::default()
+        };
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("a-shared-secret"), "{debug}");
+        assert!(debug.contains("secret: Some(\"<redacted>\")"), "{debug}");
+        assert!(debug.contains("HS256"), "{debug}");
     }
 
     #[test]
