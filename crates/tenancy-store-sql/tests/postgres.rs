@@ -361,12 +361,27 @@ async fn a_killed_listener_degrades_flushes_reconnects_and_works_again() {
         !two.reader.is_cached(tenant.id).await,
         "losing the connection flushes the caches (changes may be missed meanwhile)"
     );
+    // While it is away, stack two caches the tenant again and a change made elsewhere is lost.
+    two.reader.check(tenant.id).await.unwrap();
+    let away = UpdateTenant {
+        name: Some("renamed while the feed was away".into()),
+        ..UpdateTenant::default()
+    };
+    one.store.update(tenant.id, &away).await.unwrap();
 
     db.allow_connections(true).await;
     eventually(10, "the feed reconnecting", || async {
         two.feed().reconnects() == 1 && two.feed().health().status == HealthStatus::Healthy
     })
     .await;
+    assert!(
+        !two.reader.is_cached(tenant.id).await,
+        "listening again flushes what was cached while the feed was away"
+    );
+    assert_eq!(
+        two.reader.check(tenant.id).await.unwrap().name,
+        "renamed while the feed was away"
+    );
 
     // Invalidation works again: cache the tenant, suspend it elsewhere, see it refused.
     two.reader.check(tenant.id).await.unwrap();
