@@ -3,14 +3,34 @@
 use sqlx::error::DatabaseError;
 use tenancy_core::{TenantError, TenantId, TenantRef};
 
-/// A storage error for a failed operation, with the sqlx error as its source.
+/// A storage error for a failed operation, with the sqlx error as its source; input the database
+/// cannot hold is [`TenantError::InvalidInput`] instead.
 pub(crate) fn storage(operation: &str, err: sqlx::Error) -> TenantError {
-    TenantError::storage(format!("{operation}: {err}"), err)
+    unstorable(operation, &err)
+        .unwrap_or_else(|| TenantError::storage(format!("{operation}: {err}"), err))
 }
 
 /// `storage` for an operation on one tenant.
 pub(crate) fn tenant_storage(operation: &str, tenant: TenantId, err: sqlx::Error) -> TenantError {
-    TenantError::storage(format!("{operation} (tenant {tenant}): {err}"), err)
+    unstorable(operation, &err).unwrap_or_else(|| {
+        TenantError::storage(format!("{operation} (tenant {tenant}): {err}"), err)
+    })
+}
+
+/// The error for text PostgreSQL refuses to hold, such as the NUL character in a key, a name or a
+/// JSON string (`character_not_in_repertoire`, `untranslatable_character`): the caller's input,
+/// not a storage failure.
+fn unstorable(operation: &str, err: &sqlx::Error) -> Option<TenantError> {
+    let db = database_error(err)?;
+    matches!(db.code().as_deref(), Some("22021" | "22P05")).then(|| {
+        TenantError::invalid(
+            "value",
+            format!(
+                "{operation}: the database cannot store this text (the NUL character, say): {}",
+                db.message()
+            ),
+        )
+    })
 }
 
 /// The database error inside `err`, if the database refused the statement.

@@ -409,3 +409,53 @@ async fn a_killed_listener_degrades_flushes_reconnects_and_works_again() {
     drop((one, two));
     db.drop_db().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_postgresql_cannot_store_is_invalid_input_and_changes_nothing() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let tenant = store.create(new_tenant("nul")).await.unwrap();
+    store
+        .set_config(tenant.id, "theme", serde_json::json!("dark"))
+        .await
+        .unwrap();
+
+    // NUL in a JSON string (jsonb refuses \u0000) and in a key (text refuses 0x00).
+    let err = store
+        .set_config(tenant.id, "theme", serde_json::json!("da\u{0}rk"))
+        .await;
+    assert!(
+        matches!(err, Err(TenantError::InvalidInput { .. })),
+        "{err:?}"
+    );
+    let err = store
+        .set_config(tenant.id, "the\u{0}me", serde_json::json!("x"))
+        .await;
+    assert!(
+        matches!(err, Err(TenantError::InvalidInput { .. })),
+        "{err:?}"
+    );
+    let mut metadata = tenancy_core::JsonObject::new();
+    metadata.insert("note".into(), serde_json::json!("a\u{0}b"));
+    let update = UpdateTenant {
+        metadata: Some(metadata),
+        ..UpdateTenant::default()
+    };
+    let err = store.update(tenant.id, &update).await;
+    assert!(
+        matches!(err, Err(TenantError::InvalidInput { .. })),
+        "{err:?}"
+    );
+
+    // Nothing was lost or changed.
+    assert_eq!(
+        store.get_config(tenant.id, "theme").await.unwrap(),
+        Some(serde_json::json!("dark"))
+    );
+    assert_eq!(
+        store.get(tenant.id).await.unwrap().unwrap().metadata,
+        tenant.metadata
+    );
+    drop(store);
+    db.drop_db().await;
+}
