@@ -9,7 +9,6 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use futures_util::FutureExt;
 use moka::future::Cache;
 use moka::policy::EvictionPolicy;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -191,10 +190,9 @@ impl DatabaseRouter {
 /// awaiting the close there would make that call wait for this placement's open transactions,
 /// and deadlock a task that holds one of them.
 fn close_in_background(pool: PgPool) {
-    // The first poll marks the pool closed (new acquires fail) and closes what is idle.
-    if pool.close().now_or_never().is_some() {
-        return;
-    }
+    // Calling `close` marks the pool closed (new acquires fail); its future, not polled here,
+    // is the part that waits for connections in use and closes them.
+    drop(pool.close());
     if let Ok(runtime) = tokio::runtime::Handle::try_current() {
         runtime.spawn(async move { pool.close().await });
     }
