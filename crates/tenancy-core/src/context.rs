@@ -73,6 +73,24 @@ pub fn scope<F: Future>(context: TenantContext, future: F) -> TaskLocalFuture<Te
     CURRENT.scope(context, future)
 }
 
+/// Runs the synchronous `f` with `context` as the current tenant: for work done before a future
+/// exists, such as a tower service's `call` (which [`scope`] does not cover, as it only wraps the
+/// future `call` returns).
+///
+/// ```
+/// use std::sync::Arc;
+/// use tenancy_core::{context, CreateTenant, TenantContext, TenantInfo};
+///
+/// let tenant = TenantInfo::from_command(CreateTenant::new("acme".parse().unwrap(), "Acme"), chrono::Utc::now()).unwrap();
+/// let ctx = TenantContext::new(Arc::new(tenant), "header".into());
+/// let id = ctx.id();
+/// assert_eq!(context::sync_scope(ctx, context::current_id), Some(id));
+/// assert!(context::current().is_none());
+/// ```
+pub fn sync_scope<R>(context: TenantContext, f: impl FnOnce() -> R) -> R {
+    CURRENT.sync_scope(context, f)
+}
+
 /// The current tenant, if the task runs inside a tenant scope.
 #[must_use]
 pub fn current() -> Option<TenantContext> {

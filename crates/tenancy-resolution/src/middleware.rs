@@ -383,7 +383,10 @@ where
         let state = match decision {
             Decision::Tenant(tenant) => {
                 let span = attach(&tenant, &mut request);
-                let future = context::scope(tenant, self.inner.call(request));
+                // `call` itself runs in the scope too (a layer may read the tenant there).
+                let inner = &mut self.inner;
+                let future = context::sync_scope(tenant.clone(), || inner.call(request));
+                let future = context::scope(tenant, future);
                 // A disabled span records nothing: skip entering it on every poll and on drop.
                 if span.is_disabled() {
                     State::Scoped { future }
@@ -422,9 +425,9 @@ where
                         match resolved {
                             Ok(Some(tenant)) => {
                                 let span = attach(&tenant, &mut request);
-                                context::scope(tenant, inner.call(request))
-                                    .instrument(span)
-                                    .await
+                                let future =
+                                    context::sync_scope(tenant.clone(), || inner.call(request));
+                                context::scope(tenant, future).instrument(span).await
                             }
                             Ok(None) if required => Ok(response::tenant_required()),
                             Ok(None) => inner.call(request).instrument(no_tenant_span()).await,

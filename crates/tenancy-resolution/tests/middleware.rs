@@ -71,6 +71,10 @@ fn stack(
     }
 }
 
+fn validator(store: &Arc<CountingStore>) -> TenantValidator {
+    TenantValidator::new(store.clone(), &ResolutionConfig::default().validator).unwrap()
+}
+
 fn trusted_stack(store: &Arc<CountingStore>, guard: bool) -> Service {
     stack(store, |v| TenancyLayer::new(&config(), v).unwrap(), guard)
 }
@@ -123,6 +127,31 @@ async fn the_handler_sees_the_tenant_in_extensions_and_task_local_context() {
         1,
         "the slug load cached the id; later requests hit the cache"
     );
+}
+
+#[tokio::test]
+async fn the_inner_services_call_runs_in_the_tenant_scope_too() {
+    // A layer may read the tenant in `call` itself, before any future exists (a trace layer
+    // naming its span, say): the scope must cover it, on the cached and the uncached path.
+    let store = CountingStore::new();
+    let acme = store.tenant("acme", TenantStatus::Active).await;
+    let service: Service = BoxCloneService::new(
+        ServiceBuilder::new()
+            .layer(TenancyLayer::new(&config(), validator(&store)).unwrap())
+            .service(service_fn(|_: Request<Full<Bytes>>| {
+                let seen = context::current_id().map(|id| id.to_string());
+                std::future::ready(Ok::<_, Infallible>(Response::new(Full::from(
+                    seen.unwrap_or_else(|| "none".into()),
+                ))))
+            })),
+    );
+    let expected = acme.id.to_string();
+    // Cold (validated through the store), then cached.
+    for _ in 0..2 {
+        let (status, body) = send(&service, with_header(&expected)).await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, expected.as_str()));
+    }
+    assert_eq!(store.lookups(), 1);
 }
 
 #[tokio::test]
