@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use sqlx::PgPool;
+use sqlx::{AssertSqlSafe, PgPool};
 use tenancy_core::TenantError;
 
 use crate::config::IsolationConfig;
@@ -61,6 +61,13 @@ pub enum AuditFinding {
         /// `schema.table`.
         table: String,
     },
+    /// The application role can read a view or materialized view with the tenant column that
+    /// does not apply its row level security: a materialized view (which has none), or a view
+    /// without `security_invoker` owned by a superuser or BYPASSRLS role.
+    ViewBypassesRls {
+        /// `schema.view`.
+        view: String,
+    },
 }
 
 impl fmt::Display for AuditFinding {
@@ -83,6 +90,10 @@ impl fmt::Display for AuditFinding {
             Self::RoleIsSuperuser { role } => write!(f, "role {role} is a superuser"),
             Self::RoleBypassesRls { role } => write!(f, "role {role} has BYPASSRLS"),
             Self::RoleOwnsTable { role, table } => write!(f, "role {role} owns {table}"),
+            Self::ViewBypassesRls { view } => write!(
+                f,
+                "{view}: the application role reads tenant rows through it without row level security"
+            ),
         }
     }
 }
@@ -121,6 +132,11 @@ impl AuditReport {
         )))
     }
 }
+
+/// The schemas a catalog query of the audit covers: `$3` (a text array) or every non-system one.
+const AUDITED_SCHEMAS: &str = "CASE WHEN $3::text[] IS NULL \
+    THEN n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%' \
+    ELSE n.nspname = ANY($3) END";
 
 /// The row-level-security audit.
 ///
@@ -241,20 +257,16 @@ impl RlsAudit {
         if bypass {
             findings.push(AuditFinding::RoleBypassesRls { role: role.clone() });
         }
-        let tables: Vec<(String, bool, bool, bool)> = sqlx::query_as(
+        let tables: Vec<(String, bool, bool, bool)> = sqlx::query_as(AssertSqlSafe(format!(
             "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname), c.relrowsecurity, \
                     c.relforcerowsecurity, pg_has_role($2::name, c.relowner, 'MEMBER') \
              FROM pg_class c \
              JOIN pg_namespace n ON n.oid = c.relnamespace \
              JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = $1 AND a.attnum > 0 \
                   AND NOT a.attisdropped \
-             WHERE c.relkind IN ('r', 'p') \
-               AND CASE WHEN $3::text[] IS NULL \
-                        THEN n.nspname NOT IN ('pg_catalog', 'information_schema') \
-                             AND n.nspname NOT LIKE 'pg\\_toast%' \
-                        ELSE n.nspname = ANY($3) END \
+             WHERE c.relkind IN ('r', 'p') AND {AUDITED_SCHEMAS} \
              ORDER BY 1",
-        )
+        )))
         .bind(&self.tenant_column)
         .bind(&role)
         .bind(self.schemas.as_deref())
@@ -310,6 +322,34 @@ impl RlsAudit {
                 }
             }
         }
+        // Views run with their owner's rights (unless security_invoker): an owner that bypasses
+        // row level security shows every tenant's rows; a materialized view has none at all.
+        let views: Vec<String> = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) \
+             FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             JOIN pg_roles o ON o.oid = c.relowner \
+             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = $1 AND a.attnum > 0 \
+                  AND NOT a.attisdropped \
+             WHERE (c.relkind = 'm' \
+                    OR (c.relkind = 'v' AND (o.rolsuper OR o.rolbypassrls) \
+                        AND NOT coalesce((SELECT option_value::boolean \
+                                          FROM pg_options_to_table(c.reloptions) \
+                                          WHERE option_name = 'security_invoker'), false))) \
+               AND has_table_privilege($2::name, c.oid, 'SELECT') AND {AUDITED_SCHEMAS} \
+             ORDER BY 1"
+        )))
+        .bind(&self.tenant_column)
+        .bind(&role)
+        .bind(self.schemas.as_deref())
+        .fetch_all(pool)
+        .await
+        .map_err(err)?;
+        findings.extend(
+            views
+                .into_iter()
+                .map(|view| AuditFinding::ViewBypassesRls { view }),
+        );
         Ok(AuditReport {
             role,
             tables: tables.into_iter().map(|t| t.0).collect(),

@@ -219,6 +219,50 @@ async fn policies_that_mention_the_setting_but_open_without_it_are_flagged() {
     db.drop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn views_that_read_tenant_rows_past_the_policies_are_flagged() {
+    // The table is protected, but the tests' admin is a superuser: a view it owns reads the
+    // table with its owner's rights (no policy applies) unless it is security_invoker, and a
+    // materialized view holds every tenant's rows with no row level security at all.
+    let db = db_with(
+        "audview",
+        &format!(
+            "ALTER TABLE t ENABLE ROW LEVEL SECURITY; ALTER TABLE t FORCE ROW LEVEL SECURITY; \
+             CREATE POLICY p ON t USING ({SAFE}) WITH CHECK ({SAFE}); \
+             INSERT INTO t VALUES (1, gen_random_uuid()); \
+             CREATE VIEW open_view AS SELECT * FROM t; \
+             CREATE VIEW invoker_view WITH (security_invoker = on) AS SELECT * FROM t; \
+             CREATE MATERIALIZED VIEW open_matview AS SELECT * FROM t; \
+             CREATE MATERIALIZED VIEW hidden_matview AS SELECT * FROM t"
+        ),
+    )
+    .await;
+    db.exec(&format!(
+        "GRANT SELECT ON open_view, invoker_view, open_matview TO \"{}\"",
+        db.app_role()
+    ))
+    .await;
+    // What the findings are about: with no tenant set, the app role reads a row through them.
+    let leaked: i64 = sqlx::query_scalar("SELECT count(*) FROM open_view")
+        .fetch_one(&db.app)
+        .await
+        .unwrap();
+    assert_eq!(leaked, 1);
+    let found = findings(&db).await;
+    assert_eq!(
+        found,
+        [
+            AuditFinding::ViewBypassesRls {
+                view: "public.open_matview".into()
+            },
+            AuditFinding::ViewBypassesRls {
+                view: "public.open_view".into()
+            },
+        ]
+    );
+    db.drop().await;
+}
+
 /// A cluster-wide role with a unique name; dropped by the caller.
 async fn unique_role(db: &TestDb, attributes: &str) -> String {
     let role = format!("tiso_role_{}", &TenantId::new().simple().to_string()[16..]);
