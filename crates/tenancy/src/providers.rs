@@ -38,6 +38,13 @@ impl Provider for ResolutionProvider {
         self.store.ping().await.map(drop)
     }
 
+    /// The first provider booted is the last shut down: the store every provider shares is
+    /// closed here, after the others have stopped.
+    async fn shutdown(&self) -> Result<(), TenantError> {
+        self.store.close().await;
+        Ok(())
+    }
+
     async fn health(&self) -> Health {
         self.store
             .health()

@@ -81,6 +81,24 @@ impl Store {
         }
     }
 
+    /// Closes the SQL pool (waiting for the connections to close); nothing for the in-memory
+    /// store. Called once the stack has shut down: anything still using the store then gets a
+    /// storage error.
+    pub(crate) async fn close(&self) {
+        match self {
+            Self::Memory(_) => {}
+            #[cfg(any(feature = "postgres", feature = "sqlite"))]
+            Self::Sql { store, .. } => match store.as_ref() {
+                #[cfg(feature = "postgres")]
+                SqlTenantStore::Postgres(pg) => pg.pool().close().await,
+                #[cfg(feature = "sqlite")]
+                SqlTenantStore::Sqlite(sqlite) => sqlite.pool().close().await,
+                // The enum is non-exhaustive; a backend added later closes when dropped.
+                _ => {}
+            },
+        }
+    }
+
     /// Checks that the store answers within its timeout (a SQL store is pinged; the in-memory
     /// store answers a read); how long it took.
     pub(crate) async fn ping(&self) -> Result<Duration, TenantError> {

@@ -100,6 +100,14 @@ async fn configure_on_sqlite_serves_tenants_by_header_and_path() {
         "true"
     );
     tenancy.shutdown().await.unwrap();
+    // Shutting down closes the store's pool: nothing keeps the database open afterwards.
+    let report = tenancy.health().await;
+    assert_eq!(report.status, HealthStatus::Unhealthy, "{report:?}");
+    assert_eq!(
+        report.components["resolution"].status,
+        HealthStatus::Unhealthy,
+        "{report:?}"
+    );
 
     // The tenants outlive the stack: a second stack on the same file sees them.
     let again = tenancy::configure(config(dir.path())).await.unwrap();
