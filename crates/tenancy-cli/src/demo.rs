@@ -139,6 +139,14 @@ pub async fn start(options: DemoOptions) -> Result<Demo, CliError> {
                 "the admin token (TENANCY_ADMIN_TOKEN or --admin-token) must not be empty".into(),
             ));
         }
+        // The bearer token of a request is read trimmed: such a token could never match.
+        Some(token) if token.trim() != token => {
+            return Err(CliError::Usage(
+                "the admin token (TENANCY_ADMIN_TOKEN or --admin-token) must not start or end \
+                 with whitespace"
+                    .into(),
+            ));
+        }
         Some(token) => token,
         None => auth::random_secret(),
     };

@@ -478,4 +478,12 @@ async fn bad_options_are_refused_before_serving() {
     let options = DemoOptions::new("127.0.0.1:0".parse().unwrap(), "mysql://x/y");
     let err = demo::start(options).await.unwrap_err();
     assert!(err.to_string().contains("sqlite://FILE"), "{err}");
+    // A token that no `Authorization` header could carry (bearer tokens are read trimmed).
+    for token in [" admin-token", "admin-token\n"] {
+        let url = format!("sqlite://{}", dir.path().join("demo.db").display());
+        let mut options = DemoOptions::new("127.0.0.1:0".parse().unwrap(), url);
+        options.admin_token = Some(token.into());
+        let err = demo::start(options).await.unwrap_err();
+        assert!(err.to_string().contains("whitespace"), "{token:?}: {err}");
+    }
 }
