@@ -86,19 +86,43 @@ impl fmt::Debug for TenancyConfig {
     }
 }
 
-/// `scheme://user:password@host/...` with the password replaced.
+/// `scheme://user:password@host/...?password=...` with both passwords replaced.
 fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => match rest[..at].split_once(':') {
-            Some((user, _password)) => format!("{scheme}://{user}:{REDACTED}{}", &rest[at..]),
-            None => url.to_owned(),
+    let (before_query, query) = match rest.split_once('?') {
+        Some((before, query)) => (before, Some(query)),
+        None => (rest, None),
+    };
+    let authority_end = before_query.find('/').unwrap_or(before_query.len());
+    let mut out = match before_query[..authority_end].rfind('@') {
+        Some(at) => match before_query[..at].split_once(':') {
+            Some((user, _password)) => {
+                format!("{scheme}://{user}:{REDACTED}{}", &before_query[at..])
+            }
+            None => format!("{scheme}://{before_query}"),
         },
-        None => url.to_owned(),
+        None => format!("{scheme}://{before_query}"),
+    };
+    if let Some(query) = query {
+        out.push('?');
+        for (i, pair) in query.split('&').enumerate() {
+            if i > 0 {
+                out.push('&');
+            }
+            match pair.split_once('=') {
+                // libpq and sqlx read a password from the query string too.
+                Some((key, _)) if key.eq_ignore_ascii_case("password") => {
+                    out.push_str(key);
+                    out.push('=');
+                    out.push_str(REDACTED);
+                }
+                _ => out.push_str(pair),
+            }
+        }
     }
+    out
 }
 
 /// The configuration could not be loaded: each case names the key (or file) and what is wrong.
@@ -369,5 +393,13 @@ mod tests {
             "postgres://app@host/db"
         );
         assert_eq!(redact_url("not a url"), "not a url");
+        assert_eq!(
+            redact_url("postgres://app@host/db?sslmode=require&password=hunter2"),
+            "postgres://app@host/db?sslmode=require&password=<redacted>"
+        );
+        assert_eq!(
+            redact_url("sqlite://data/t.db?mode=rwc"),
+            "sqlite://data/t.db?mode=rwc"
+        );
     }
 }
