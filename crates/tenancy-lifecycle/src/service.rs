@@ -301,7 +301,8 @@ impl TenantLifecycle {
     /// Suspends an `active` tenant, keeping `reason` on it, and publishes `suspended`.
     ///
     /// # Errors
-    /// [`TenantError::InvalidInput`] for a reason longer than 1000 characters;
+    /// [`TenantError::InvalidInput`] for a reason longer than 1000 characters or holding control
+    /// characters;
     /// [`TenantError::IllegalTransition`] for a tenant that is not `active`;
     /// [`TenantError::NotFound`]; [`TenantError::StatusConflict`]; the store's error.
     #[tracing::instrument(skip_all, fields(tenant_id = %id))]
@@ -317,6 +318,17 @@ impl TenantLifecycle {
             return Err(TenantError::invalid(
                 "reason",
                 "must be at most 1000 characters",
+            ));
+        }
+        // As for names: the reason is shown in terminals and logs, where control characters
+        // (escape sequences, forged line breaks) must not reach.
+        if reason
+            .as_deref()
+            .is_some_and(|r| r.chars().any(char::is_control))
+        {
+            return Err(TenantError::invalid(
+                "reason",
+                "must not contain control characters",
             ));
         }
         let tenant = self.load(id).await?;

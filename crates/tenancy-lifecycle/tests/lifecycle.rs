@@ -485,18 +485,27 @@ async fn invalid_commands_and_reasons_store_nothing() {
     );
 
     let tenant = h.tenant_in("acme", TenantStatus::Active).await;
-    let err = h
-        .lifecycle
-        .suspend(tenant.id, Some("x".repeat(1001)))
-        .await
-        .unwrap_err();
-    assert!(matches!(
-        err,
-        TenantError::InvalidInput {
-            field: "reason",
-            ..
-        }
-    ));
+    for reason in [
+        "x".repeat(1001),
+        "unpaid\u{1b}[2J".to_owned(),
+        "unpaid\nstatus: active".to_owned(),
+    ] {
+        let err = h
+            .lifecycle
+            .suspend(tenant.id, Some(reason.clone()))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                TenantError::InvalidInput {
+                    field: "reason",
+                    ..
+                }
+            ),
+            "{reason:?}: {err:?}"
+        );
+    }
     assert_eq!(h.stored(tenant.id).await, tenant);
     assert!(h.publisher.names().is_empty());
     assert_eq!(h.cache.tenant_count(), 0);
