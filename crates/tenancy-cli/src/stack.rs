@@ -29,46 +29,9 @@ pub(crate) fn backend(url: &str) -> Result<Backend, CliError> {
     }
 }
 
-/// The URL without its password, for messages: the password of the user information (which ends
-/// at the authority's last '@', as URL parsers read it, so a password holding '@' stays hidden
-/// whole) and a `password` query parameter. SQLite URLs carry no credentials and stay as they are.
+/// The URL without its password, for messages.
 pub(crate) fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    if scheme.eq_ignore_ascii_case("sqlite") {
-        return url.to_owned();
-    }
-    let (before_query, query) = match rest.split_once('?') {
-        Some((before, query)) => (before, Some(query)),
-        None => (rest, None),
-    };
-    let mut out = format!("{scheme}://");
-    match before_query.rsplit_once('@') {
-        Some((credentials, host)) => {
-            let user = credentials.split(':').next().unwrap_or_default();
-            out.push_str(user);
-            out.push_str(":***@");
-            out.push_str(host);
-        }
-        None => out.push_str(before_query),
-    }
-    if let Some(query) = query {
-        out.push('?');
-        for (i, pair) in query.split('&').enumerate() {
-            if i > 0 {
-                out.push('&');
-            }
-            match pair.split_once('=') {
-                Some((key, _)) if key.eq_ignore_ascii_case("password") => {
-                    out.push_str(key);
-                    out.push_str("=***");
-                }
-                _ => out.push_str(pair),
-            }
-        }
-    }
-    out
+    tenancy::core::redact_url(url)
 }
 
 /// The configuration of an admin command: the `--config` file (and `TENANCY__*` variables), with
@@ -111,7 +74,7 @@ mod tests {
         assert!(!err.contains("secret"), "{err}");
         assert_eq!(
             redact("postgres://u:pw@h:5432/db"),
-            "postgres://u:***@h:5432/db"
+            "postgres://u:<redacted>@h:5432/db"
         );
         assert_eq!(redact("sqlite://demo.db"), "sqlite://demo.db");
     }
@@ -119,15 +82,15 @@ mod tests {
     #[test]
     fn passwords_holding_at_signs_or_in_the_query_are_hidden() {
         let redacted = redact("postgres://u:p@ss@h:5432/db");
-        assert_eq!(redacted, "postgres://u:***@h:5432/db");
+        assert_eq!(redacted, "postgres://u:<redacted>@h:5432/db");
         let redacted = redact("postgresql://u@h/db?sslmode=require&password=s3cret&x=1");
         assert_eq!(
             redacted,
-            "postgresql://u:***@h/db?sslmode=require&password=***&x=1"
+            "postgresql://u@h/db?sslmode=require&password=<redacted>&x=1"
         );
         assert_eq!(
             redact("postgres://h/db?PASSWORD=s3cret"),
-            "postgres://h/db?PASSWORD=***"
+            "postgres://h/db?PASSWORD=<redacted>"
         );
         assert_eq!(redact("sqlite:///tmp/a@b.db"), "sqlite:///tmp/a@b.db");
         let err = backend("mysql://u:p@ss@h/db").unwrap_err().to_string();

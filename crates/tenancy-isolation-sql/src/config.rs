@@ -45,7 +45,7 @@ impl std::str::FromStr for DeprovisionPolicy {
 /// assert_eq!(config.deprovision, DeprovisionPolicy::Drop);
 /// assert!(serde_json::from_str::<IsolationConfig>(r#"{"deprovision": "truncate"}"#).is_err());
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct IsolationConfig {
     /// The default strategy's registry name (`row_level`).
@@ -71,6 +71,28 @@ pub struct IsolationConfig {
     pub pool_cache_capacity: u64,
     /// Database per tenant: the connection limit of each tenant pool (5).
     pub pool_max_connections: u32,
+}
+
+/// Shows the server URLs without their passwords.
+impl std::fmt::Debug for IsolationConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let servers: BTreeMap<&str, String> = self
+            .servers
+            .iter()
+            .map(|(key, url)| (key.as_str(), tenancy_core::redact_url(url)))
+            .collect();
+        f.debug_struct("IsolationConfig")
+            .field("strategy", &self.strategy)
+            .field("tenant_setting", &self.tenant_setting)
+            .field("tenant_column", &self.tenant_column)
+            .field("deprovision", &self.deprovision)
+            .field("migrations_dir", &self.migrations_dir)
+            .field("migrator_concurrency", &self.migrator_concurrency)
+            .field("servers", &servers)
+            .field("pool_cache_capacity", &self.pool_cache_capacity)
+            .field("pool_max_connections", &self.pool_max_connections)
+            .finish()
+    }
 }
 
 impl Default for IsolationConfig {
@@ -120,6 +142,18 @@ impl IsolationConfig {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn debug_hides_server_passwords() {
+        let mut config = IsolationConfig::default();
+        config
+            .servers
+            .insert("eu1".into(), "postgres://app:s3cret@eu1/x".into());
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("postgres://app:<redacted>@eu1/x"), "{shown}");
+    }
+
     use super::*;
 
     #[test]

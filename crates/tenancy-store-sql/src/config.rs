@@ -17,7 +17,7 @@ use tenancy_core::TenantError;
 /// assert!(serde_json::from_str::<StoreConfig>(r#"{"shema": "x"}"#).is_err());
 /// # Ok::<(), serde_json::Error>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
     /// Database URL: `postgres://...` or `sqlite://...`; `None` means no SQL store is configured.
@@ -38,6 +38,22 @@ pub struct StoreConfig {
     /// Whether mutations notify on `notify_channel` so that other processes invalidate their caches
     /// (PostgreSQL only; a SQLite store lives in one process).
     pub change_feed: bool,
+}
+
+/// Shows the URL without its password.
+impl fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreConfig")
+            .field("url", &self.url.as_deref().map(tenancy_core::redact_url))
+            .field("schema", &self.schema)
+            .field("max_connections", &self.max_connections)
+            .field("acquire_timeout_ms", &self.acquire_timeout_ms)
+            .field("ping_timeout_ms", &self.ping_timeout_ms)
+            .field("migrate", &self.migrate)
+            .field("notify_channel", &self.notify_channel)
+            .field("change_feed", &self.change_feed)
+            .finish()
+    }
 }
 
 impl Default for StoreConfig {
@@ -164,6 +180,18 @@ impl fmt::Debug for Identifier {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn debug_hides_the_password() {
+        let config = StoreConfig::with_url("postgres://app:hunter2@db/app");
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(
+            shown.contains("postgres://app:<redacted>@db/app"),
+            "{shown}"
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -1,7 +1,6 @@
 //! [`TenancyConfig`]: every section of the stack's configuration, loaded with figment from the
 //! `tenancy:` section of a YAML file and `TENANCY__*` environment variables.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use figment::Figment;
@@ -38,7 +37,7 @@ pub const ENV_PREFIX: &str = "TENANCY__";
 /// ```
 /// Its `Debug` output hides secrets: passwords in `store.url` and `isolation.servers`, and
 /// `resolution.jwt_verify.secret`.
-#[derive(Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct TenancyConfig {
@@ -54,75 +53,6 @@ pub struct TenancyConfig {
     pub store: StoreConfig,
     /// Cache-key prefixing and the SQL context bridge.
     pub integration: IntegrationConfig,
-}
-
-/// What replaces a secret in `Debug` output.
-const REDACTED: &str = "<redacted>";
-
-impl fmt::Debug for TenancyConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut resolution = self.resolution.clone();
-        if let Some(secret) = resolution
-            .jwt_verify
-            .as_mut()
-            .and_then(|verify| verify.secret.as_mut())
-        {
-            REDACTED.clone_into(secret);
-        }
-        let mut isolation = self.isolation.clone();
-        for url in isolation.servers.values_mut() {
-            *url = redact_url(url);
-        }
-        let mut store = self.store.clone();
-        store.url = store.url.as_deref().map(redact_url);
-        f.debug_struct("TenancyConfig")
-            .field("resolution", &resolution)
-            .field("lifecycle", &self.lifecycle)
-            .field("overrides", &self.overrides)
-            .field("isolation", &isolation)
-            .field("store", &store)
-            .field("integration", &self.integration)
-            .finish()
-    }
-}
-
-/// `scheme://user:password@host/...?password=...` with both passwords replaced.
-fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let (before_query, query) = match rest.split_once('?') {
-        Some((before, query)) => (before, Some(query)),
-        None => (rest, None),
-    };
-    let authority_end = before_query.find('/').unwrap_or(before_query.len());
-    let mut out = match before_query[..authority_end].rfind('@') {
-        Some(at) => match before_query[..at].split_once(':') {
-            Some((user, _password)) => {
-                format!("{scheme}://{user}:{REDACTED}{}", &before_query[at..])
-            }
-            None => format!("{scheme}://{before_query}"),
-        },
-        None => format!("{scheme}://{before_query}"),
-    };
-    if let Some(query) = query {
-        out.push('?');
-        for (i, pair) in query.split('&').enumerate() {
-            if i > 0 {
-                out.push('&');
-            }
-            match pair.split_once('=') {
-                // libpq and sqlx read a password from the query string too.
-                Some((key, _)) if key.eq_ignore_ascii_case("password") => {
-                    out.push_str(key);
-                    out.push('=');
-                    out.push_str(REDACTED);
-                }
-                _ => out.push_str(pair),
-            }
-        }
-    }
-    out
 }
 
 /// The configuration could not be loaded: each case names the key (or file) and what is wrong.
@@ -387,19 +317,5 @@ mod tests {
             assert!(!shown.contains(secret), "{secret} leaked: {shown}");
         }
         assert!(shown.contains("postgres://app:<redacted>@db.internal:5432/app?sslmode=require"));
-        assert_eq!(redact_url("sqlite://data/t.db"), "sqlite://data/t.db");
-        assert_eq!(
-            redact_url("postgres://app@host/db"),
-            "postgres://app@host/db"
-        );
-        assert_eq!(redact_url("not a url"), "not a url");
-        assert_eq!(
-            redact_url("postgres://app@host/db?sslmode=require&password=hunter2"),
-            "postgres://app@host/db?sslmode=require&password=<redacted>"
-        );
-        assert_eq!(
-            redact_url("sqlite://data/t.db?mode=rwc"),
-            "sqlite://data/t.db?mode=rwc"
-        );
     }
 }
