@@ -433,12 +433,19 @@ pub(crate) async fn audit(
             text
         },
     )?;
-    if report.is_clean() {
-        Ok(())
-    } else {
-        Err(CliError::Findings(format!(
+    if !report.is_clean() {
+        return Err(CliError::Findings(format!(
             "row level security audit: {} findings",
             findings.len()
-        )))
+        )));
     }
+    if report.tables.is_empty() {
+        // An audit of nothing proves nothing: a mistyped --schema or tenant column looks clean.
+        return Err(CliError::Findings(format!(
+            "row level security audit: no table with the tenant column `{}` in the audited \
+             schemas; check --schema and isolation.tenant_column",
+            config.isolation.tenant_column
+        )));
+    }
+    Ok(())
 }

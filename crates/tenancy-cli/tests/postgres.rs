@@ -162,6 +162,16 @@ async fn schemas_migrate_status_and_audit_on_postgres() {
     assert_eq!(report["tables"], serde_json::json!(["app.notes"]));
     assert_eq!(report["clean"], true);
 
+    // Auditing a schema that holds no tenant table proves nothing: it fails, saying so.
+    let typo = ["audit", "--role", app_role.as_str(), "--schema", "apps"];
+    let (code, report, stderr) = tenancy(&url, &typo);
+    assert_eq!(code, 1, "{report} {stderr}");
+    assert_eq!(report["tables"], serde_json::json!([]));
+    assert!(
+        stderr.contains("no table with the tenant column"),
+        "{stderr}"
+    );
+
     db.close().await.unwrap();
     admin
         .execute(sqlx::AssertSqlSafe(format!(
