@@ -305,11 +305,17 @@ pub(crate) fn stop_by_hand() -> Result {
     let state = fs::read_to_string(state_file())
         .map_err(|_| "no throwaway cluster is running".to_owned())?;
     let bin = bin_dir()?;
-    for data in state.lines().filter_map(|l| l.strip_prefix("# data ")) {
-        stop_server(&bin, Path::new(data));
-        if let Some(parent) = Path::new(data).parent() {
-            let _ = fs::remove_dir_all(parent);
-        }
+    let data: Vec<&Path> = state
+        .lines()
+        .filter_map(|l| l.strip_prefix("# data "))
+        .map(Path::new)
+        .collect();
+    // Stop every server before deleting anything: the servers share one parent directory.
+    for dir in &data {
+        stop_server(&bin, dir);
+    }
+    for parent in data.iter().filter_map(|dir| dir.parent()) {
+        let _ = fs::remove_dir_all(parent);
     }
     let _ = fs::remove_file(state_file());
     println!("stopped");
