@@ -1,7 +1,9 @@
 //! Cache invalidation: the trait that lets lifecycle changes and the change feed drop stale entries
-//! from caches they do not know by name.
+//! from caches they do not know by name, and [`Generation`], the one guard every tenant cache of
+//! the workspace uses against a load that races an invalidation.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use async_trait::async_trait;
@@ -98,5 +100,133 @@ impl CacheInvalidation for Invalidators {
         for cache in self.snapshot() {
             cache.invalidate_all().await;
         }
+    }
+}
+
+/// A key a [`Generation`] counts invalidations for: its bits spread keys over the counters.
+pub trait StampKey {
+    /// Bits of the key whose low ones pick the counter (equal keys, equal bits).
+    fn stamp_key(&self) -> u64;
+}
+
+impl StampKey for TenantId {
+    /// The low half of the UUID: random bits in generated (v7 and v4) ids.
+    fn stamp_key(&self) -> u64 {
+        self.as_uuid().as_u64_pair().1
+    }
+}
+
+impl StampKey for Slug {
+    /// FNV-1a of the slug's bytes.
+    fn stamp_key(&self) -> u64 {
+        self.as_str()
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+                (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+            })
+    }
+}
+
+/// How many counters a [`Generation`] spreads its keys over.
+const STRIPES: usize = 64;
+
+/// The moment a caller or a load began, as a [`Generation`] counted it for one key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Stamp(u64);
+
+/// Invalidation counters that decide whether a cached value may serve a caller.
+///
+/// A cache keeps, with every value, the [`Stamp`] its key had when the *load* of that value began;
+/// a caller takes the key's stamp when *it* begins. A value serves the caller only when its stamp
+/// is at least the caller's: no invalidation of that key landed between the start of the load and
+/// the start of the caller. This one rule gives:
+/// - read-your-writes: a caller that starts after an acknowledged change (which invalidates the
+///   key before it returns) never accepts a value whose load began before the change, also when it
+///   joins a load already in flight;
+/// - no stale entry after a race: a load that overlapped an invalidation leaves a value that no
+///   later caller accepts (the next one loads again).
+///
+/// Keys are spread over 64 counters, so an invalidation of one tenant makes a concurrent load of
+/// another tenant reload only when they share a counter; [`advance_all`](Self::advance_all)
+/// advances every counter.
+///
+/// ```
+/// use tenancy_core::{Generation, TenantId};
+///
+/// let generation = Generation::new();
+/// let acme = TenantId::new();
+/// let loaded = generation.stamp(&acme); // a load of acme begins
+/// generation.advance(&acme);            // acme changes and is invalidated
+/// let caller = generation.stamp(&acme); // a caller begins after the change
+/// assert!(!Generation::serves(loaded, caller), "the value predates the change");
+/// assert!(Generation::serves(generation.stamp(&acme), caller));
+/// ```
+pub struct Generation {
+    stripes: [AtomicU64; STRIPES],
+}
+
+impl Generation {
+    /// Counters at zero.
+    #[must_use]
+    pub fn new() -> Self {
+        Self {
+            stripes: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+
+    fn stripe(&self, key: &impl StampKey) -> &AtomicU64 {
+        // `STRIPES` is a power of two: the low bits pick the counter.
+        &self.stripes[(key.stamp_key() as usize) & (STRIPES - 1)]
+    }
+
+    /// The stamp of `key` now. Take it when a load or a caller begins.
+    #[must_use]
+    pub fn stamp(&self, key: &impl StampKey) -> Stamp {
+        Stamp(self.stripe(key).load(Ordering::SeqCst))
+    }
+
+    /// Marks `key` changed. Call it *before* removing the key's entries, so that a load running
+    /// meanwhile cannot store a value a later caller accepts.
+    pub fn advance(&self, key: &impl StampKey) {
+        self.stripe(key).fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Marks every key changed.
+    pub fn advance_all(&self) {
+        for stripe in &self.stripes {
+            stripe.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Whether a value loaded at `loaded` may serve a caller that began at `caller`.
+    #[must_use]
+    pub fn serves(loaded: Stamp, caller: Stamp) -> bool {
+        loaded >= caller
+    }
+
+    /// Whether a value loaded at `loaded` for `key` is still current (serves a caller beginning
+    /// now).
+    #[must_use]
+    pub fn is_current(&self, key: &impl StampKey, loaded: Stamp) -> bool {
+        Self::serves(loaded, self.stamp(key))
+    }
+}
+
+impl Default for Generation {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for Generation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let total: u64 = self
+            .stripes
+            .iter()
+            .map(|s| s.load(Ordering::Relaxed))
+            .fold(0, u64::wrapping_add);
+        f.debug_struct("Generation")
+            .field("invalidations", &total)
+            .finish()
     }
 }

@@ -2,13 +2,14 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use moka::future::Cache;
 use serde_json::Value;
-use tenancy_core::{CacheInvalidation, ConfigStore, JsonObject, TenantError, TenantId};
+use tenancy_core::{
+    CacheInvalidation, ConfigStore, Generation, JsonObject, Stamp, TenantError, TenantId,
+};
 
 use crate::config::{MAX_CACHE_TTL, OverridesConfig};
 
@@ -18,8 +19,10 @@ use crate::config::{MAX_CACHE_TTL, OverridesConfig};
 ///   every key from it until the TTL expires; concurrent misses on one tenant coalesce into one
 ///   store call. The cache is bounded (`cache_capacity` tenants).
 /// - A write (`set_config`, `remove_config`) goes through to the store, then drops the tenant's
-///   unit, so the next read sees it. A unit loaded concurrently with a write or an invalidation is
-///   dropped too, so a stale unit never outlives the change.
+///   unit, so the next read sees it. Every unit carries the [`Stamp`] its load began at, and a
+///   read accepts only a unit whose load began after the last change of its tenant that preceded
+///   the read ([`Generation`]): a read that starts after a write returns never sees an older
+///   value, also when it joins a load already in flight or meets a unit a racing load left.
 /// - As a [`CacheInvalidation`], it forgets tenants changed elsewhere (register it with the
 ///   `Invalidators` a change feed drives).
 ///
@@ -44,10 +47,21 @@ use crate::config::{MAX_CACHE_TTL, OverridesConfig};
 /// ```
 pub struct CachedConfigStore<S: ?Sized = dyn ConfigStore> {
     inner: Arc<S>,
-    units: Cache<TenantId, Arc<JsonObject>>,
-    /// Bumped by every write and invalidation; a load that saw it change drops its unit.
-    changes: AtomicU64,
+    units: Cache<TenantId, Unit>,
+    /// Advanced by every write and invalidation, before the unit is dropped.
+    generation: Generation,
 }
+
+/// A tenant's configuration and the stamp of its tenant when its load began.
+#[derive(Clone)]
+struct Unit {
+    config: Arc<JsonObject>,
+    loaded: Stamp,
+}
+
+/// How often a read retries through the cache when the unit it got predates a change it must
+/// see; after that it reads the store directly.
+const CACHED_ATTEMPTS: usize = 3;
 
 impl<S: ConfigStore + ?Sized + 'static> CachedConfigStore<S> {
     /// A cache in front of `inner`, keeping a tenant's configuration for `ttl` (at most
@@ -62,7 +76,7 @@ impl<S: ConfigStore + ?Sized + 'static> CachedConfigStore<S> {
                 .time_to_live(ttl.min(MAX_CACHE_TTL))
                 .max_capacity(capacity)
                 .build(),
-            changes: AtomicU64::new(0),
+            generation: Generation::new(),
         }
     }
 
@@ -93,26 +107,36 @@ impl<S: ConfigStore + ?Sized + 'static> CachedConfigStore<S> {
     /// # Errors
     /// The store's error (not cached: the next call asks the store again).
     pub async fn config(&self, tenant: TenantId) -> Result<Arc<JsonObject>, TenantError> {
-        if let Some(unit) = self.units.get(&tenant).await {
-            return Ok(unit);
-        }
-        let seen = self.changes.load(Ordering::Acquire);
-        let unit = self
-            .units
-            .try_get_with(tenant, async {
-                self.inner.get_all_config(tenant).await.map(Arc::new)
-            })
-            .await
-            .map_err(unshare)?;
-        if self.changes.load(Ordering::Acquire) != seen {
-            // A write or invalidation ran meanwhile: the unit may predate it.
+        let caller = self.generation.stamp(&tenant);
+        for _ in 0..CACHED_ATTEMPTS {
+            let unit = match self.units.get(&tenant).await {
+                Some(unit) => unit,
+                None => self
+                    .units
+                    .try_get_with(tenant, self.load(tenant))
+                    .await
+                    .map_err(unshare)?,
+            };
+            if Generation::serves(unit.loaded, caller) {
+                return Ok(unit.config);
+            }
+            // The unit's load began before a change this read must see.
             self.units.invalidate(&tenant).await;
         }
-        Ok(unit)
+        Ok(self.load(tenant).await?.config)
+    }
+
+    async fn load(&self, tenant: TenantId) -> Result<Unit, TenantError> {
+        let loaded = self.generation.stamp(&tenant);
+        let config = self.inner.get_all_config(tenant).await?;
+        Ok(Unit {
+            config: Arc::new(config),
+            loaded,
+        })
     }
 
     async fn forget(&self, tenant: TenantId) {
-        self.changes.fetch_add(1, Ordering::AcqRel);
+        self.generation.advance(&tenant);
         self.units.invalidate(&tenant).await;
     }
 }
@@ -175,7 +199,7 @@ impl<S: ConfigStore + ?Sized + 'static> CacheInvalidation for CachedConfigStore<
     }
 
     async fn invalidate_all(&self) {
-        self.changes.fetch_add(1, Ordering::AcqRel);
+        self.generation.advance_all();
         self.units.invalidate_all();
     }
 }

@@ -447,6 +447,44 @@ async fn a_write_during_a_load_leaves_no_stale_unit() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_after_an_acknowledged_write_never_joins_an_older_load() {
+    let s = setup(json!({})).await;
+    s.store
+        .inner
+        .set_config(s.tenant, "theme", json!("old"))
+        .await
+        .unwrap();
+    s.store.gated.store(true, Ordering::SeqCst);
+    let early = {
+        let service = s.service.clone();
+        let tenant = s.tenant;
+        tokio::spawn(async move { service.get(tenant, "theme").await })
+    };
+    // A load that read "old" is in flight when the write is acknowledged.
+    s.store.entered.notified().await;
+    s.service
+        .set(s.tenant, "theme", json!("new"))
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
+    // A read that starts now may find that load in flight; it must not take its value.
+    let late = {
+        let service = s.service.clone();
+        let tenant = s.tenant;
+        tokio::spawn(async move { service.get(tenant, "theme").await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    s.store.release.add_permits(1000);
+    assert_eq!(early.await.unwrap().unwrap(), Some(json!("old")));
+    assert_eq!(
+        late.await.unwrap().unwrap(),
+        Some(json!("new")),
+        "a read issued after the write's acknowledgement returned the value before it"
+    );
+}
+
 #[tokio::test]
 async fn invalid_keys_and_values_store_nothing() {
     let s = setup(json!({})).await;
