@@ -163,7 +163,14 @@ pub struct Stamp(u64);
 /// ```
 pub struct Generation {
     stripes: [AtomicU64; STRIPES],
+    /// Advanced by every invalidation, before its key's counter.
+    epoch: AtomicU64,
 }
+
+/// The count of every invalidation of a [`Generation`] at one moment (see
+/// [`Generation::stamp_since`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Epoch(u64);
 
 impl Generation {
     /// Counters at zero.
@@ -171,6 +178,7 @@ impl Generation {
     pub fn new() -> Self {
         Self {
             stripes: std::array::from_fn(|_| AtomicU64::new(0)),
+            epoch: AtomicU64::new(0),
         }
     }
 
@@ -188,14 +196,33 @@ impl Generation {
     /// Marks `key` changed. Call it *before* removing the key's entries, so that a load running
     /// meanwhile cannot store a value a later caller accepts.
     pub fn advance(&self, key: &impl StampKey) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
         self.stripe(key).fetch_add(1, Ordering::SeqCst);
     }
 
     /// Marks every key changed.
     pub fn advance_all(&self) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
         for stripe in &self.stripes {
             stripe.fetch_add(1, Ordering::SeqCst);
         }
+    }
+
+    /// The count of every invalidation now: take it when a load begins whose keys are known only
+    /// once it ends (a tenant looked up by slug is cached by id too).
+    #[must_use]
+    pub fn epoch(&self) -> Epoch {
+        Epoch(self.epoch.load(Ordering::SeqCst))
+    }
+
+    /// The stamp `key` had at `began`, when no invalidation of any key has landed since; `None`
+    /// otherwise (the loaded value must then not be cached under `key`).
+    #[must_use]
+    pub fn stamp_since(&self, key: &impl StampKey, began: Epoch) -> Option<Stamp> {
+        let stamp = self.stamp(key);
+        // `advance` counts the epoch before the key: a stamp that includes an invalidation after
+        // `began` comes with an epoch that shows it.
+        (self.epoch() == began).then_some(stamp)
     }
 
     /// Whether a value loaded at `loaded` may serve a caller that began at `caller`.

@@ -44,7 +44,7 @@ mod tenant;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
-pub use cache::{CacheInvalidation, Generation, Invalidators, Stamp, StampKey};
+pub use cache::{CacheInvalidation, Epoch, Generation, Invalidators, Stamp, StampKey};
 pub use context::TenantContext;
 pub use error::{BoxError, TenantError};
 pub use events::{BroadcastPublisher, EventPublisher, NoopPublisher, TenantEvent, TenantEventKind};

@@ -3,7 +3,7 @@
 //! 1. header resolve + validator cache hit, against parsing the UUID and a
 //!    `HashMap<TenantId, Arc<TenantInfo>>` lookup;
 //! 2. a request through an axum `Router` with the tenancy middleware and guard (two layers), and
-//!    with the single `TenancyLayer::require_tenant` layer, against the same router without them
+//!    with the single `ResolveTenantLayer::require_tenant` layer, against the same router without them
 //!    (in-process `oneshot`), with no-op layers placed the same way as controls;
 //! 3. heap allocations per cached request, counted with a counting global allocator (printed
 //!    before the timings).
@@ -30,8 +30,8 @@ use tenancy_core::{
     TenantStore,
 };
 use tenancy_resolution::{
-    HeaderResolver, Resolution, ResolutionConfig, ResolutionContext, Tenancy, TenancyLayer,
-    TenantGuardLayer, TenantResolver, TenantValidator,
+    HeaderResolver, RequireTenantLayer, Resolution, ResolutionConfig, ResolutionContext,
+    ResolveTenant, ResolveTenantLayer, TenantResolver, TenantValidator,
 };
 use tower::ServiceExt as _;
 use tower::layer::util::Identity;
@@ -106,7 +106,7 @@ fn fixture(rt: &tokio::runtime::Runtime) -> Fixture {
 #[derive(Clone)]
 enum Stack {
     Router(Router),
-    Around(Tenancy<Router>),
+    Around(ResolveTenant<Router>),
 }
 
 impl Stack {
@@ -125,7 +125,7 @@ impl Stack {
 fn stacks(fixture: &Fixture) -> [(&'static str, Stack); 6] {
     let handler = || async { "ok" };
     let router = || Router::new().route("/whoami", get(handler));
-    let layer = || TenancyLayer::new(&fixture.config, fixture.validator.clone()).unwrap();
+    let layer = || ResolveTenantLayer::new(&fixture.config, fixture.validator.clone()).unwrap();
     [
         ("baseline_router", Stack::Router(router())),
         (
@@ -138,7 +138,11 @@ fn stacks(fixture: &Fixture) -> [(&'static str, Stack); 6] {
         ),
         (
             "tenancy_and_guard",
-            Stack::Router(router().route_layer(TenantGuardLayer::new()).layer(layer())),
+            Stack::Router(
+                router()
+                    .route_layer(RequireTenantLayer::new())
+                    .layer(layer()),
+            ),
         ),
         (
             "tenancy_require_tenant_one_layer",
@@ -279,7 +283,7 @@ fn report_allocations(rt: &tokio::runtime::Runtime, fixture: &Fixture) {
             request.extensions().len().to_string(),
         )))
     });
-    let tenancy = TenancyLayer::new(&fixture.config, fixture.validator.clone()).unwrap();
+    let tenancy = ResolveTenantLayer::new(&fixture.config, fixture.validator.clone()).unwrap();
     let bare = allocations_per_run(10_000, || {
         rt.block_on(async { black_box(handler.oneshot(request(&id)).await.unwrap()) });
     });

@@ -7,14 +7,88 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tenancy_core::{Slug, TenantId, TenantRef};
 
-/// Names of the built-in resolvers, in their default priority order.
-pub const JWT_CLAIM: &str = "jwt_claim";
+/// Name of the JWT claim resolver.
+pub const JWT_CLAIM: &str = Builtin::JwtClaim.name();
 /// Name of the header resolver.
-pub const HEADER: &str = "header";
+pub const HEADER: &str = Builtin::Header.name();
 /// Name of the subdomain resolver.
-pub const SUBDOMAIN: &str = "subdomain";
+pub const SUBDOMAIN: &str = Builtin::Subdomain.name();
 /// Name of the path resolver.
-pub const PATH: &str = "path";
+pub const PATH: &str = Builtin::Path.name();
+
+/// A built-in resolver, as `resolution.resolvers` names it. Parsed when the configuration is
+/// loaded: an unknown name fails there, naming the ones that exist.
+///
+/// ```
+/// use tenancy_resolution::Builtin;
+///
+/// let names: Vec<Builtin> = serde_json::from_str(r#"["header", "path"]"#)?;
+/// assert_eq!(names, [Builtin::Header, Builtin::Path]);
+/// let err = serde_json::from_str::<Vec<Builtin>>(r#"["cookie"]"#).unwrap_err();
+/// assert!(err.to_string().contains("unknown variant `cookie`"), "{err}");
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Builtin {
+    /// A claim of a verified token (priority 10).
+    JwtClaim,
+    /// A request header (priority 20).
+    Header,
+    /// The first label of the host under a base domain (priority 30).
+    Subdomain,
+    /// A segment of the path (priority 40).
+    Path,
+}
+
+impl Builtin {
+    /// Every built-in resolver, in default priority order.
+    pub const ALL: [Self; 4] = [Self::JwtClaim, Self::Header, Self::Subdomain, Self::Path];
+
+    /// The resolver's name, as configuration, logs and trust decisions use it.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::JwtClaim => "jwt_claim",
+            Self::Header => "header",
+            Self::Subdomain => "subdomain",
+            Self::Path => "path",
+        }
+    }
+
+    /// The priority it runs at unless `resolution.priorities` overrides it (lower runs first).
+    #[must_use]
+    pub const fn default_priority(self) -> i32 {
+        match self {
+            Self::JwtClaim => 10,
+            Self::Header => 20,
+            Self::Subdomain => 30,
+            Self::Path => 40,
+        }
+    }
+}
+
+impl fmt::Display for Builtin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// When a tenant found by an untrusted resolver (one not in `resolution.trusted_resolvers`) needs
+/// the authenticated user to be a member of it ([`TenantMembership`](crate::TenantMembership)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MembershipMode {
+    /// Always: an anonymous request gets no tenant from an untrusted resolver, an authenticated
+    /// one only when its user is a member (the default).
+    #[default]
+    Strict,
+    /// When a user is authenticated: anonymous requests keep the tenant an untrusted resolver
+    /// found (public pages of a tenant), authenticated users must be members.
+    Authenticated,
+    /// Never: every resolver is trusted.
+    Off,
+}
 
 /// What a resolved string names: a tenant id (UUID) or a slug.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -48,39 +122,28 @@ impl KeyKind {
     }
 }
 
-/// Settings of the [`TenantValidator`](crate::TenantValidator) cache.
+/// Settings of the [`TenantValidator`](crate::TenantValidator) cache. Durations are written the
+/// human way (`300s`, `5m`, `1h 30m`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ValidatorConfig {
-    /// How long a tenant found in the store stays cached, in seconds (default 300).
-    pub cache_ttl_secs: u64,
-    /// How long "no such tenant" stays cached, in seconds (default 5).
-    pub negative_ttl_secs: u64,
-    /// The most entries the cache holds (default 100,000); at least 1.
+    /// How long a tenant found in the store stays cached (default `5m`).
+    #[serde(with = "humantime_serde")]
+    pub cache_ttl: Duration,
+    /// How long "no such tenant" stays cached (default `5s`).
+    #[serde(with = "humantime_serde")]
+    pub negative_ttl: Duration,
+    /// The most tenants the cache holds (default 100,000); at least 1.
     pub cache_capacity: u64,
 }
 
 impl Default for ValidatorConfig {
     fn default() -> Self {
         Self {
-            cache_ttl_secs: 300,
-            negative_ttl_secs: 5,
+            cache_ttl: Duration::from_secs(300),
+            negative_ttl: Duration::from_secs(5),
             cache_capacity: 100_000,
         }
-    }
-}
-
-impl ValidatorConfig {
-    /// The positive TTL as a [`Duration`].
-    #[must_use]
-    pub fn cache_ttl(&self) -> Duration {
-        Duration::from_secs(self.cache_ttl_secs)
-    }
-
-    /// The negative TTL as a [`Duration`].
-    #[must_use]
-    pub fn negative_ttl(&self) -> Duration {
-        Duration::from_secs(self.negative_ttl_secs)
     }
 }
 
@@ -105,8 +168,9 @@ pub struct JwtVerifyConfig {
     pub issuers: Vec<String>,
     /// Accepted audiences (`aud`); empty does not check `aud`.
     pub audiences: Vec<String>,
-    /// Clock skew tolerated on `exp` and `nbf`, in seconds (default 60).
-    pub leeway_secs: u64,
+    /// Clock skew tolerated on `exp` and `nbf` (default `60s`).
+    #[serde(with = "humantime_serde")]
+    pub leeway: Duration,
 }
 
 impl fmt::Debug for JwtVerifyConfig {
@@ -117,7 +181,7 @@ impl fmt::Debug for JwtVerifyConfig {
             .field("public_key_pem", &self.public_key_pem)
             .field("issuers", &self.issuers)
             .field("audiences", &self.audiences)
-            .field("leeway_secs", &self.leeway_secs)
+            .field("leeway", &self.leeway)
             .finish()
     }
 }
@@ -130,7 +194,7 @@ impl Default for JwtVerifyConfig {
             public_key_pem: None,
             issuers: Vec::new(),
             audiences: Vec::new(),
-            leeway_secs: 60,
+            leeway: Duration::from_secs(60),
         }
     }
 }
@@ -152,11 +216,11 @@ impl Default for JwtVerifyConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ResolutionConfig {
-    /// Resolver names to activate. When absent (the default): `jwt_claim`, `header`, `path`, and
-    /// `subdomain` too when `subdomain_base_domain` is set. When listed explicitly, `subdomain`
-    /// without a base domain, or an unknown name, is a configuration error.
+    /// Built-in resolvers to activate. When absent (the default): `jwt_claim`, `header`, `path`,
+    /// and `subdomain` too when `subdomain_base_domain` is set. When listed explicitly,
+    /// `subdomain` without a base domain is a configuration error (an unknown name fails to load).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub resolvers: Option<Vec<String>>,
+    pub resolvers: Option<Vec<Builtin>>,
     /// Header read by the `header` resolver (default `x-tenant-id`).
     pub header_name: String,
     /// What the header holds (default `id`).
@@ -179,11 +243,12 @@ pub struct ResolutionConfig {
     pub priorities: BTreeMap<String, i32>,
     /// Validator cache settings.
     pub validator: ValidatorConfig,
-    /// Resolvers whose answer needs no membership check (default `["jwt_claim"]`).
+    /// Resolvers whose answer needs no membership check (default `["jwt_claim"]`); application
+    /// resolvers may be named too.
     pub trusted_resolvers: Vec<String>,
-    /// Check that the authenticated user belongs to a tenant found by an untrusted resolver
-    /// (default true).
-    pub strict_membership: bool,
+    /// When a tenant found by an untrusted resolver needs the user to be a member (default
+    /// `strict`).
+    pub membership: MembershipMode,
 }
 
 impl Default for ResolutionConfig {
@@ -201,20 +266,20 @@ impl Default for ResolutionConfig {
             priorities: BTreeMap::new(),
             validator: ValidatorConfig::default(),
             trusted_resolvers: vec![JWT_CLAIM.to_owned()],
-            strict_membership: true,
+            membership: MembershipMode::Strict,
         }
     }
 }
 
 impl ResolutionConfig {
-    /// The resolver names that will be activated (see [`ResolutionConfig::resolvers`]).
+    /// The built-in resolvers that will be activated (see [`ResolutionConfig::resolvers`]).
     #[must_use]
-    pub fn active_resolvers(&self) -> Vec<&str> {
+    pub fn active_resolvers(&self) -> Vec<Builtin> {
         match &self.resolvers {
-            Some(names) => names.iter().map(String::as_str).collect(),
-            None => [JWT_CLAIM, HEADER, SUBDOMAIN, PATH]
+            Some(names) => names.clone(),
+            None => Builtin::ALL
                 .into_iter()
-                .filter(|name| *name != SUBDOMAIN || self.subdomain_base_domain.is_some())
+                .filter(|b| *b != Builtin::Subdomain || self.subdomain_base_domain.is_some())
                 .collect(),
         }
     }
@@ -233,20 +298,20 @@ mod tests {
     #[test]
     fn defaults_match_the_original() {
         let config = ResolutionConfig::default();
-        assert_eq!(config.active_resolvers(), ["jwt_claim", "header", "path"]);
+        assert_eq!(
+            config.active_resolvers(),
+            [Builtin::JwtClaim, Builtin::Header, Builtin::Path]
+        );
         let with_domain = ResolutionConfig {
             subdomain_base_domain: Some("app.example.com".into()),
             ..ResolutionConfig::default()
         };
-        assert_eq!(
-            with_domain.active_resolvers(),
-            ["jwt_claim", "header", "subdomain", "path"]
-        );
-        assert_eq!(config.validator.cache_ttl(), Duration::from_secs(300));
-        assert_eq!(config.validator.negative_ttl(), Duration::from_secs(5));
+        assert_eq!(with_domain.active_resolvers(), Builtin::ALL);
+        assert_eq!(config.validator.cache_ttl, Duration::from_secs(300));
+        assert_eq!(config.validator.negative_ttl, Duration::from_secs(5));
         assert_eq!(config.validator.cache_capacity, 100_000);
         assert_eq!(config.trusted_resolvers, ["jwt_claim"]);
-        assert!(config.strict_membership);
+        assert_eq!(config.membership, MembershipMode::Strict);
         let empty: ResolutionConfig = serde_json::from_str("{}").unwrap();
         assert_eq!(empty, config);
         let round = serde_json::to_value(&config).unwrap();
@@ -270,6 +335,24 @@ mod tests {
         assert!(!debug.contains("a-shared-secret"), "{debug}");
         assert!(debug.contains("secret: Some(\"<redacted>\")"), "{debug}");
         assert!(debug.contains("HS256"), "{debug}");
+    }
+
+    #[test]
+    fn durations_are_human_readable() {
+        let config: ResolutionConfig = serde_json::from_value(serde_json::json!({
+            "validator": {"cache_ttl": "1m 30s", "negative_ttl": "250ms"},
+            "membership": "authenticated",
+        }))
+        .unwrap();
+        assert_eq!(config.validator.cache_ttl, Duration::from_secs(90));
+        assert_eq!(config.validator.negative_ttl, Duration::from_millis(250));
+        assert_eq!(config.membership, MembershipMode::Authenticated);
+        let err = serde_json::from_value::<ResolutionConfig>(
+            serde_json::json!({"validator": {"cache_ttl": 300}}),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("invalid type"), "{err}");
     }
 
     #[test]

@@ -5,7 +5,8 @@
 use std::ops::Deref;
 use std::sync::Arc;
 
-use http::{Extensions, HeaderMap, Request, Uri, header::HOST, request::Parts};
+use http::header::{AUTHORIZATION, HOST};
+use http::{Extensions, HeaderMap, Request, Uri, request::Parts};
 use tenancy_core::{JsonObject, TenantContext, TenantId, TenantInfo};
 
 /// The borrowed parts of a request that resolvers look at. Building one copies three references.
@@ -187,4 +188,39 @@ impl From<ResolvedTenant> for TenantContext {
     fn from(resolved: ResolvedTenant) -> Self {
         resolved.0
     }
+}
+
+/// The longest bearer token looked at; a longer one is refused before any decoding.
+pub const MAX_BEARER_TOKEN_LEN: usize = 8 * 1024;
+
+/// The token of the request's single `Authorization: Bearer <token>` header: the scheme matched
+/// without regard to case, spaces around the token trimmed.
+///
+/// `None` when the header is absent, repeated (which one would be the caller's?), of another
+/// scheme, empty, or longer than [`MAX_BEARER_TOKEN_LEN`]. The one parser of bearer tokens in the
+/// workspace: the JWT resolver and applications' auth layers read tokens through it.
+///
+/// ```
+/// use http::{HeaderMap, header::AUTHORIZATION};
+/// use tenancy_resolution::bearer_token;
+///
+/// let mut headers = HeaderMap::new();
+/// headers.insert(AUTHORIZATION, "bearer  abc ".parse()?);
+/// assert_eq!(bearer_token(&headers), Some(&b"abc"[..]));
+/// headers.append(AUTHORIZATION, "Bearer def".parse()?);
+/// assert_eq!(bearer_token(&headers), None, "two Authorization headers");
+/// # Ok::<(), http::header::InvalidHeaderValue>(())
+/// ```
+#[must_use]
+pub fn bearer_token(headers: &HeaderMap) -> Option<&[u8]> {
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
+        return None;
+    };
+    let value = value.as_bytes().trim_ascii();
+    let (scheme, token) = value.split_at_checked(7)?;
+    scheme
+        .eq_ignore_ascii_case(b"bearer ")
+        .then(|| token.trim_ascii())
+        .filter(|token| !token.is_empty() && token.len() <= MAX_BEARER_TOKEN_LEN)
 }

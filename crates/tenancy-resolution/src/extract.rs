@@ -7,20 +7,33 @@ use axum::response::{IntoResponse, Response};
 use http::request::Parts;
 
 use crate::context::ResolvedTenant;
-use crate::response;
+use crate::rejection::{JsonRejection, RejectionResponse, TenantRejection};
+use crate::require::refusal;
 
-/// The active tenant of the request, as [`TenancyLayer`](crate::TenancyLayer) resolved it.
+/// The active tenant of the request, as [`ResolveTenantLayer`](crate::ResolveTenantLayer)
+/// resolved it.
 ///
-/// Extracting it fails with [`TenantRequired`] (403, JSON `{"error":"tenant_required",...}`) when
-/// no active tenant was resolved. `Option<Tenant>` never fails.
+/// Extracting it fails with the [`TenantRejection`] the layer recorded (403 with the reason:
+/// none named, unknown, suspended, inactive, not a member), or with
+/// [`TenantRejection::MissingLayer`] (500) on a route the layer does not cover: that is a wiring
+/// mistake, not a client without a tenant. `Option<Tenant>` is `None` instead of a 403, and still
+/// fails with the 500.
 ///
 /// ```
-/// use tenancy_resolution::Tenant;
+/// use tenancy_resolution::{Tenant, TenantRejection};
 ///
 /// async fn whoami(Tenant(tenant): Tenant) -> String {
 ///     format!("{} (by {})", tenant.slug, tenant.resolved_by())
 /// }
-/// # let _ = axum::Router::<()>::new().route("/whoami", axum::routing::get(whoami));
+///
+/// async fn status(tenant: Result<Tenant, TenantRejection>) -> String {
+///     match tenant {
+///         Ok(tenant) => format!("welcome to {}", tenant.name),
+///         Err(TenantRejection::Suspended) => "this account is suspended".to_owned(),
+///         Err(other) => other.to_string(),
+///     }
+/// }
+/// # let _ = axum::Router::<()>::new().route("/whoami", axum::routing::get(whoami)).route("/status", axum::routing::get(status));
 /// ```
 #[derive(Debug, Clone)]
 pub struct Tenant(pub ResolvedTenant);
@@ -33,41 +46,44 @@ impl Deref for Tenant {
     }
 }
 
-/// The rejection of [`Tenant`]: 403 `tenant_required`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, thiserror::Error)]
-#[error("this request has no active tenant")]
-pub struct TenantRequired;
-
-impl IntoResponse for TenantRequired {
+impl IntoResponse for TenantRejection {
+    /// The [`JsonRejection`] answer.
     fn into_response(self) -> Response {
-        response::tenant_required()
+        JsonRejection.respond(self)
     }
 }
 
-fn active(parts: &Parts) -> Option<Tenant> {
-    parts
-        .extensions
-        .get::<ResolvedTenant>()
-        .filter(|tenant| tenant.tenant().is_active())
-        .cloned()
-        .map(Tenant)
+fn extract(parts: &Parts) -> Result<Tenant, TenantRejection> {
+    match refusal(&parts.extensions) {
+        None => parts
+            .extensions
+            .get::<ResolvedTenant>()
+            .cloned()
+            .map(Tenant)
+            .ok_or(TenantRejection::MissingLayer),
+        Some(rejection) => Err(rejection),
+    }
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Tenant {
-    type Rejection = TenantRequired;
+    type Rejection = TenantRejection;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, TenantRequired> {
-        active(parts).ok_or(TenantRequired)
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, TenantRejection> {
+        extract(parts)
     }
 }
 
 impl<S: Send + Sync> OptionalFromRequestParts<S> for Tenant {
-    type Rejection = std::convert::Infallible;
+    type Rejection = TenantRejection;
 
     async fn from_request_parts(
         parts: &mut Parts,
         _state: &S,
     ) -> Result<Option<Self>, Self::Rejection> {
-        Ok(active(parts))
+        match extract(parts) {
+            Ok(tenant) => Ok(Some(tenant)),
+            Err(TenantRejection::MissingLayer) => Err(TenantRejection::MissingLayer),
+            Err(_) => Ok(None),
+        }
     }
 }

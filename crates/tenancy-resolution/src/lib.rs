@@ -10,18 +10,22 @@
 //!   The cache is `quick_cache` (S3-FIFO) rather than the moka cache first planned: a bare moka
 //!   read alone cost 2.9 times the whole header-resolve baseline, beyond the 2x budget of a
 //!   cached resolution (figures in docs/benchmarks.md, "Tenant resolution").
-//! - [`TenantMembership`]: for untrusted resolvers under strict membership, the
-//!   [`AuthenticatedUser`] must belong to the tenant.
-//! - [`TenancyLayer`] (tower) ties it together and puts a [`ResolvedTenant`] in the request
-//!   extensions; [`TenantGuardLayer`] and the axum extractor `Tenant` (feature `axum`) answer 403
-//!   when there is none, and [`TenancyLayer::require_tenant`] makes the middleware answer that 403
-//!   itself when every route needs a tenant (one layer instead of two).
+//! - [`TenantMembership`]: for untrusted resolvers, the [`AuthenticatedUser`] must belong to the
+//!   tenant, always ([`MembershipMode::Strict`]) or when a user is authenticated
+//!   ([`MembershipMode::Authenticated`]).
+//! - [`ResolveTenantLayer`] (tower) ties it together and puts a [`ResolvedTenant`] in the request
+//!   extensions, or the [`TenantRejection`] saying why there is none; [`RequireTenantLayer`] and
+//!   the axum extractor `Tenant` (feature `axum`) answer that rejection, and
+//!   [`ResolveTenantLayer::require_tenant`] makes the middleware answer it itself when every route
+//!   needs a tenant (one layer instead of two). Answers come from a [`RejectionResponse`]:
+//!   JSON by default, gRPC statuses with [`GrpcRejection`], or the application's own, so the
+//!   layers serve any response body (axum, hyper, tonic).
 //! - [`ResolutionConfig`] is the `resolution` configuration section.
 //!
 //! ```
 //! use std::sync::Arc;
 //! use tenancy_core::{CreateTenant, InMemoryStore, StatusChange, TenantInfo, TenantStatus, TenantStore};
-//! use tenancy_resolution::{ResolutionConfig, ResolvedTenant, TenancyLayer, TenantValidator};
+//! use tenancy_resolution::{Builtin, ResolutionConfig, ResolvedTenant, ResolveTenantLayer, TenantValidator};
 //! use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 //!
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
@@ -32,13 +36,13 @@
 //!
 //! // Only the header resolver, trusted here (a gateway sets it), so no membership check is needed.
 //! let config = ResolutionConfig {
-//!     resolvers: Some(vec!["header".into()]),
+//!     resolvers: Some(vec![Builtin::Header]),
 //!     trusted_resolvers: vec!["header".into()],
 //!     ..Default::default()
 //! };
 //! let validator = TenantValidator::new(store, &config.validator)?;
 //! let mut service = ServiceBuilder::new()
-//!     .layer(TenancyLayer::new(&config, validator)?)
+//!     .layer(ResolveTenantLayer::new(&config, validator)?)
 //!     .service(service_fn(|request: http::Request<String>| async move {
 //!         let tenant = request.extensions().get::<ResolvedTenant>().map(|t| t.slug.to_string());
 //!         Ok::<_, std::convert::Infallible>(http::Response::new(tenant.unwrap_or_default()))
@@ -56,26 +60,31 @@
 
 mod config;
 mod context;
-pub mod guard;
 mod membership;
-pub mod middleware;
+pub mod rejection;
+pub mod require;
+pub mod resolve;
 mod resolver;
 mod resolvers;
-pub mod response;
 mod validator;
 
 #[cfg(feature = "axum")]
 mod extract;
 
 pub use config::{
-    HEADER, JWT_CLAIM, JwtVerifyConfig, KeyKind, PATH, ResolutionConfig, SUBDOMAIN, ValidatorConfig,
+    Builtin, HEADER, JWT_CLAIM, JwtVerifyConfig, KeyKind, MembershipMode, PATH, ResolutionConfig,
+    SUBDOMAIN, ValidatorConfig,
 };
-pub use context::{AuthenticatedUser, ResolutionContext, ResolvedTenant, VerifiedClaims};
+pub use context::{
+    AuthenticatedUser, MAX_BEARER_TOKEN_LEN, ResolutionContext, ResolvedTenant, VerifiedClaims,
+    bearer_token,
+};
 #[cfg(feature = "axum")]
-pub use extract::{Tenant, TenantRequired};
-pub use guard::{TenantGuard, TenantGuardLayer};
+pub use extract::Tenant;
 pub use membership::TenantMembership;
-pub use middleware::{Tenancy, TenancyLayer, TenancyLayerBuilder};
+pub use rejection::{GrpcRejection, JsonRejection, RejectionResponse, TenantRejection};
+pub use require::{RequireTenant, RequireTenantLayer};
+pub use resolve::{ResolveTenant, ResolveTenantBuilder, ResolveTenantLayer};
 pub use resolver::{Resolution, Resolved, ResolverRegistry, TenantResolver};
 pub use resolvers::{HeaderResolver, JwtClaimResolver, PathResolver, SubdomainResolver};
 pub use validator::TenantValidator;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tenancy_core::{TenantError, TenantInfo};
 
-use crate::config::ResolutionConfig;
+use crate::config::{MembershipMode, ResolutionConfig};
 use crate::context::AuthenticatedUser;
 use crate::resolver::ResolverRegistry;
 
@@ -46,7 +46,7 @@ pub trait TenantMembership: Send + Sync + fmt::Debug {
 /// What the membership rule says about a tenant found by a resolver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Access {
-    /// Trusted resolver, or membership not strict.
+    /// Trusted resolver, membership off, or an anonymous request in `authenticated` mode.
     Granted,
     /// Strict membership and no authenticated user: no tenant.
     Denied,
@@ -54,13 +54,13 @@ pub(crate) enum Access {
     Check,
 }
 
-/// The membership rule: trusted resolvers pass; for the others, with strict membership, the
-/// authenticated user must belong to the tenant.
+/// The membership rule: trusted resolvers pass; for the others, the [`MembershipMode`] says
+/// whether the authenticated user must belong to the tenant.
 #[derive(Clone)]
 pub(crate) struct MembershipPolicy {
     /// Indexed like the registry.
     trusted: Box<[bool]>,
-    strict: bool,
+    mode: MembershipMode,
     checker: Option<Arc<dyn TenantMembership>>,
 }
 
@@ -68,7 +68,7 @@ impl fmt::Debug for MembershipPolicy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MembershipPolicy")
             .field("trusted", &self.trusted)
-            .field("strict", &self.strict)
+            .field("mode", &self.mode)
             .field("checker", &self.checker)
             .finish()
     }
@@ -102,31 +102,36 @@ impl MembershipPolicy {
             .names()
             .map(|name| config.trusted_resolvers.iter().any(|t| t == name))
             .collect();
-        if config.strict_membership
+        if config.membership != MembershipMode::Off
             && checker.is_none()
             && let Some((untrusted, _)) = registry.names().zip(&trusted).find(|(_, t)| !**t)
         {
             return Err(TenantError::Configuration(format!(
                 "resolver `{untrusted}` is not in resolution.trusted_resolvers and \
-                 resolution.strict_membership is on, but no TenantMembership was given: \
-                 provide one, trust the resolver, or turn strict_membership off"
+                 resolution.membership is `{}`, but no TenantMembership was given: provide \
+                 one, trust the resolver, or set resolution.membership to off",
+                serde_json::to_value(config.membership)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default()
             )));
         }
         Ok(Self {
             trusted,
-            strict: config.strict_membership,
+            mode: config.membership,
             checker,
         })
     }
 
     /// The rule for a tenant found by resolver `index`, for `user`.
     pub(crate) fn access(&self, index: usize, user: Option<&AuthenticatedUser>) -> Access {
-        if !self.strict || self.trusted.get(index).copied().unwrap_or(false) {
-            Access::Granted
-        } else if user.is_some() && self.checker.is_some() {
-            Access::Check
-        } else {
-            Access::Denied
+        if self.mode == MembershipMode::Off || self.trusted.get(index).copied().unwrap_or(false) {
+            return Access::Granted;
+        }
+        match (user, self.mode) {
+            (Some(_), _) if self.checker.is_some() => Access::Check,
+            (None, MembershipMode::Authenticated) => Access::Granted,
+            _ => Access::Denied,
         }
     }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 use tenancy_core::{TenantError, TenantRef};
 
-use crate::config::{self, ResolutionConfig};
+use crate::config::{Builtin, ResolutionConfig};
 use crate::context::ResolutionContext;
 use crate::resolvers::{HeaderResolver, JwtClaimResolver, PathResolver, SubdomainResolver};
 
@@ -131,7 +131,7 @@ impl ResolverRegistry {
     /// The built-in resolvers that `config` names, with their configured priorities.
     ///
     /// # Errors
-    /// [`TenantError::Configuration`] for an unknown resolver name, a name listed twice,
+    /// [`TenantError::Configuration`] for a name listed twice,
     /// `subdomain` without `subdomain_base_domain`, an invalid header name, path pattern or JWT
     /// verification setting.
     pub fn from_config(config: &ResolutionConfig) -> Result<Self, TenantError> {
@@ -139,24 +139,17 @@ impl ResolverRegistry {
             entries: Vec::new(),
             priorities: config.priorities.clone(),
         };
-        for name in config.active_resolvers() {
-            if registry.names().any(|n| n == name) {
+        for builtin in config.active_resolvers() {
+            if registry.names().any(|n| n == builtin.name()) {
                 return Err(TenantError::Configuration(format!(
-                    "resolution.resolvers lists `{name}` twice"
+                    "resolution.resolvers lists `{builtin}` twice"
                 )));
             }
-            let resolver: Arc<dyn TenantResolver> = match name {
-                config::JWT_CLAIM => Arc::new(JwtClaimResolver::from_config(config)?),
-                config::HEADER => Arc::new(HeaderResolver::from_config(config)?),
-                config::SUBDOMAIN => Arc::new(SubdomainResolver::from_config(config)?),
-                config::PATH => Arc::new(PathResolver::from_config(config)?),
-                other => {
-                    return Err(TenantError::Configuration(format!(
-                        "resolution.resolvers: unknown resolver `{other}`; the built-in ones are \
-                         jwt_claim, header, subdomain and path (register application resolvers \
-                         with ResolverRegistry::register)"
-                    )));
-                }
+            let resolver: Arc<dyn TenantResolver> = match builtin {
+                Builtin::JwtClaim => Arc::new(JwtClaimResolver::from_config(config)?),
+                Builtin::Header => Arc::new(HeaderResolver::from_config(config)?),
+                Builtin::Subdomain => Arc::new(SubdomainResolver::from_config(config)?),
+                Builtin::Path => Arc::new(PathResolver::from_config(config)?),
             };
             registry.register(resolver);
         }

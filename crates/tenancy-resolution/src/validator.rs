@@ -17,34 +17,40 @@ use coarsetime::Instant;
 use quick_cache::OptionsBuilder;
 use quick_cache::sync::{Cache, EntryAction, EntryResult, PlaceholderGuard};
 use tenancy_core::{
-    CacheInvalidation, Slug, TenantError, TenantId, TenantInfo, TenantRef, TenantStore,
+    CacheInvalidation, Generation, Slug, Stamp, TenantError, TenantId, TenantInfo, TenantRef,
+    TenantStore,
 };
 
 use crate::config::ValidatorConfig;
 
-/// A cache value: the tenant, or `None` for "no such tenant" (a negative entry).
+/// What a lookup found: the tenant, or `None` for "no such tenant" (a negative entry).
 pub(crate) type CacheEntry = Option<Arc<TenantInfo>>;
 
-/// What the cache stores: the entry and when it stops being served.
+/// A tenant by id: what the store answered, until when it is served, and the id's stamp when its
+/// load began.
 #[derive(Clone)]
-struct Entry {
+struct IdEntry {
     tenant: CacheEntry,
     expires: Instant,
+    loaded: Stamp,
 }
 
-impl Entry {
-    fn fresh(&self, now: Instant) -> bool {
-        now < self.expires
-    }
+/// A slug: the id of the tenant holding it (`None`: no tenant holds it), until when, and the
+/// slug's stamp when its load began. The tenant itself is read from the id cache.
+#[derive(Clone, Copy)]
+struct SlugEntry {
+    id: Option<TenantId>,
+    expires: Instant,
+    loaded: Stamp,
 }
 
-type Guard<'a> = PlaceholderGuard<
+type Guard<'a, K, V> = PlaceholderGuard<
     'a,
-    TenantRef,
-    Entry,
+    K,
+    V,
     quick_cache::UnitWeighter,
     quick_cache::DefaultHashBuilder,
-    quick_cache::sync::DefaultLifecycle<TenantRef, Entry>,
+    quick_cache::sync::DefaultLifecycle<K, V>,
 >;
 
 /// The failure a request gets when the load it waited for failed.
@@ -53,13 +59,17 @@ type Guard<'a> = PlaceholderGuard<
 struct ConcurrentLoadFailed;
 
 struct Shared {
-    cache: Cache<TenantRef, Entry>,
+    /// One entry per tenant (or unknown id): the capacity counts tenants.
+    ids: Cache<TenantId, IdEntry>,
+    /// Slugs to ids, as many as tenants.
+    slugs: Cache<Slug, SlugEntry>,
     store: Arc<dyn TenantStore>,
     capacity: u64,
     ttl: coarsetime::Duration,
     negative_ttl: coarsetime::Duration,
-    /// Bumped before every invalidation: a load that saw another value cannot cache what it read.
-    generation: AtomicU64,
+    /// Advanced before every invalidation: an entry serves only callers that began after its
+    /// load did, unless an invalidation of its key came between.
+    generation: Generation,
     /// Bumped on every failed load: a miss that waited through one shares its failure.
     failures: AtomicU64,
 }
@@ -79,7 +89,11 @@ fn coarse(ttl: Duration) -> coarsetime::Duration {
 ///
 /// quick_cache gives each shard `ceil(weight / shards)`; a weight that the shard count divides
 /// keeps the total at or under `capacity`. Shards hold at least 32 entries each.
-fn bounded_cache(capacity: u64) -> Result<Cache<TenantRef, Entry>, TenantError> {
+fn bounded_cache<K, V>(capacity: u64) -> Result<Cache<K, V>, TenantError>
+where
+    K: Eq + std::hash::Hash,
+    V: Clone,
+{
     let parallelism = std::thread::available_parallelism().map_or(1, usize::from);
     let mut shards = u64::try_from((parallelism * 4).next_power_of_two()).unwrap_or(1);
     while shards > 1 && capacity / shards < 32 {
@@ -104,17 +118,18 @@ fn bounded_cache(capacity: u64) -> Result<Cache<TenantRef, Entry>, TenantError> 
 
 /// Validates tenant references against a [`TenantStore`] through a bounded cache.
 ///
-/// - Keys are [`TenantRef`]s, so one cache serves ids and slugs; a tenant loaded by one is cached
-///   under the other too.
-/// - Found tenants stay `cache_ttl_secs`, unknown keys `negative_ttl_secs` (an expired entry is a
-///   miss); at most `cache_capacity` entries (S3-FIFO eviction).
+/// - Tenants are cached by id, one entry per tenant, so `cache_capacity` counts tenants; a second
+///   cache of as many entries maps slugs to ids. A tenant loaded by either is reachable by both.
+/// - Found tenants stay `cache_ttl`, unknown keys `negative_ttl` (an expired entry is a miss); at
+///   most `cache_capacity` tenants (S3-FIFO eviction).
 /// - Concurrent misses on one key make one store call; store failures are not cached and come back
 ///   as [`TenantError::Storage`], distinct from [`TenantError::NotFound`]. Misses that waited for
 ///   a load that failed get a storage error too, without calling the store again (failures are
 ///   counted per validator, so a miss that starts just as another key's load fails gets one
 ///   as well: only while the store is failing).
 /// - An invalidation that lands while a load is in flight wins: the load's result is returned to
-///   its caller but not cached (or dropped again if it was cached meanwhile).
+///   its caller, and no caller that begins after the invalidation accepts it
+///   ([`Generation`], the guard the config cache uses too).
 /// - Only `active` tenants pass [`validate`](Self::validate); otherwise the error says why.
 /// - Implements [`CacheInvalidation`]: register it with the lifecycle's `Invalidators`.
 ///
@@ -155,7 +170,7 @@ impl fmt::Debug for TenantValidator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TenantValidator")
             .field("store", &self.shared.store)
-            .field("entries", &self.entry_count())
+            .field("tenants", &self.entry_count())
             .field("capacity", &self.shared.capacity)
             .finish()
     }
@@ -174,12 +189,13 @@ impl TenantValidator {
         }
         Ok(Self {
             shared: Arc::new(Shared {
-                cache: bounded_cache(config.cache_capacity)?,
+                ids: bounded_cache(config.cache_capacity)?,
+                slugs: bounded_cache(config.cache_capacity)?,
                 store,
                 capacity: config.cache_capacity,
-                ttl: coarse(config.cache_ttl()),
-                negative_ttl: coarse(config.negative_ttl()),
-                generation: AtomicU64::new(0),
+                ttl: coarse(config.cache_ttl),
+                negative_ttl: coarse(config.negative_ttl),
+                generation: Generation::new(),
                 failures: AtomicU64::new(0),
             }),
         })
@@ -211,8 +227,32 @@ impl TenantValidator {
     /// The fresh cached entry only: `Some(entry)` on a hit, `None` on a miss. Never calls the
     /// store and never waits.
     pub(crate) fn cached(&self, tenant: &TenantRef) -> Option<CacheEntry> {
-        let entry = self.shared.cache.get(tenant)?;
-        entry.fresh(now()).then_some(entry.tenant)
+        let now = now();
+        match *tenant {
+            TenantRef::Id(id) => self.cached_id(id, now),
+            TenantRef::Slug(slug) => {
+                let shared = &*self.shared;
+                let entry = shared.slugs.get(&slug)?;
+                if !(now < entry.expires && shared.generation.is_current(&slug, entry.loaded)) {
+                    return None;
+                }
+                match entry.id {
+                    None => Some(None),
+                    // The id entry decides; one that went away or holds another slug is a miss.
+                    Some(id) => self
+                        .cached_id(id, now)?
+                        .filter(|info| info.slug == slug)
+                        .map(Some),
+                }
+            }
+        }
+    }
+
+    fn cached_id(&self, id: TenantId, now: Instant) -> Option<CacheEntry> {
+        let shared = &*self.shared;
+        let entry = shared.ids.get(&id)?;
+        (now < entry.expires && shared.generation.is_current(&id, entry.loaded))
+            .then_some(entry.tenant)
     }
 
     /// A miss: join the load in flight for `tenant`, or load it.
@@ -220,45 +260,72 @@ impl TenantValidator {
         let shared = &*self.shared;
         let failures = shared.failures.load(Ordering::SeqCst);
         let now = now();
-        let found = shared
-            .cache
-            .entry_async(&tenant, |_, entry| {
-                if entry.fresh(now) {
-                    EntryAction::Retain(entry.tenant.clone())
-                } else {
-                    EntryAction::ReplaceWithGuard
-                }
-            })
-            .await;
-        let guard = match found {
-            EntryResult::Retained(entry) => return Ok(entry),
-            EntryResult::Vacant(guard) | EntryResult::Replaced(guard, _) => Some(guard),
-            // Neither comes out of `entry_async` with this callback; load uncoalesced.
-            EntryResult::Removed(..) | EntryResult::Timeout => None,
-        };
-        if shared.failures.load(Ordering::SeqCst) != failures {
-            // The load this miss waited for failed: share that failure rather than queueing
-            // another store call behind it.
-            return Err(TenantError::storage(
-                format!("loading tenant {tenant}"),
-                ConcurrentLoadFailed,
-            ));
+        match tenant {
+            TenantRef::Id(id) => {
+                let caller = shared.generation.stamp(&id);
+                let found = shared
+                    .ids
+                    .entry_async(&id, |_, entry| {
+                        if now < entry.expires && Generation::serves(entry.loaded, caller) {
+                            EntryAction::Retain(entry.tenant.clone())
+                        } else {
+                            EntryAction::ReplaceWithGuard
+                        }
+                    })
+                    .await;
+                let guard = match found {
+                    EntryResult::Retained(entry) => return Ok(entry),
+                    EntryResult::Vacant(guard) | EntryResult::Replaced(guard, _) => Some(guard),
+                    // Neither comes out of `entry_async` with this callback; load uncoalesced.
+                    EntryResult::Removed(..) | EntryResult::Timeout => None,
+                };
+                shared_failure(shared, failures, tenant)?;
+                self.fetch(tenant, guard.map(Placeholder::Id)).await
+            }
+            TenantRef::Slug(slug) => {
+                let caller = shared.generation.stamp(&slug);
+                let found = shared
+                    .slugs
+                    .entry_async(&slug, |_, entry| {
+                        if now < entry.expires && Generation::serves(entry.loaded, caller) {
+                            EntryAction::Retain(entry.id)
+                        } else {
+                            EntryAction::ReplaceWithGuard
+                        }
+                    })
+                    .await;
+                let guard = match found {
+                    EntryResult::Retained(None) => return Ok(None),
+                    EntryResult::Vacant(guard) | EntryResult::Replaced(guard, _) => Some(guard),
+                    // Mapped to an id whose entry is gone: load by slug, uncoalesced.
+                    EntryResult::Retained(Some(_))
+                    | EntryResult::Removed(..)
+                    | EntryResult::Timeout => None,
+                };
+                shared_failure(shared, failures, tenant)?;
+                self.fetch(tenant, guard.map(Placeholder::Slug)).await
+            }
         }
-        self.fetch(tenant, guard).await
     }
 
-    /// Reads the store and caches the answer unless an invalidation landed meanwhile.
+    /// Reads the store and caches the answer under its id and its slug, each stamped with its
+    /// key's stamp when the load began.
     async fn fetch(
         &self,
         tenant: TenantRef,
-        guard: Option<Guard<'_>>,
+        placeholder: Option<Placeholder<'_>>,
     ) -> Result<CacheEntry, TenantError> {
         let shared = &*self.shared;
-        let generation = shared.generation.load(Ordering::SeqCst);
+        let generation = &shared.generation;
+        let began = generation.epoch();
+        let stamp = match tenant {
+            TenantRef::Id(id) => generation.stamp(&id),
+            TenantRef::Slug(slug) => generation.stamp(&slug),
+        };
         let found = match shared.store.find(&tenant).await {
             Ok(found) => found.map(Arc::new),
             Err(err) => {
-                // Before the guard drops, so that the misses it wakes see it.
+                // Before the placeholder drops, so that the misses it wakes see it.
                 shared.failures.fetch_add(1, Ordering::SeqCst);
                 return Err(TenantError::storage(
                     format!("loading tenant {tenant}"),
@@ -266,61 +333,110 @@ impl TenantValidator {
                 ));
             }
         };
-        if shared.generation.load(Ordering::SeqCst) != generation {
-            return Ok(found);
-        }
-        let ttl = if found.is_some() {
-            shared.ttl
-        } else {
-            shared.negative_ttl
+        let expires = now()
+            + if found.is_some() {
+                shared.ttl
+            } else {
+                shared.negative_ttl
+            };
+        // The key the load did not name is known only now: cache it only when its stamp then
+        // is the one it had when the load began.
+        let (id, id_stamp, slug, slug_stamp) = match (tenant, &found) {
+            (TenantRef::Id(id), info) => (
+                Some(id),
+                Some(stamp),
+                info.as_ref().map(|info| info.slug),
+                info.as_ref()
+                    .and_then(|info| generation.stamp_since(&info.slug, began)),
+            ),
+            (TenantRef::Slug(slug), info) => (
+                info.as_ref().map(|info| info.id),
+                info.as_ref()
+                    .and_then(|info| generation.stamp_since(&info.id, began)),
+                Some(slug),
+                Some(stamp),
+            ),
         };
-        let entry = Entry {
-            tenant: found.clone(),
-            expires: now() + ttl,
-        };
-        let other = found.as_ref().map(|info| match tenant {
-            TenantRef::Id(_) => TenantRef::Slug(info.slug),
-            TenantRef::Slug(_) => TenantRef::Id(info.id),
+        let id_entry = id.zip(id_stamp).map(|(id, loaded)| {
+            (
+                id,
+                IdEntry {
+                    tenant: found.clone(),
+                    expires,
+                    loaded,
+                },
+            )
         });
-        if let Some(other) = other {
-            shared.cache.insert(other, entry.clone());
-        }
-        match guard {
-            // `Err`: an invalidation removed the placeholder; the check below covers it.
-            Some(guard) => drop(guard.insert(entry)),
-            None => shared.cache.insert(tenant, entry),
-        }
-        // An invalidation that bumped the generation before its removals cannot have missed
-        // these entries unless it bumped after the first check: drop them then.
-        if shared.generation.load(Ordering::SeqCst) != generation {
-            shared.cache.remove(&tenant);
-            if let Some(other) = other {
-                shared.cache.remove(&other);
+        let slug_entry = slug.zip(slug_stamp).map(|(slug, loaded)| {
+            (
+                slug,
+                SlugEntry {
+                    id: found.as_ref().map(|info| info.id),
+                    expires,
+                    loaded,
+                },
+            )
+        });
+        match placeholder {
+            // `Err` from `insert`: an invalidation removed the placeholder; the stamp covers it.
+            Some(Placeholder::Id(guard)) => {
+                if let Some((_, entry)) = id_entry {
+                    let _ = guard.insert(entry);
+                }
+                if let Some((slug, entry)) = slug_entry {
+                    shared.slugs.insert(slug, entry);
+                }
+            }
+            Some(Placeholder::Slug(guard)) => {
+                if let Some((_, entry)) = slug_entry {
+                    let _ = guard.insert(entry);
+                }
+                if let Some((id, entry)) = id_entry {
+                    shared.ids.insert(id, entry);
+                }
+            }
+            None => {
+                if let Some((id, entry)) = id_entry {
+                    shared.ids.insert(id, entry);
+                }
+                if let Some((slug, entry)) = slug_entry {
+                    shared.slugs.insert(slug, entry);
+                }
             }
         }
         Ok(found)
     }
 
-    /// How many entries the cache holds, expired ones not yet read or evicted included.
+    /// How many tenants (and unknown ids) the cache holds, expired ones not yet read or evicted
+    /// included.
     #[must_use]
     pub fn entry_count(&self) -> u64 {
-        u64::try_from(self.shared.cache.len()).unwrap_or(u64::MAX)
+        u64::try_from(self.shared.ids.len()).unwrap_or(u64::MAX)
     }
 
-    /// The most entries the cache holds.
+    /// The most tenants the cache holds.
     #[must_use]
     pub fn capacity(&self) -> u64 {
         self.shared.capacity
     }
+}
 
-    /// Runs pending cache maintenance now. The cache evicts on insert and expires entries when
-    /// they are read, so nothing is ever pending and this returns at once; kept so that callers
-    /// written for a cache with deferred maintenance keep working.
-    pub async fn run_pending_tasks(&self) {}
+/// The placeholder a miss holds while it loads, in the cache of the key it was asked for.
+enum Placeholder<'a> {
+    Id(Guard<'a, TenantId, IdEntry>),
+    Slug(Guard<'a, Slug, SlugEntry>),
+}
 
-    /// Called first by every invalidation: loads in flight will not cache what they read.
-    fn begin_invalidation(&self) {
-        self.shared.generation.fetch_add(1, Ordering::SeqCst);
+/// A storage error when a load this miss waited for failed: it shares that failure rather than
+/// queueing another store call behind it.
+fn shared_failure(shared: &Shared, failures: u64, tenant: TenantRef) -> Result<(), TenantError> {
+    if shared.failures.load(Ordering::SeqCst) == failures {
+        Ok(())
+    } else {
+        Err(TenantError::storage(
+            format!("loading tenant {tenant}"),
+            ConcurrentLoadFailed,
+        ))
     }
 }
 
@@ -336,33 +452,23 @@ pub(crate) fn check(tenant: TenantRef, entry: CacheEntry) -> Result<Arc<TenantIn
 #[async_trait]
 impl CacheInvalidation for TenantValidator {
     async fn invalidate_tenant(&self, tenant: TenantId) {
-        self.begin_invalidation();
-        let cache = &self.shared.cache;
-        match cache.remove(&TenantRef::Id(tenant)) {
-            Some((
-                _,
-                Entry {
-                    tenant: Some(info), ..
-                },
-            )) => {
-                cache.remove(&TenantRef::Slug(info.slug));
-            }
-            // "No such id": a slug load since would have replaced it, so no slug entry holds it.
-            Some((_, Entry { tenant: None, .. })) => {}
-            // The id entry is gone (evicted): find slug entries by value.
-            None => {
-                cache.retain(|_, entry| entry.tenant.as_ref().is_none_or(|info| info.id != tenant));
-            }
+        let shared = &*self.shared;
+        shared.generation.advance(&tenant);
+        if let Some((_, entry)) = shared.ids.remove(&tenant)
+            && let Some(info) = entry.tenant
+        {
+            shared.slugs.remove(&info.slug);
         }
     }
 
     async fn invalidate_slug(&self, slug: &Slug) {
-        self.begin_invalidation();
-        self.shared.cache.remove(&TenantRef::Slug(*slug));
+        self.shared.generation.advance(slug);
+        self.shared.slugs.remove(slug);
     }
 
     async fn invalidate_all(&self) {
-        self.begin_invalidation();
-        self.shared.cache.clear();
+        self.shared.generation.advance_all();
+        self.shared.ids.clear();
+        self.shared.slugs.clear();
     }
 }

@@ -13,7 +13,8 @@ use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use tenancy_core::{TenantStatus, context};
 use tenancy_resolution::{
-    AuthenticatedUser, ResolutionConfig, TenancyLayer, Tenant, TenantGuardLayer, TenantValidator,
+    AuthenticatedUser, RequireTenantLayer, ResolutionConfig, ResolveTenantLayer, Tenant,
+    TenantRejection, TenantValidator,
 };
 use tower::ServiceExt;
 
@@ -39,7 +40,7 @@ fn config() -> ResolutionConfig {
 
 fn app(store: &Arc<CountingStore>, membership: Arc<TableMembership>) -> Router {
     let validator = TenantValidator::new(store.clone(), &config().validator).unwrap();
-    let tenancy = TenancyLayer::builder(&config(), validator)
+    let tenancy = ResolveTenantLayer::builder(&config(), validator)
         .membership(membership)
         .build()
         .unwrap();
@@ -50,7 +51,7 @@ fn app(store: &Arc<CountingStore>, membership: Arc<TableMembership>) -> Router {
         .merge(
             Router::new()
                 .route("/guarded", get(|| async { "inside" }))
-                .route_layer(TenantGuardLayer::new()),
+                .route_layer(RequireTenantLayer::new()),
         )
         .layer(tenancy)
 }
@@ -124,7 +125,7 @@ async fn whoami_sees_the_tenant_by_subdomain_path_and_header() {
 }
 
 #[tokio::test]
-async fn inactive_suspended_and_unknown_tenants_get_403_with_a_json_body() {
+async fn inactive_suspended_and_unknown_tenants_get_403_saying_why() {
     let store = CountingStore::new();
     let off = store.tenant("off", TenantStatus::Inactive).await;
     let banned = store.tenant("banned", TenantStatus::Suspended).await;
@@ -132,11 +133,12 @@ async fn inactive_suspended_and_unknown_tenants_get_403_with_a_json_body() {
         &store,
         TableMembership::with([("alice", off.id), ("alice", banned.id)]),
     );
-    for host in [
-        "off.app.example.com",
-        "banned.app.example.com",
-        "ghost.app.example.com",
-        "app.example.com",
+    for (host, code) in [
+        ("off.app.example.com", "tenant_inactive"),
+        ("banned.app.example.com", "tenant_suspended"),
+        // Named by an untrusted resolver: a tenant the user does not belong to, existing or not.
+        ("ghost.app.example.com", "tenant_not_member"),
+        ("app.example.com", "tenant_required"),
     ] {
         for uri in ["/whoami", "/guarded"] {
             let response = app
@@ -148,7 +150,7 @@ async fn inactive_suspended_and_unknown_tenants_get_403_with_a_json_body() {
             assert_eq!(response.headers()["content-type"], "application/json");
             let body = response.into_body().collect().await.unwrap().to_bytes();
             let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
-            assert_eq!(body["error"], "tenant_required");
+            assert_eq!(body["error"], code, "{host}{uri}");
             assert!(body["message"].is_string());
         }
         // The middleware itself never rejects: an optional extractor sees no tenant.
@@ -201,7 +203,7 @@ async fn require_tenant_guards_a_whole_router_with_one_layer() {
     let acme = store.tenant("acme", TenantStatus::Active).await;
     let off = store.tenant("off", TenantStatus::Inactive).await;
     let validator = TenantValidator::new(store.clone(), &config().validator).unwrap();
-    let tenancy = TenancyLayer::builder(&config(), validator)
+    let tenancy = ResolveTenantLayer::builder(&config(), validator)
         .membership(TableMembership::with([
             ("alice", acme.id),
             ("alice", off.id),
@@ -215,14 +217,82 @@ async fn require_tenant_guards_a_whole_router_with_one_layer() {
     let body: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(body["slug"], "acme");
     assert_eq!(body["context"], acme.id.to_string());
-    for (host, user) in [
-        ("off.app.example.com", "alice"),
-        ("ghost.app.example.com", "alice"),
-        ("acme.app.example.com", "mallory"),
-        ("app.example.com", "alice"),
+    for (host, user, rejection) in [
+        ("off.app.example.com", "alice", TenantRejection::Inactive),
+        ("ghost.app.example.com", "alice", TenantRejection::NotMember),
+        (
+            "acme.app.example.com",
+            "mallory",
+            TenantRejection::NotMember,
+        ),
+        ("app.example.com", "alice", TenantRejection::Missing),
     ] {
         let (status, body) = call(&app, get_as("/whoami", host, user)).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{host} as {user}");
-        assert_eq!(body, tenancy_resolution::response::TENANT_REQUIRED_BODY);
+        assert_eq!(body, rejection.json_body(), "{host} as {user}");
+    }
+}
+
+#[tokio::test]
+async fn the_extractor_on_a_route_without_the_layer_is_a_server_error() {
+    let app: Router = Router::new()
+        .route("/whoami", get(whoami))
+        .route("/maybe", get(maybe));
+    for uri in ["/whoami", "/maybe"] {
+        let (status, body) = call(&app, get_as(uri, "acme.app.example.com", "alice")).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{uri}");
+        assert_eq!(body, TenantRejection::MissingLayer.json_body());
+    }
+    // The guard without the resolving layer in front of it says the same.
+    let guarded = Router::new()
+        .route("/guarded", get(|| async { "ok" }))
+        .layer(RequireTenantLayer::new());
+    assert_eq!(
+        call(
+            &guarded,
+            get_as("/guarded", "acme.app.example.com", "alice")
+        )
+        .await
+        .0,
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
+}
+
+#[tokio::test]
+async fn a_handler_can_answer_the_reason_itself() {
+    async fn status(tenant: Result<Tenant, TenantRejection>) -> String {
+        match tenant {
+            Ok(tenant) => format!("welcome to {}", tenant.slug),
+            Err(TenantRejection::Suspended) => "this account is suspended".to_owned(),
+            Err(other) => other.code().to_owned(),
+        }
+    }
+    let store = CountingStore::new();
+    let acme = store.tenant("acme", TenantStatus::Active).await;
+    let banned = store.tenant("banned", TenantStatus::Suspended).await;
+    let validator = TenantValidator::new(store.clone(), &config().validator).unwrap();
+    let layer = ResolveTenantLayer::builder(&config(), validator)
+        .membership(TableMembership::with([
+            ("alice", acme.id),
+            ("alice", banned.id),
+        ]))
+        .build()
+        .unwrap();
+    let app = Router::new().route("/status", get(status)).layer(layer);
+    for (host, user, expected) in [
+        ("acme.app.example.com", "alice", "welcome to acme"),
+        (
+            "banned.app.example.com",
+            "alice",
+            "this account is suspended",
+        ),
+        ("banned.app.example.com", "mallory", "tenant_not_member"),
+        ("app.example.com", "alice", "tenant_required"),
+    ] {
+        assert_eq!(
+            call(&app, get_as("/status", host, user)).await,
+            (StatusCode::OK, expected.to_owned()),
+            "{host} as {user}"
+        );
     }
 }

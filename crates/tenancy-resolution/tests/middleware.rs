@@ -13,16 +13,17 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use tenancy_core::{TenantError, TenantInfo, TenantStatus, context};
 use tenancy_resolution::{
-    AuthenticatedUser, KeyKind, Resolution, ResolutionConfig, ResolutionContext, ResolvedTenant,
-    TenancyLayer, TenantGuardLayer, TenantMembership, TenantResolver, TenantValidator,
-    VerifiedClaims,
+    AuthenticatedUser, Builtin, KeyKind, RequireTenantLayer, Resolution, ResolutionConfig,
+    ResolutionContext, ResolveTenantLayer, ResolvedTenant, TenantMembership, TenantRejection,
+    TenantResolver, TenantValidator, VerifiedClaims,
 };
 use tower::util::BoxCloneService;
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 
 type Service = BoxCloneService<Request<Full<Bytes>>, Response<Full<Bytes>>, Infallible>;
 
-/// Answers `<slug from extensions> <resolver> <slug from the task-local context>`, or `none`.
+/// Answers `<slug from extensions> <resolver> <slug from the task-local context>`, or
+/// `none <no task-local tenant> <the rejection's code>`.
 async fn whoami(request: Request<Full<Bytes>>) -> Result<Response<Full<Bytes>>, Infallible> {
     let body = match request.extensions().get::<ResolvedTenant>() {
         Some(tenant) => format!(
@@ -33,7 +34,14 @@ async fn whoami(request: Request<Full<Bytes>>) -> Result<Response<Full<Bytes>>, 
                 .map(|c| c.tenant().slug.to_string())
                 .unwrap_or_default()
         ),
-        None => format!("none {}", context::current().is_none()),
+        None => format!(
+            "none {} {}",
+            context::current().is_none(),
+            request
+                .extensions()
+                .get::<TenantRejection>()
+                .map_or("no-rejection", |r| r.code())
+        ),
     };
     Ok(Response::new(Full::from(body)))
 }
@@ -41,7 +49,7 @@ async fn whoami(request: Request<Full<Bytes>>) -> Result<Response<Full<Bytes>>, 
 /// Header and path resolvers; the header is trusted unless `strict` membership is tested.
 fn config() -> ResolutionConfig {
     ResolutionConfig {
-        resolvers: Some(vec!["jwt_claim".into(), "header".into(), "path".into()]),
+        resolvers: Some(vec![Builtin::JwtClaim, Builtin::Header, Builtin::Path]),
         trusted_resolvers: vec!["jwt_claim".into(), "header".into(), "path".into()],
         ..ResolutionConfig::default()
     }
@@ -49,7 +57,7 @@ fn config() -> ResolutionConfig {
 
 fn stack(
     store: &Arc<CountingStore>,
-    layer: impl FnOnce(TenantValidator) -> TenancyLayer,
+    layer: impl FnOnce(TenantValidator) -> ResolveTenantLayer,
     guard: bool,
 ) -> Service {
     let validator =
@@ -59,7 +67,7 @@ fn stack(
         BoxCloneService::new(
             ServiceBuilder::new()
                 .layer(tenancy)
-                .layer(TenantGuardLayer::new())
+                .layer(RequireTenantLayer::new())
                 .service(service_fn(whoami)),
         )
     } else {
@@ -76,7 +84,11 @@ fn validator(store: &Arc<CountingStore>) -> TenantValidator {
 }
 
 fn trusted_stack(store: &Arc<CountingStore>, guard: bool) -> Service {
-    stack(store, |v| TenancyLayer::new(&config(), v).unwrap(), guard)
+    stack(
+        store,
+        |v| ResolveTenantLayer::new(&config(), v).unwrap(),
+        guard,
+    )
 }
 
 fn send(
@@ -137,7 +149,7 @@ async fn the_inner_services_call_runs_in_the_tenant_scope_too() {
     let acme = store.tenant("acme", TenantStatus::Active).await;
     let service: Service = BoxCloneService::new(
         ServiceBuilder::new()
-            .layer(TenancyLayer::new(&config(), validator(&store)).unwrap())
+            .layer(ResolveTenantLayer::new(&config(), validator(&store)).unwrap())
             .service(service_fn(|_: Request<Full<Bytes>>| {
                 let seen = context::current_id().map(|id| id.to_string());
                 std::future::ready(Ok::<_, Infallible>(Response::new(Full::from(
@@ -159,20 +171,21 @@ async fn the_guard_answers_403_for_inactive_suspended_provisioning_and_unknown_t
     let store = CountingStore::new();
     let guarded = trusted_stack(&store, true);
     let open = trusted_stack(&store, false);
-    for (slug, status) in [
-        ("off", TenantStatus::Inactive),
-        ("banned", TenantStatus::Suspended),
-        ("new", TenantStatus::Provisioning),
+    for (slug, status, reason) in [
+        ("off", TenantStatus::Inactive, "tenant_inactive"),
+        ("banned", TenantStatus::Suspended, "tenant_suspended"),
+        ("new", TenantStatus::Provisioning, "tenant_provisioning"),
     ] {
         let tenant = store.tenant(slug, status).await;
         let (code, body) = send(&guarded, with_header(&tenant.id.to_string())).await;
         assert_eq!(code, StatusCode::FORBIDDEN, "{slug}");
-        assert_eq!(json(&body)["error"], "tenant_required");
-        // Without the guard the middleware never rejects: the handler runs without a tenant.
+        assert_eq!(json(&body)["error"], reason);
+        // Without the guard the middleware never rejects: the handler runs without a tenant,
+        // and finds the reason in the extensions.
         let (code, body) = send(&open, with_header(&tenant.id.to_string())).await;
         assert_eq!(
-            (code, body.as_str()),
-            (StatusCode::OK, "none true"),
+            (code, body),
+            (StatusCode::OK, format!("none true {reason}")),
             "{slug}"
         );
     }
@@ -186,8 +199,8 @@ async fn the_guard_answers_403_for_inactive_suspended_provisioning_and_unknown_t
     assert_eq!(response.headers()["content-type"], "application/json");
     let body = response.into_body().collect().await.unwrap().to_bytes();
     let body = json(std::str::from_utf8(&body).unwrap());
-    assert_eq!(body["error"], "tenant_required");
-    assert!(body["message"].as_str().unwrap().contains("active tenant"));
+    assert_eq!(body["error"], "tenant_not_found");
+    assert!(body["message"].as_str().unwrap().contains("does not exist"));
     let no_tenant = Request::builder()
         .uri("/whoami")
         .body(Full::default())
@@ -202,7 +215,11 @@ async fn require_tenant_makes_one_layer_answer_the_guards_403() {
     let off = store.tenant("off", TenantStatus::Inactive).await;
     let required = stack(
         &store,
-        |v| TenancyLayer::new(&config(), v).unwrap().require_tenant(),
+        |v| {
+            ResolveTenantLayer::new(&config(), v)
+                .unwrap()
+                .require_tenant()
+        },
         false,
     );
     let unknown = tenancy_core::TenantId::new().to_string();
@@ -210,20 +227,23 @@ async fn require_tenant_makes_one_layer_answer_the_guards_403() {
     for _ in 0..2 {
         let (code, body) = send(&required, with_header(&acme.id.to_string())).await;
         assert_eq!((code, body.as_str()), (StatusCode::OK, "acme header acme"));
-        for request in [
-            with_header(&off.id.to_string()),
-            with_header(&unknown),
-            with_header("not-a-uuid"),
-            Request::builder()
-                .uri("/whoami")
-                .body(Full::default())
-                .unwrap(),
+        for (request, rejection) in [
+            (with_header(&off.id.to_string()), TenantRejection::Inactive),
+            (with_header(&unknown), TenantRejection::NotFound),
+            (with_header("not-a-uuid"), TenantRejection::Missing),
+            (
+                Request::builder()
+                    .uri("/whoami")
+                    .body(Full::default())
+                    .unwrap(),
+                TenantRejection::Missing,
+            ),
         ] {
             let response = required.clone().oneshot(request).await.unwrap();
             assert_eq!(response.status(), StatusCode::FORBIDDEN);
             assert_eq!(response.headers()["content-type"], "application/json");
             let body = response.into_body().collect().await.unwrap().to_bytes();
-            assert_eq!(body, tenancy_resolution::response::TENANT_REQUIRED_BODY);
+            assert_eq!(body, rejection.json_body());
         }
     }
     assert_eq!(
@@ -348,7 +368,7 @@ async fn a_thousand_concurrent_requests_for_a_cold_tenant_make_one_store_call() 
 
 fn strict_config() -> ResolutionConfig {
     ResolutionConfig {
-        resolvers: Some(vec!["jwt_claim".into(), "header".into()]),
+        resolvers: Some(vec![Builtin::JwtClaim, Builtin::Header]),
         ..ResolutionConfig::default()
     }
 }
@@ -357,7 +377,7 @@ fn strict_stack(store: &Arc<CountingStore>, membership: Arc<dyn TenantMembership
     stack(
         store,
         |v| {
-            TenancyLayer::builder(&strict_config(), v)
+            ResolveTenantLayer::builder(&strict_config(), v)
                 .membership(membership)
                 .build()
                 .unwrap()
@@ -419,18 +439,71 @@ async fn strict_membership_keeps_users_out_of_other_tenants() {
 }
 
 #[tokio::test]
-async fn without_strict_membership_untrusted_resolvers_pass_unchecked() {
+async fn an_anonymous_request_under_strict_membership_costs_no_store_lookup() {
     let store = CountingStore::new();
     let acme = store.tenant("acme", TenantStatus::Active).await;
-    let membership = TableMembership::with([]);
+    let service = strict_stack(&store, TableMembership::with([("alice", acme.id)]));
+    for id in [acme.id, tenancy_core::TenantId::new()] {
+        let (status, body) = send(&service, with_header(&id.to_string())).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        // Existing or not, the answer is the same: a non-member learns nothing of the tenant.
+        assert_eq!(json(&body)["error"], "tenant_not_member");
+    }
+    assert_eq!(store.lookups(), 0);
+}
+
+#[tokio::test]
+async fn authenticated_membership_lets_anonymous_requests_in_and_checks_users() {
+    let store = CountingStore::new();
+    let acme = store.tenant("acme", TenantStatus::Active).await;
+    let membership = TableMembership::with([("alice", acme.id)]);
     let config = ResolutionConfig {
-        strict_membership: false,
+        membership: tenancy_resolution::MembershipMode::Authenticated,
         ..strict_config()
     };
     let service = stack(
         &store,
         |v| {
-            TenancyLayer::builder(&config, v)
+            ResolveTenantLayer::builder(&config, v)
+                .membership(membership.clone())
+                .build()
+                .unwrap()
+        },
+        true,
+    );
+    let id = acme.id.to_string();
+    // Twice each: a cache miss (async path), then a hit (sync path) decide the same.
+    for _ in 0..2 {
+        assert_eq!(
+            send(&service, with_header(&id)).await,
+            (StatusCode::OK, "acme header acme".to_owned()),
+            "anonymous"
+        );
+        assert_eq!(
+            send(&service, as_user(with_header(&id), "alice")).await,
+            (StatusCode::OK, "acme header acme".to_owned()),
+            "a member"
+        );
+        let (status, body) = send(&service, as_user(with_header(&id), "mallory")).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "not a member");
+        assert_eq!(json(&body)["error"], "tenant_not_member");
+    }
+    assert_eq!(membership.calls.load(Ordering::SeqCst), 4);
+}
+
+#[tokio::test]
+async fn without_strict_membership_untrusted_resolvers_pass_unchecked() {
+    let store = CountingStore::new();
+    let acme = store.tenant("acme", TenantStatus::Active).await;
+    let membership = TableMembership::with([]);
+    let config = ResolutionConfig {
+        membership: tenancy_resolution::MembershipMode::Off,
+        ..strict_config()
+    };
+    let service = stack(
+        &store,
+        |v| {
+            ResolveTenantLayer::builder(&config, v)
                 .membership(membership.clone())
                 .build()
                 .unwrap()
@@ -471,7 +544,8 @@ async fn a_failing_membership_store_answers_503() {
 #[test]
 fn layer_configuration_errors_name_the_problem() {
     let validator = TenantValidator::new(CountingStore::new(), &Default::default()).unwrap();
-    let error = |config: ResolutionConfig| match TenancyLayer::new(&config, validator.clone()) {
+    let error = |config: ResolutionConfig| match ResolveTenantLayer::new(&config, validator.clone())
+    {
         Err(TenantError::Configuration(message)) => message,
         other => panic!("expected a configuration error, got {other:?}"),
     };
@@ -482,7 +556,7 @@ fn layer_configuration_errors_name_the_problem() {
     );
     let message = error(ResolutionConfig {
         trusted_resolvers: vec!["jwt_clam".into()],
-        strict_membership: false,
+        membership: tenancy_resolution::MembershipMode::Off,
         ..strict_config()
     });
     assert!(
@@ -491,12 +565,12 @@ fn layer_configuration_errors_name_the_problem() {
     );
     let message = error(ResolutionConfig {
         priorities: [("cookie".to_owned(), 1)].into(),
-        strict_membership: false,
+        membership: tenancy_resolution::MembershipMode::Off,
         ..strict_config()
     });
     assert!(message.contains("priorities names `cookie`"), "{message}");
     let message = error(ResolutionConfig {
-        resolvers: Some(vec!["subdomain".into()]),
+        resolvers: Some(vec![Builtin::Subdomain]),
         ..ResolutionConfig::default()
     });
     assert!(message.contains("subdomain_base_domain"), "{message}");
@@ -530,7 +604,7 @@ fn an_application_resolver_cannot_take_a_trusted_resolvers_name() {
     // Trust goes by name: were this resolver accepted, a spoofable header would be trusted as
     // `jwt_claim` is and skip the membership check.
     let validator = TenantValidator::new(CountingStore::new(), &Default::default()).unwrap();
-    let result = TenancyLayer::builder(&strict_config(), validator)
+    let result = ResolveTenantLayer::builder(&strict_config(), validator)
         .membership(TableMembership::with([]))
         .resolver(Arc::new(HeaderCalledJwtClaim))
         .build();
@@ -553,7 +627,7 @@ async fn the_service_made_ready_is_the_one_called_on_the_async_path() {
     let acme = store.tenant("acme", TenantStatus::Active).await;
     let validator = TenantValidator::new(store.clone(), &Default::default()).unwrap();
     let mut service = ServiceBuilder::new()
-        .layer(TenancyLayer::new(&config(), validator).unwrap())
+        .layer(ResolveTenantLayer::new(&config(), validator).unwrap())
         .concurrency_limit(1)
         .service(service_fn(whoami));
     for _ in 0..3 {

@@ -7,7 +7,7 @@ use http::{HeaderMap, HeaderValue, Request, Uri};
 use proptest::prelude::*;
 use tenancy_core::{JsonObject, Slug, TenantError, TenantId, TenantRef};
 use tenancy_resolution::{
-    HeaderResolver, JwtClaimResolver, KeyKind, PathResolver, Resolution, ResolutionConfig,
+    Builtin, HeaderResolver, JwtClaimResolver, KeyKind, PathResolver, Resolution, ResolutionConfig,
     ResolutionContext, ResolverRegistry, SubdomainResolver, TenantResolver, VerifiedClaims,
 };
 
@@ -299,7 +299,7 @@ fn jwt_claim_rules_with_verified_claims() {
 #[test]
 fn registry_orders_by_priority_and_first_answer_wins() {
     let config = ResolutionConfig {
-        resolvers: Some(vec!["path".into(), "header".into(), "subdomain".into()]),
+        resolvers: Some(vec![Builtin::Path, Builtin::Header, Builtin::Subdomain]),
         subdomain_base_domain: Some("app.example.com".into()),
         header_kind: KeyKind::Slug,
         ..ResolutionConfig::default()
@@ -425,18 +425,18 @@ fn configuration_errors_name_the_problem() {
         Err(TenantError::Configuration(message)) => message,
         other => panic!("expected a configuration error, got {other:?}"),
     };
+    let unknown =
+        serde_json::from_str::<ResolutionConfig>(r#"{"resolvers": ["header", "cookie"]}"#)
+            .unwrap_err()
+            .to_string();
+    assert!(unknown.contains("unknown variant `cookie`"), "{unknown}");
     let message = error(ResolutionConfig {
-        resolvers: Some(vec!["header".into(), "cookie".into()]),
-        ..ResolutionConfig::default()
-    });
-    assert!(message.contains("unknown resolver `cookie`"), "{message}");
-    let message = error(ResolutionConfig {
-        resolvers: Some(vec!["subdomain".into()]),
+        resolvers: Some(vec![Builtin::Subdomain]),
         ..ResolutionConfig::default()
     });
     assert!(message.contains("subdomain_base_domain"), "{message}");
     let message = error(ResolutionConfig {
-        resolvers: Some(vec!["header".into(), "header".into()]),
+        resolvers: Some(vec![Builtin::Header, Builtin::Header]),
         ..ResolutionConfig::default()
     });
     assert!(message.contains("twice"), "{message}");
@@ -481,7 +481,7 @@ proptest! {
         claim in proptest::option::of(".{0,40}"),
     ) {
         let config = ResolutionConfig {
-            resolvers: Some(vec!["jwt_claim".into(), "header".into(), "subdomain".into(), "path".into()]),
+            resolvers: Some(vec![Builtin::JwtClaim, Builtin::Header, Builtin::Subdomain, Builtin::Path]),
             subdomain_base_domain: Some("app.example.com".into()),
             ..ResolutionConfig::default()
         };

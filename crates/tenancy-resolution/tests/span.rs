@@ -12,7 +12,7 @@ use common::CountingStore;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use tenancy_core::TenantStatus;
-use tenancy_resolution::{ResolutionConfig, TenancyLayer, TenantValidator};
+use tenancy_resolution::{ResolutionConfig, ResolveTenantLayer, TenantValidator};
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 
 /// Collects the `tenant_id` fields of new spans.
@@ -66,7 +66,7 @@ fn the_tenant_id_is_recorded_on_a_span() {
         };
         let validator = TenantValidator::new(store.clone(), &config.validator).unwrap();
         let service = ServiceBuilder::new()
-            .layer(TenancyLayer::new(&config, validator).unwrap())
+            .layer(ResolveTenantLayer::new(&config, validator).unwrap())
             .service(service_fn(|_: Request<Full<Bytes>>| async {
                 Ok::<_, Infallible>(Response::new(Full::<Bytes>::default()))
             }));

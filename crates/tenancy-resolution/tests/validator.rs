@@ -57,7 +57,6 @@ async fn a_flood_of_unknown_ids_stays_within_capacity() {
             .unwrap_err();
         assert!(matches!(err, TenantError::NotFound { .. }));
     }
-    validator.run_pending_tasks().await;
     assert!(
         validator.entry_count() <= config.cache_capacity,
         "{} entries for a capacity of {}",
@@ -66,6 +65,39 @@ async fn a_flood_of_unknown_ids_stays_within_capacity() {
     );
     assert_eq!(validator.capacity(), 1_000);
     assert_eq!(store.lookups(), 100_000);
+}
+
+#[tokio::test]
+async fn the_capacity_counts_tenants_looked_up_by_id_and_by_slug() {
+    // Each tenant is looked up by both its keys; a capacity of 1,000 holds 800 such tenants.
+    let store = CountingStore::new();
+    let config = ValidatorConfig {
+        cache_capacity: 1_000,
+        ..ValidatorConfig::default()
+    };
+    let validator = validator(&store, &config);
+    let mut tenants = Vec::new();
+    for i in 0..800 {
+        let info = store.tenant(&format!("t{i}"), TenantStatus::Active).await;
+        tenants.push((info.id, info.slug));
+    }
+    for (id, slug) in &tenants {
+        validator.validate(TenantRef::Id(*id)).await.unwrap();
+        validator.validate(TenantRef::Slug(*slug)).await.unwrap();
+    }
+    let loaded = store.lookups();
+    assert!(loaded <= 1_600, "{loaded}");
+    for (id, slug) in &tenants {
+        validator.validate(TenantRef::Id(*id)).await.unwrap();
+        validator.validate(TenantRef::Slug(*slug)).await.unwrap();
+    }
+    let misses = store.lookups() - loaded;
+    // Shards fill unevenly, so a few may be evicted; two entries per tenant lost half of them.
+    assert!(
+        misses * 20 <= 1_600,
+        "{misses} of 1,600 lookups missed a cache sized for the tenants"
+    );
+    assert!(validator.entry_count() <= 1_000);
 }
 
 #[tokio::test]
@@ -198,7 +230,7 @@ async fn negative_entries_are_cached_and_invalidated_by_slug() {
 async fn negative_entries_expire_sooner_than_positive_ones() {
     let store = CountingStore::new();
     let config = ValidatorConfig {
-        negative_ttl_secs: 1,
+        negative_ttl: Duration::from_secs(1),
         ..ValidatorConfig::default()
     };
     let validator = validator(&store, &config);

@@ -92,7 +92,7 @@ impl TenantResolver for JwtClaimResolver {
         }
         #[cfg(feature = "jwt")]
         if let Some(verifier) = &self.verifier
-            && let Some(token) = verify::bearer(cx.headers())
+            && let Some(token) = crate::bearer_token(cx.headers())
         {
             return found(
                 verifier
@@ -109,8 +109,6 @@ mod verify {
     use std::fmt;
     use std::str::FromStr;
 
-    use http::HeaderMap;
-    use http::header::AUTHORIZATION;
     use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode};
     use tenancy_core::{JsonObject, TenantError};
 
@@ -118,9 +116,6 @@ mod verify {
 
     /// The shortest HMAC secret accepted (256 bits).
     const MIN_SECRET_LEN: usize = 32;
-
-    /// The longest token looked at; longer ones are refused before any decoding.
-    const MAX_TOKEN_LEN: usize = 8 * 1024;
 
     pub(super) struct Verifier {
         key: DecodingKey,
@@ -197,7 +192,7 @@ mod verify {
             };
             let mut validation = Validation::new(first);
             validation.algorithms = algorithms;
-            validation.leeway = settings.leeway_secs;
+            validation.leeway = settings.leeway.as_secs();
             // Off by default in jsonwebtoken: a token is not valid before its `nbf` (RFC 7519).
             validation.validate_nbf = true;
             let mut required = vec!["exp"];
@@ -219,9 +214,6 @@ mod verify {
 
         /// The claims of `token` if it verifies, else `None` (the reason is logged at debug).
         pub(super) fn claims(&self, token: &[u8]) -> Option<JsonObject> {
-            if token.len() > MAX_TOKEN_LEN {
-                return None;
-            }
             match decode::<JsonObject>(token, &self.key, &self.validation) {
                 Ok(data) => Some(data.claims),
                 Err(err) => {
@@ -230,19 +222,5 @@ mod verify {
                 }
             }
         }
-    }
-
-    /// The token of a single `Authorization: Bearer <token>` header.
-    pub(super) fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
-        let mut values = headers.get_all(AUTHORIZATION).iter();
-        let (Some(value), None) = (values.next(), values.next()) else {
-            return None;
-        };
-        let value = value.as_bytes().trim_ascii();
-        let (scheme, token) = value.split_at_checked(7)?;
-        scheme
-            .eq_ignore_ascii_case(b"bearer ")
-            .then(|| token.trim_ascii())
-            .filter(|token| !token.is_empty())
     }
 }
