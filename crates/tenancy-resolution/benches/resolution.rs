@@ -89,7 +89,7 @@ fn fixture(rt: &tokio::runtime::Runtime) -> Fixture {
         let tenant = store.set_status(tenant.id, change).await.unwrap();
         // The header is set by a trusted gateway in this setup: no membership check.
         let config = ResolutionConfig {
-            trusted_resolvers: vec!["jwt_claim".into(), "header".into(), "path".into()],
+            trusted_resolvers: Some(vec!["jwt_claim".into(), "header".into(), "path".into()]),
             ..ResolutionConfig::default()
         };
         let validator = TenantValidator::new(store, &config.validator).unwrap();

@@ -243,9 +243,11 @@ pub struct ResolutionConfig {
     pub priorities: BTreeMap<String, i32>,
     /// Validator cache settings.
     pub validator: ValidatorConfig,
-    /// Resolvers whose answer needs no membership check (default `["jwt_claim"]`); application
-    /// resolvers may be named too.
-    pub trusted_resolvers: Vec<String>,
+    /// Resolvers whose answer needs no membership check; application resolvers may be named
+    /// too. Each one listed must be active. When absent (the default), `jwt_claim` is trusted if
+    /// it is active, so `resolvers: [header]` alone needs no other setting.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trusted_resolvers: Option<Vec<String>>,
     /// When a tenant found by an untrusted resolver needs the user to be a member (default
     /// `strict`).
     pub membership: MembershipMode,
@@ -265,7 +267,7 @@ impl Default for ResolutionConfig {
             jwt_verify: None,
             priorities: BTreeMap::new(),
             validator: ValidatorConfig::default(),
-            trusted_resolvers: vec![JWT_CLAIM.to_owned()],
+            trusted_resolvers: None,
             membership: MembershipMode::Strict,
         }
     }
@@ -310,7 +312,7 @@ mod tests {
         assert_eq!(config.validator.cache_ttl, Duration::from_secs(300));
         assert_eq!(config.validator.negative_ttl, Duration::from_secs(5));
         assert_eq!(config.validator.cache_capacity, 100_000);
-        assert_eq!(config.trusted_resolvers, ["jwt_claim"]);
+        assert_eq!(config.trusted_resolvers, None);
         assert_eq!(config.membership, MembershipMode::Strict);
         let empty: ResolutionConfig = serde_json::from_str("{}").unwrap();
         assert_eq!(empty, config);

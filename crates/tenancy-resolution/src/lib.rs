@@ -37,7 +37,7 @@
 //! // Only the header resolver, trusted here (a gateway sets it), so no membership check is needed.
 //! let config = ResolutionConfig {
 //!     resolvers: Some(vec![Builtin::Header]),
-//!     trusted_resolvers: vec!["header".into()],
+//!     trusted_resolvers: Some(vec!["header".into()]),
 //!     ..Default::default()
 //! };
 //! let validator = TenantValidator::new(store, &config.validator)?;

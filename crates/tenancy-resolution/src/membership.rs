@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tenancy_core::{TenantError, TenantInfo};
 
-use crate::config::{MembershipMode, ResolutionConfig};
+use crate::config::{JWT_CLAIM, MembershipMode, ResolutionConfig};
 use crate::context::AuthenticatedUser;
 use crate::resolver::ResolverRegistry;
 
@@ -82,13 +82,20 @@ impl MembershipPolicy {
         checker: Option<Arc<dyn TenantMembership>>,
     ) -> Result<Self, TenantError> {
         let names: HashSet<&str> = registry.names().collect();
-        for name in &config.trusted_resolvers {
-            if !names.contains(name.as_str()) {
-                return Err(TenantError::Configuration(format!(
-                    "resolution.trusted_resolvers names `{name}`, which is not an active resolver \
-                     (active: {})",
-                    registry.names().collect::<Vec<_>>().join(", ")
-                )));
+        let listed: Vec<&str> = match &config.trusted_resolvers {
+            Some(listed) => listed.iter().map(String::as_str).collect(),
+            // The default trusts the token claim where it runs, and nothing where it does not.
+            None => vec![JWT_CLAIM],
+        };
+        if let Some(listed) = &config.trusted_resolvers {
+            for name in listed {
+                if !names.contains(name.as_str()) {
+                    return Err(TenantError::Configuration(format!(
+                        "resolution.trusted_resolvers names `{name}`, which is not an active \
+                         resolver (active: {})",
+                        registry.names().collect::<Vec<_>>().join(", ")
+                    )));
+                }
             }
         }
         for name in registry.priority_overrides() {
@@ -100,7 +107,7 @@ impl MembershipPolicy {
         }
         let trusted: Box<[bool]> = registry
             .names()
-            .map(|name| config.trusted_resolvers.iter().any(|t| t == name))
+            .map(|name| listed.contains(&name))
             .collect();
         if config.membership != MembershipMode::Off
             && checker.is_none()

@@ -50,7 +50,7 @@ async fn whoami(request: Request<Full<Bytes>>) -> Result<Response<Full<Bytes>>, 
 fn config() -> ResolutionConfig {
     ResolutionConfig {
         resolvers: Some(vec![Builtin::JwtClaim, Builtin::Header, Builtin::Path]),
-        trusted_resolvers: vec!["jwt_claim".into(), "header".into(), "path".into()],
+        trusted_resolvers: Some(vec!["jwt_claim".into(), "header".into(), "path".into()]),
         ..ResolutionConfig::default()
     }
 }
@@ -555,7 +555,7 @@ fn layer_configuration_errors_name_the_problem() {
         "{message}"
     );
     let message = error(ResolutionConfig {
-        trusted_resolvers: vec!["jwt_clam".into()],
+        trusted_resolvers: Some(vec!["jwt_clam".into()]),
         membership: tenancy_resolution::MembershipMode::Off,
         ..strict_config()
     });
@@ -574,6 +574,21 @@ fn layer_configuration_errors_name_the_problem() {
         ..ResolutionConfig::default()
     });
     assert!(message.contains("subdomain_base_domain"), "{message}");
+    // The default trust of `jwt_claim` is no error where it is not active; a listed one is.
+    let header_only = ResolutionConfig {
+        resolvers: Some(vec![Builtin::Header]),
+        membership: tenancy_resolution::MembershipMode::Off,
+        ..ResolutionConfig::default()
+    };
+    assert!(ResolveTenantLayer::new(&header_only, validator.clone()).is_ok());
+    let message = error(ResolutionConfig {
+        trusted_resolvers: Some(vec!["jwt_claim".into()]),
+        ..header_only
+    });
+    assert!(
+        message.contains("trusted_resolvers names `jwt_claim`"),
+        "{message}"
+    );
 }
 
 /// An application resolver that calls itself `jwt_claim` but reads a plain request header.

@@ -61,7 +61,7 @@ fn the_tenant_id_is_recorded_on_a_span() {
         let store = CountingStore::new();
         let acme = store.tenant("acme", TenantStatus::Active).await;
         let config = ResolutionConfig {
-            trusted_resolvers: vec!["jwt_claim".into(), "header".into(), "path".into()],
+            trusted_resolvers: Some(vec!["jwt_claim".into(), "header".into(), "path".into()]),
             ..ResolutionConfig::default()
         };
         let validator = TenantValidator::new(store.clone(), &config.validator).unwrap();
