@@ -21,8 +21,9 @@ use tenancy::core::{
 };
 use tenancy::lifecycle::TenantLifecycle;
 use tenancy::overrides::ConfigService;
+use tenancy::resolution::bearer_token;
 
-use crate::auth::{bearer, constant_time_eq};
+use crate::auth::constant_time_eq;
 use crate::http::{ApiError, JsonBody, error_response, parse_json};
 
 /// What the admin API needs.
@@ -50,7 +51,7 @@ pub(crate) fn router(state: AdminState) -> Router {
 }
 
 async fn require_token(State(state): State<AdminState>, request: Request, next: Next) -> Response {
-    match bearer(request.headers()) {
+    match bearer_token(request.headers()) {
         Some(token) if constant_time_eq(token, state.token.as_bytes()) => next.run(request).await,
         _ => error_response(
             StatusCode::UNAUTHORIZED,

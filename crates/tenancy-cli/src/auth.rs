@@ -6,15 +6,13 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode, header::AUTHORIZATION};
+use axum::http::{StatusCode, header::AUTHORIZATION};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rand::RngCore as _;
 use tenancy::core::{JsonObject, TenantError, TenantId, TenantInfo};
-use tenancy::resolution::{
-    AuthenticatedUser, JWT_CLAIM, ResolvedTenant, TenantMembership, VerifiedClaims,
-};
+use tenancy::resolution::{AuthenticatedUser, TenantMembership, VerifiedClaims, bearer_token};
 
 use crate::error::CliError;
 
@@ -41,15 +39,6 @@ pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         return false;
     }
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// The bearer token of an `Authorization` header, if it has one.
-pub(crate) fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
-    let value = headers.get(AUTHORIZATION)?.as_bytes();
-    let (scheme, token) = value.split_at_checked(7)?;
-    scheme
-        .eq_ignore_ascii_case(b"bearer ")
-        .then(|| token.trim_ascii())
 }
 
 /// Signs and verifies the demo's HS256 user tokens.
@@ -79,6 +68,8 @@ impl TokenKeys {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_required_spec_claims(&["exp", "sub"]);
         validation.validate_aud = false;
+        // A token is not valid before its `nbf` (RFC 7519).
+        validation.validate_nbf = true;
         let invalid = |e: jsonwebtoken::errors::Error| {
             CliError::Usage(format!(
                 "the JWT secret cannot be used as an HS256 key: {e}"
@@ -119,21 +110,23 @@ impl TokenKeys {
     }
 }
 
-/// Axum middleware of the tenant API: a bearer token, when present, must be valid; its claims go
-/// into the request extensions as [`VerifiedClaims`] (read by the `jwt_claim` resolver) and its
-/// `sub` as the [`AuthenticatedUser`]. Without a token the request is anonymous.
+/// Axum middleware of the tenant API: an `Authorization` header, when present, must hold one
+/// valid bearer token; its claims go into the request extensions as [`VerifiedClaims`] (read by
+/// the `jwt_claim` resolver) and its `sub` as the [`AuthenticatedUser`]. Without the header the
+/// request is anonymous.
 pub(crate) async fn authenticate(
     State(keys): State<Arc<TokenKeys>>,
     mut request: Request,
     next: Next,
 ) -> Response {
-    if let Some(token) = bearer(request.headers()) {
-        let Some(claims) = keys.verify(token) else {
+    if request.headers().contains_key(AUTHORIZATION) {
+        let claims = bearer_token(request.headers()).and_then(|token| keys.verify(token));
+        let Some(claims) = claims else {
             return crate::http::error_response(
                 StatusCode::UNAUTHORIZED,
                 "invalid_token",
-                "the bearer token is not a valid demo token (HS256 with the demo's secret, with \
-                 `sub` and an unexpired `exp`)",
+                "the Authorization header must hold one bearer token, a valid demo token \
+                 (HS256 with the demo's secret, with `sub`, an unexpired `exp` and no future `nbf`)",
             );
         };
         let sub = claims
@@ -195,40 +188,6 @@ impl TenantMembership for DemoMembership {
     }
 }
 
-/// Axum middleware between the resolving layer and the guard: an authenticated user whose tenant
-/// came from an untrusted resolver (anything but the token's own claim) must be a member of it.
-pub(crate) async fn require_membership(
-    State(membership): State<Arc<dyn TenantMembership>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let extensions = request.extensions();
-    if let (Some(tenant), Some(user)) = (
-        extensions.get::<ResolvedTenant>(),
-        extensions.get::<AuthenticatedUser>(),
-    ) && tenant.resolved_by() != JWT_CLAIM
-    {
-        match membership.is_member(user, tenant.tenant()).await {
-            Ok(true) => {}
-            Ok(false) => {
-                tracing::info!(tenant_id = %tenant.id(), user = user.id(), resolver = tenant.resolved_by(), "user is not a member");
-                return crate::http::error_response(
-                    StatusCode::FORBIDDEN,
-                    "not_a_member",
-                    &format!(
-                        "user {:?} is not a member of tenant {} (named by the {} resolver)",
-                        user.id(),
-                        tenant.slug,
-                        tenant.resolved_by()
-                    ),
-                );
-            }
-            Err(e) => return crate::http::ApiError(e).into_response(),
-        }
-    }
-    next.run(request).await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,15 +213,5 @@ mod tests {
         assert!(!constant_time_eq(b"abc", b"abcd"));
         assert_eq!(random_secret().len(), 64);
         assert_ne!(random_secret(), random_secret());
-    }
-
-    #[test]
-    fn bearer_tokens_are_read_case_insensitively() {
-        let mut headers = HeaderMap::new();
-        assert_eq!(bearer(&headers), None);
-        headers.insert(AUTHORIZATION, "bearer  abc ".parse().unwrap());
-        assert_eq!(bearer(&headers), Some(&b"abc"[..]));
-        headers.insert(AUTHORIZATION, "Basic abc".parse().unwrap());
-        assert_eq!(bearer(&headers), None);
     }
 }

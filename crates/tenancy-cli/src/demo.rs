@@ -2,7 +2,8 @@
 //!
 //! Routes:
 //! - `GET /api/whoami` and `GET /api/config`, also under `/tenants/{slug}/api/...`: behind the
-//!   resolving middleware, the membership check and the guard (403 without an active tenant);
+//!   resolving middleware in require-tenant mode (403 with the reason without an active tenant),
+//!   membership checked for authenticated users on untrusted resolvers;
 //! - `GET /healthz`: the stack's aggregated health (200 healthy, 503 otherwise);
 //! - `/admin/...`: the admin API (see the crate documentation).
 //!
@@ -30,10 +31,7 @@ use axum::routing::get;
 use serde_json::json;
 use tenancy::core::{CreateTenant, HealthStatus, ListQuery, TenantInfo};
 use tenancy::overrides::ConfigService;
-use tenancy::resolution::{
-    AuthenticatedUser, HEADER, JWT_CLAIM, PATH, ResolutionConfig, SUBDOMAIN, Tenant,
-    TenantMembership,
-};
+use tenancy::resolution::{AuthenticatedUser, Builtin, MembershipMode, ResolutionConfig, Tenant};
 use tenancy::{Tenancy, TenancyConfig};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -84,21 +82,17 @@ fn config(database: &str) -> Result<TenancyConfig, CliError> {
     let mut config = TenancyConfig::default();
     config.store = stack::store(database)?;
     config.resolution = ResolutionConfig {
-        resolvers: Some(
-            [JWT_CLAIM, HEADER, SUBDOMAIN, PATH]
-                .map(str::to_owned)
-                .to_vec(),
-        ),
+        resolvers: Some(Builtin::ALL.to_vec()),
         subdomain_base_domain: Some(BASE_DOMAIN.to_owned()),
-        trusted_resolvers: vec![JWT_CLAIM.to_owned()],
-        // Membership is checked by the demo's own layer, for authenticated users only.
-        strict_membership: false,
+        // The token claim is trusted (the default); a tenant named any other way needs an
+        // authenticated user to be a member, and stays open to anonymous requests.
+        membership: MembershipMode::Authenticated,
         ..ResolutionConfig::default()
     };
     // Changes made through the admin API reach the caches at once; changes that `tenancy`
     // commands make from another process reach them when the entries expire (SQLite has no change
     // feed), so the demo keeps them briefly.
-    config.resolution.validator.cache_ttl_secs = CACHE_TTL.as_secs();
+    config.resolution.validator.cache_ttl = CACHE_TTL;
     config.overrides.cache_ttl = CACHE_TTL;
     config
         .overrides
@@ -161,7 +155,12 @@ pub async fn start(options: DemoOptions) -> Result<Demo, CliError> {
         .local_addr()
         .map_err(|e| CliError::io("reading the bound address", e))?;
 
-    let tenancy = Arc::new(tenancy::configure(config).await?);
+    let tenancy = Arc::new(
+        tenancy::StackBuilder::new(config)
+            .membership(Arc::new(DemoMembership::seeded()))
+            .build()
+            .await?,
+    );
     let result = prepare(&tenancy, &admin_token, &keys).await;
     let (app, seeded, tenants) = match result {
         Ok(prepared) => prepared,
@@ -256,16 +255,10 @@ fn app(
     let api = Router::new()
         .route("/whoami", get(whoami))
         .route("/config", get(effective_config));
-    let membership: Arc<dyn TenantMembership> = Arc::new(DemoMembership::seeded());
     let tenant_api = Router::new()
         .nest("/api", api.clone())
         .nest("/tenants/{slug}/api", api)
-        .layer(tenancy.guard())
-        .layer(middleware::from_fn_with_state(
-            membership,
-            auth::require_membership,
-        ))
-        .layer(tenancy.layer()?)
+        .layer(tenancy.layer()?.require_tenant())
         .layer(middleware::from_fn_with_state(
             Arc::clone(keys),
             auth::authenticate,

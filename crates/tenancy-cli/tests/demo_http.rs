@@ -132,6 +132,12 @@ async fn suspended_unknown_and_missing_tenants_get_403() {
     );
     let (status, body) = f.get("/tenants/nobody/api/whoami", &[]).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body["error"], "tenant_not_found");
+    let (status, body) = f.get("/tenants/initech/api/whoami", &[]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body["error"], "tenant_suspended");
+    let (status, body) = f.get("/api/whoami", &[]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(body["error"], "tenant_required");
     assert_eq!(
         f.get("/api/whoami", &[("host", "initech.localhost")])
@@ -178,7 +184,7 @@ async fn membership_applies_to_authenticated_users_on_untrusted_resolvers() {
     ] {
         let (status, body) = f.get(path, &[("authorization", &bob), header]).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{path} {header:?}");
-        assert_eq!(body["error"], "not_a_member");
+        assert_eq!(body["error"], "tenant_not_member");
     }
     // bob belongs to globex.
     assert_eq!(
@@ -202,6 +208,38 @@ async fn membership_applies_to_authenticated_users_on_untrusted_resolvers() {
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(body["error"], "invalid_token");
+    // Two Authorization headers (which one would be the caller's?) are refused.
+    let (status, body) = f
+        .get(
+            "/tenants/globex/api/whoami",
+            &[("authorization", &bob), ("authorization", &alice)],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"], "invalid_token");
+    // A token not valid before next year is not valid now.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let in_a_year = now + 365 * 24 * 3600;
+    let early = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({"sub": "alice", "exp": in_a_year + 3600, "nbf": in_a_year}),
+        &jsonwebtoken::EncodingKey::from_secret(f.demo.jwt_secret().as_bytes()),
+    )
+    .unwrap();
+    let (status, _) = f
+        .get(
+            "/tenants/acme/api/whoami",
+            &[("authorization", &format!("Bearer {early}"))],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // Anonymous requests keep the tenant an untrusted resolver names.
+    let (status, body) = f.get("/tenants/acme/api/whoami", &[]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["user"], Value::Null);
     f.demo.shutdown().await.unwrap();
 }
 
