@@ -377,3 +377,66 @@ fn report(per_request: &[Vec<f64>]) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_executable_is_read_from_cargos_json_with_escapes_decoded() {
+        let line = r#"{"reason":"compiler-artifact","target":{"kind":["bench"],"name":"instructions"},"executable":"C:\\t\\\"x\\\"\\instructions","fresh":true}"#;
+        assert_eq!(
+            json_string_field(line, "executable").as_deref(),
+            Some(r#"C:\t\"x\"\instructions"#)
+        );
+        assert_eq!(json_string_field(line, "missing"), None);
+    }
+
+    #[test]
+    fn a_response_is_read_to_the_end_of_its_content_length() {
+        let mut wire: &[u8] = b"HTTP/1.1 403 Forbidden\r\nContent-Length: 3\r\n\r\nno!HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+        let mut body = Vec::new();
+        assert_eq!(read_response(&mut wire, &mut body), Ok(403));
+        assert_eq!(body, b"no!");
+        assert_eq!(read_response(&mut wire, &mut body), Ok(200));
+        assert_eq!(body, b"ok");
+        assert!(read_response(&mut wire, &mut body).is_err());
+    }
+
+    #[test]
+    fn a_response_without_content_length_is_refused() {
+        let mut wire: &[u8] =
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n";
+        let error = read_response(&mut wire, &mut Vec::new()).unwrap_err();
+        assert!(error.contains("content-length"), "{error}");
+    }
+
+    #[test]
+    fn the_total_is_read_from_the_summary_or_totals_line() {
+        let dir = std::env::temp_dir().join(format!("xtask-callgrind-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("run.out");
+        fs::write(
+            &path,
+            "version: 1\nevents: Ir\nfn=main\n1 5\nsummary: 12345\ntotals: 12345\n",
+        )
+        .unwrap();
+        assert_eq!(total_instructions(&path), Ok(12345));
+        fs::write(&path, "events: Ir\n").unwrap();
+        assert!(total_instructions(&path).is_err());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn request_counts_must_grow_and_rounds_be_positive() {
+        assert_eq!(
+            parse_args(&["--requests", "10,20", "--rounds", "3"]),
+            Ok(((10, 20), 3))
+        );
+        assert_eq!(parse_args(&[]), Ok((DEFAULT_REQUESTS, DEFAULT_ROUNDS)));
+        assert!(parse_args(&["--requests", "20,10"]).is_err());
+        assert!(parse_args(&["--requests", "0,10"]).is_err());
+        assert!(parse_args(&["--rounds", "0"]).is_err());
+        assert!(parse_args(&["--rounds"]).is_err());
+    }
+}

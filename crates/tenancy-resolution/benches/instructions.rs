@@ -65,14 +65,15 @@ impl Variant {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    // `cargo bench` passes `--bench` (after any filter, which may name a variant).
+    if args.iter().any(|arg| arg == "--bench") {
+        println!(
+            "instructions: counts instructions per request under callgrind; \
+             run it with `cargo xtask instructions`"
+        );
+        return ExitCode::SUCCESS;
+    }
     let Some(variant) = args.first().and_then(|name| Variant::parse(name)) else {
-        if args.iter().any(|arg| arg == "--bench") {
-            println!(
-                "instructions: counts instructions per request under callgrind; \
-                 run it with `cargo xtask instructions`"
-            );
-            return ExitCode::SUCCESS;
-        }
         eprintln!("usage: instructions <bare|handwritten|layer|layer_guard>");
         return ExitCode::from(2);
     };
