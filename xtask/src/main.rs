@@ -2,6 +2,7 @@
 //!
 //! Uses the standard library only, so it builds in seconds on a fresh machine.
 
+mod callgrind;
 mod pg;
 
 use std::env;
@@ -16,7 +17,10 @@ commands:
   ci            everything CI checks: fmt, clippy per feature set, dependency-tree rules,
                 tests and doctests against a throwaway PostgreSQL, cargo-deny
   bench         run the benchmarks (criterion and the PostgreSQL benches) against a
-                throwaway PostgreSQL; figures go to target/criterion and stdout
+                throwaway PostgreSQL, then `instructions`; figures go to target/criterion
+                and stdout
+  instructions  user-space instructions per HTTP request through the tenancy middleware,
+                counted by valgrind's callgrind (needs valgrind) [--requests N1,N2] [--rounds R]
   pg start      start a throwaway PostgreSQL cluster (two servers) and print its URLs
   pg url        print the URLs of the running throwaway cluster
   pg stop       stop and delete the throwaway cluster
@@ -31,6 +35,7 @@ fn main() -> ExitCode {
     let result = match args.as_slice() {
         ["ci"] => ci(),
         ["bench", rest @ ..] => bench(rest),
+        ["instructions", rest @ ..] => callgrind::instructions(rest),
         ["pg", "start"] => pg::start_by_hand(),
         ["pg", "url"] => pg::print_urls(),
         ["pg", "stop"] => pg::stop_by_hand(),
@@ -249,12 +254,17 @@ fn deny() -> Result {
 }
 
 fn bench(extra: &[&str]) -> Result {
-    let cluster = pg::Cluster::start()?;
-    let mut cmd = cargo();
-    cmd.args(["bench", "--workspace", "--all-features", "--locked"]);
-    if !extra.is_empty() {
-        cmd.arg("--").args(extra);
+    // Checked first: the instruction counts run last, after the long criterion benches.
+    callgrind::require_valgrind()?;
+    {
+        let cluster = pg::Cluster::start()?;
+        let mut cmd = cargo();
+        cmd.args(["bench", "--workspace", "--all-features", "--locked"]);
+        if !extra.is_empty() {
+            cmd.arg("--").args(extra);
+        }
+        cluster.export(&mut cmd);
+        run("benchmarks", &mut cmd)?;
     }
-    cluster.export(&mut cmd);
-    run("benchmarks", &mut cmd)
+    callgrind::instructions(&[])
 }
