@@ -4,19 +4,75 @@
 //! [`current`] or [`with_current`]. The context never lives in a static: two concurrent requests
 //! never see each other's tenant. `tokio::spawn` does not carry task-locals, so spawn tenant work
 //! with [`spawn`], which re-scopes the new task.
+//!
+//! A [`Scope`] future holds its tenant and lends it to its thread only while it is polled (or
+//! dropped), as `tokio::task_local!` does, through a scoped thread-local (the `scoped-tls`
+//! crate): entering a scope sets one pointer and leaving restores it, where the general
+//! task-local machinery swaps the value through a `RefCell` on every poll. It sits on every
+//! request's path (docs/benchmarks.md, instructions per request).
 
+use std::fmt;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
+use pin_project_lite::pin_project;
 use tokio::task::JoinHandle;
-use tokio::task::futures::TaskLocalFuture;
 
 use crate::error::TenantError;
 use crate::id::TenantId;
 use crate::tenant::TenantInfo;
 
-tokio::task_local! {
-    static CURRENT: TenantContext;
+scoped_tls::scoped_thread_local! {
+    /// The tenant of the scope being polled (or run) on this thread.
+    static CURRENT: TenantContext
+}
+
+pin_project! {
+    /// A future run with a tenant as the current one: see [`scope`].
+    pub struct Scope<F> {
+        context: TenantContext,
+        #[pin]
+        future: Option<F>,
+    }
+
+    impl<F> PinnedDrop for Scope<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let mut this = this.project();
+            if this.future.is_some() {
+                // The future's destructors see the tenant too.
+                CURRENT.set(this.context, || this.future.set(None));
+            }
+        }
+    }
+}
+
+impl<F: Future> Future for Scope<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let mut this = self.project();
+        CURRENT.set(this.context, || {
+            let Some(future) = this.future.as_mut().as_pin_mut() else {
+                panic!("context::Scope polled after completion");
+            };
+            let output = future.poll(cx);
+            if output.is_ready() {
+                // Dropped here, still in the scope, rather than entering it again on drop.
+                this.future.set(None);
+            }
+            output
+        })
+    }
+}
+
+impl<F> fmt::Debug for Scope<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Scope")
+            .field("tenant", &self.context.id())
+            .finish_non_exhaustive()
+    }
 }
 
 /// The resolved tenant of a request and the name of the resolver that found it. Cheap to clone.
@@ -69,8 +125,11 @@ impl TenantContext {
 /// assert!(context::current().is_none());
 /// # });
 /// ```
-pub fn scope<F: Future>(context: TenantContext, future: F) -> TaskLocalFuture<TenantContext, F> {
-    CURRENT.scope(context, future)
+pub fn scope<F: Future>(context: TenantContext, future: F) -> Scope<F> {
+    Scope {
+        context,
+        future: Some(future),
+    }
 }
 
 /// Runs the synchronous `f` with `context` as the current tenant: for work done before a future
@@ -84,32 +143,32 @@ pub fn scope<F: Future>(context: TenantContext, future: F) -> TaskLocalFuture<Te
 /// let tenant = TenantInfo::from_command(CreateTenant::new("acme".parse().unwrap(), "Acme"), chrono::Utc::now()).unwrap();
 /// let ctx = TenantContext::new(Arc::new(tenant), "header".into());
 /// let id = ctx.id();
-/// assert_eq!(context::sync_scope(ctx, context::current_id), Some(id));
+/// assert_eq!(context::sync_scope(&ctx, context::current_id), Some(id));
 /// assert!(context::current().is_none());
 /// ```
-pub fn sync_scope<R>(context: TenantContext, f: impl FnOnce() -> R) -> R {
-    CURRENT.sync_scope(context, f)
+pub fn sync_scope<R>(context: &TenantContext, f: impl FnOnce() -> R) -> R {
+    CURRENT.set(context, f)
 }
 
 /// The current tenant, if the task runs inside a tenant scope.
 #[must_use]
 pub fn current() -> Option<TenantContext> {
-    CURRENT.try_with(Clone::clone).ok()
+    with_current(|current| current.cloned())
 }
 
 /// The current tenant's id, if any (no reference count touched).
 #[must_use]
 pub fn current_id() -> Option<TenantId> {
-    CURRENT.try_with(TenantContext::id).ok()
+    with_current(|current| current.map(TenantContext::id))
 }
 
 /// Calls `f` with the current tenant, without cloning it.
 pub fn with_current<R>(f: impl FnOnce(Option<&TenantContext>) -> R) -> R {
-    if CURRENT.try_with(|_| ()).is_err() {
-        return f(None);
+    if CURRENT.is_set() {
+        CURRENT.with(|current| f(Some(current)))
+    } else {
+        f(None)
     }
-    // In a scope (checked just above, on this same task): `with` finds the value.
-    CURRENT.with(|ctx| f(Some(ctx)))
 }
 
 /// The current tenant, or an error when there is none: for code that must fail closed.
@@ -173,5 +232,44 @@ mod tests {
         assert!(current().is_none());
         assert!(require().is_err());
         assert!(with_current(|c| c.is_none()));
+    }
+
+    #[test]
+    fn scopes_nest_and_restore_the_outer_tenant() {
+        let (outer, inner) = (ctx("outer"), ctx("inner"));
+        let (outer_id, inner_id) = (outer.id(), inner.id());
+        sync_scope(&outer, || {
+            assert_eq!(current_id(), Some(outer_id));
+            sync_scope(&inner, || assert_eq!(current_id(), Some(inner_id)));
+            assert_eq!(current_id(), Some(outer_id));
+        });
+        assert_eq!(current_id(), None);
+    }
+
+    #[test]
+    fn a_dropped_scope_drops_its_future_inside_the_scope() {
+        struct Probe(Arc<std::sync::Mutex<Option<Option<TenantId>>>>);
+        impl Drop for Probe {
+            fn drop(&mut self) {
+                *self.0.lock().unwrap() = Some(current_id());
+            }
+        }
+        let seen = Arc::new(std::sync::Mutex::new(None));
+        let context = ctx("acme");
+        let id = context.id();
+        let probe = Probe(Arc::clone(&seen));
+        drop(scope(context, async move {
+            let _probe = probe;
+            std::future::pending::<()>().await;
+        }));
+        assert_eq!(*seen.lock().unwrap(), Some(Some(id)));
+        assert_eq!(current_id(), None);
+    }
+
+    #[test]
+    fn a_panicking_scope_leaves_no_tenant_behind() {
+        let result = std::panic::catch_unwind(|| sync_scope(&ctx("acme"), || panic!("boom")));
+        assert!(result.is_err());
+        assert_eq!(current_id(), None);
     }
 }

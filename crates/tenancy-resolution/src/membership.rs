@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use tenancy_core::{TenantError, TenantInfo};
 
 use crate::config::{JWT_CLAIM, MembershipMode, ResolutionConfig};
-use crate::context::AuthenticatedUser;
+use crate::context::{AuthenticatedUser, ResolutionContext};
 use crate::resolver::ResolverRegistry;
 
 /// Does user U belong to tenant T. Implemented by the application (a membership table, a
@@ -130,12 +130,13 @@ impl MembershipPolicy {
         })
     }
 
-    /// The rule for a tenant found by resolver `index`, for `user`.
-    pub(crate) fn access(&self, index: usize, user: Option<&AuthenticatedUser>) -> Access {
+    /// The rule for a tenant found by resolver `index`, for the user of `cx` (looked up only
+    /// when the rule depends on it).
+    pub(crate) fn access(&self, index: usize, cx: &ResolutionContext<'_>) -> Access {
         if self.mode == MembershipMode::Off || self.trusted.get(index).copied().unwrap_or(false) {
             return Access::Granted;
         }
-        match (user, self.mode) {
+        match (cx.user(), self.mode) {
             (Some(_), _) if self.checker.is_some() => Access::Check,
             (None, MembershipMode::Authenticated) => Access::Granted,
             _ => Access::Denied,

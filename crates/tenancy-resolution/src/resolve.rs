@@ -15,9 +15,8 @@ use futures_util::future::BoxFuture;
 use http::request::Parts;
 use http::{Request, Response};
 use pin_project_lite::pin_project;
-use tenancy_core::context::{self, TenantContext};
+use tenancy_core::context::{self, Scope, TenantContext};
 use tenancy_core::{TenantError, TenantInfo, TenantRef};
-use tokio::task::futures::TaskLocalFuture;
 use tower_layer::Layer;
 use tower_service::Service;
 use tracing::Instrument as _;
@@ -67,7 +66,7 @@ impl Pipeline {
 
     /// Resolver `index` named `tenant`: the membership rule, then the cache.
     fn found(&self, cx: &ResolutionContext<'_>, tenant: TenantRef, index: usize) -> Step {
-        match self.membership.access(index, cx.user()) {
+        match self.membership.access(index, cx) {
             // Decided without looking the tenant up: a non-member learns nothing about it.
             Access::Denied => self.refuse(TenantRejection::NotMember, &tenant, index),
             access => match self.validator.cached(&tenant) {
@@ -118,12 +117,7 @@ impl Pipeline {
                 },
                 Stage::Lookup(tenant, index) => {
                     let entry = self.validator.lookup(tenant).await?;
-                    self.admit(
-                        tenant,
-                        entry,
-                        index,
-                        self.membership.access(index, cx.user()),
-                    )
+                    self.admit(tenant, entry, index, self.membership.access(index, &cx))
                 }
                 Stage::Authorize(info, index) => {
                     let member = match cx.user() {
@@ -395,25 +389,48 @@ impl<S: fmt::Debug, R> fmt::Debug for ResolveTenant<S, R> {
 }
 
 /// Runs `call` in the tenant's scope and span.
-fn scoped<S, B>(inner: &mut S, tenant: TenantContext, mut request: Request<B>) -> Scoped<S::Future>
+fn scoped<S, B>(
+    inner: &mut S,
+    tenant: TenantContext,
+    mut request: Request<B>,
+) -> Admitted<S::Future>
 where
     S: Service<Request<B>>,
 {
     let span = attach(&tenant, &mut request);
     // `call` itself runs in the scope too (a layer may read the tenant there).
-    let future = context::sync_scope(tenant.clone(), || inner.call(request));
+    let future = context::sync_scope(&tenant, || inner.call(request));
     let future = context::scope(tenant, future);
-    // A disabled span records nothing: skip entering it on every poll and on drop.
+    // A disabled span records nothing: skip entering it on every poll and on drop. A recorded
+    // one is boxed, so that the future of every request stays as small as the untraced one.
     if span.is_disabled() {
-        Scoped::Bare(future)
+        Admitted::Scoped { future }
     } else {
-        Scoped::Traced(future.instrument(span))
+        Admitted::Traced {
+            future: Box::pin(future.instrument(span)),
+        }
     }
 }
 
-enum Scoped<F> {
-    Bare(TaskLocalFuture<TenantContext, F>),
-    Traced(Instrumented<TaskLocalFuture<TenantContext, F>>),
+pin_project! {
+    /// The inner service's future for an admitted request: in the tenant's scope, and in its
+    /// span when that records.
+    #[project = AdmittedProj]
+    enum Admitted<F> {
+        Scoped { #[pin] future: Scope<F> },
+        Traced { future: Pin<Box<Instrumented<Scope<F>>>> },
+    }
+}
+
+impl<F: Future> Future for Admitted<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        match self.project() {
+            AdmittedProj::Scoped { future } => future.poll(cx),
+            AdmittedProj::Traced { future } => future.as_mut().poll(cx),
+        }
+    }
 }
 
 impl<S, R, ReqBody, ResBody> Service<Request<ReqBody>> for ResolveTenant<S, R>
@@ -437,9 +454,8 @@ where
             .pipeline
             .start(&ResolutionContext::from_request(&request));
         let state = match step {
-            Step::Admit(tenant) => match scoped(&mut self.inner, tenant, request) {
-                Scoped::Bare(future) => State::Scoped { future },
-                Scoped::Traced(future) => State::ScopedTraced { future },
+            Step::Admit(tenant) => State::Admitted {
+                future: scoped(&mut self.inner, tenant, request),
             },
             Step::Reject(rejection) if self.required => State::Ready {
                 output: Some(Ok(self.rejection.respond(rejection))),
@@ -450,8 +466,8 @@ where
                 if span.is_disabled() {
                     State::Plain { future }
                 } else {
-                    State::PlainTraced {
-                        future: future.instrument(span),
+                    State::Boxed {
+                        future: Box::pin(future.instrument(span)),
                     }
                 }
             }
@@ -469,10 +485,7 @@ where
                         let decided = pipeline.finish(stage, &parts).await;
                         let mut request = Request::from_parts(parts, body);
                         match decided {
-                            Ok(Ok(tenant)) => match scoped(&mut inner, tenant, request) {
-                                Scoped::Bare(future) => future.await,
-                                Scoped::Traced(future) => future.await,
-                            },
+                            Ok(Ok(tenant)) => scoped(&mut inner, tenant, request).await,
                             Ok(Err(refused)) if required => Ok(rejection.respond(refused)),
                             Ok(Err(refused)) => {
                                 let span = reject(refused, &mut request);
@@ -502,10 +515,8 @@ pin_project! {
 pin_project! {
     #[project = StateProj]
     enum State<F: Future> {
-        Scoped { #[pin] future: TaskLocalFuture<TenantContext, F> },
-        ScopedTraced { #[pin] future: Instrumented<TaskLocalFuture<TenantContext, F>> },
+        Admitted { #[pin] future: Admitted<F> },
         Plain { #[pin] future: F },
-        PlainTraced { #[pin] future: Instrumented<F> },
         Boxed { future: BoxFuture<'static, F::Output> },
         Ready { output: Option<F::Output> },
     }
@@ -514,8 +525,8 @@ pin_project! {
 impl<F: Future> fmt::Debug for ResponseFuture<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.state {
-            State::Scoped { .. } | State::ScopedTraced { .. } => "scoped",
-            State::Plain { .. } | State::PlainTraced { .. } => "plain",
+            State::Admitted { .. } => "admitted",
+            State::Plain { .. } => "plain",
             State::Boxed { .. } => "boxed",
             State::Ready { .. } => "ready",
         };
@@ -530,10 +541,8 @@ impl<F: Future> Future for ResponseFuture<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         match self.project().state.project() {
-            StateProj::Scoped { future } => future.poll(cx),
-            StateProj::ScopedTraced { future } => future.poll(cx),
+            StateProj::Admitted { future } => future.poll(cx),
             StateProj::Plain { future } => future.poll(cx),
-            StateProj::PlainTraced { future } => future.poll(cx),
             StateProj::Boxed { future } => future.as_mut().poll(cx),
             StateProj::Ready { output } => match output.take() {
                 Some(output) => Poll::Ready(output),
