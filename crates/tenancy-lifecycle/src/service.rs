@@ -61,19 +61,15 @@ impl TenantLifecycle {
         }
     }
 
-    /// A service configured by `config`, provisioning through `strategy` (the strategy that
-    /// `config.isolation_strategy` names).
-    ///
-    /// # Errors
-    /// [`TenantError::Configuration`] as [`Provisioner::from_config`] reports it.
+    /// A service configured by `config`, provisioning through `strategy`.
+    #[must_use]
     pub fn from_config(
         store: Arc<dyn TenantStore>,
         strategy: Arc<dyn IsolationStrategy>,
         config: &LifecycleConfig,
-    ) -> Result<Self, TenantError> {
-        let provisioner = Provisioner::from_config(strategy, config)?;
-        Ok(Self::new(store, provisioner)
-            .with_deprovision_on_deactivate(config.deprovision_on_deactivate))
+    ) -> Self {
+        Self::new(store, Provisioner::from_config(strategy, config))
+            .with_deprovision_on_deactivate(config.deprovision_on_deactivate)
     }
 
     /// Publishes events through `publisher`.

@@ -512,27 +512,14 @@ async fn invalid_commands_and_reasons_store_nothing() {
 }
 
 #[tokio::test]
-async fn config_picks_the_named_strategy() {
+async fn config_provisions_through_the_given_strategy() {
     let store = Arc::new(tenancy_core::InMemoryStore::new());
-    let config: LifecycleConfig = serde_json::from_str(
-        r#"{"isolation_strategy": "schema", "deprovision_on_deactivate": true}"#,
-    )
-    .unwrap();
-    let err =
-        TenantLifecycle::from_config(store.clone(), Arc::new(TestStrategy::default()), &config)
-            .unwrap_err();
-    assert!(
-        matches!(err, TenantError::Configuration(ref m) if m.contains("\"schema\"")),
-        "{err}"
-    );
-
     let config = LifecycleConfig {
         deprovision_on_deactivate: true,
         ..LifecycleConfig::default()
     };
     let strategy = Arc::new(TestStrategy::default());
     let lifecycle = TenantLifecycle::from_config(store, strategy.clone(), &config)
-        .unwrap()
         .with_publisher(Arc::new(RecordingPublisher::default()))
         .with_invalidators(Invalidators::new());
     assert!(lifecycle.provisioner().auto_provision());
