@@ -43,7 +43,8 @@ pub const ENV_PREFIX: &str = "TENANCY__";
 pub struct TenancyConfig {
     /// Tenant resolution: resolvers, their settings, the validator cache, membership checks.
     pub resolution: ResolutionConfig,
-    /// Tenant lifecycle: the isolation strategy that provisions tenants, auto-provisioning.
+    /// Tenant lifecycle: whether tenants are provisioned through `isolation.strategy`, and
+    /// deprovisioned on deactivation.
     pub lifecycle: LifecycleConfig,
     /// Per-tenant configuration overrides: cache TTL, application defaults.
     pub overrides: OverridesConfig,
@@ -184,7 +185,9 @@ impl TenancyConfig {
         Ok(config)
     }
 
-    /// Checks what no single section can check alone.
+    /// Checks every section (each section's own `validate`, called here and nowhere else) and
+    /// what no single section can check alone. [`from_figment`](Self::from_figment) and
+    /// [`StackBuilder::build`](crate::StackBuilder::build) call it.
     ///
     /// # Errors
     /// [`ConfigError::Section`] when a section's own checks fail, [`ConfigError::Rejected`] when
@@ -210,7 +213,6 @@ impl TenancyConfig {
             "resolution",
             ResolverRegistry::from_config(resolution).map(drop),
         )?;
-        section("lifecycle", self.lifecycle.validate())?;
         section("overrides", self.overrides.validate())?;
         section("isolation", self.isolation.validate())?;
         section("store", self.store.validate())?;

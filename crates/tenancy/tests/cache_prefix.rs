@@ -109,7 +109,7 @@ async fn a_configured_stack_prefixes_and_the_stub_does_not() {
     let mut config = tenancy::TenancyConfig::default();
     config.resolution.resolvers = Some(vec!["jwt_claim".into()]);
     let tenancy = tenancy::configure(config).await.unwrap();
-    let cache = tenancy.prefixed_cache(InMemoryCache::new()).unwrap();
+    let cache = tenancy.prefixed_cache(InMemoryCache::new());
     assert!(cache.is_enabled());
     let acme = tenant("acme");
     let expected = format!("t:{}:k", acme.id());
@@ -120,7 +120,7 @@ async fn a_configured_stack_prefixes_and_the_stub_does_not() {
     tenancy.shutdown().await.unwrap();
 
     let stub = tenancy::stub().await.unwrap();
-    let cache = stub.prefixed_cache(InMemoryCache::new()).unwrap();
+    let cache = stub.prefixed_cache(InMemoryCache::new());
     context::scope(tenant("acme"), async {
         assert_eq!(cache.scoped_key("k"), "k");
     })
