@@ -1,4 +1,4 @@
-//! Row-level security through `TenantDb`, as the fixture's non-superuser application role.
+//! Row-level security through `TenantDatabase`, as the fixture's non-superuser application role.
 
 mod common;
 
@@ -7,7 +7,7 @@ use std::sync::Arc;
 use common::TestDb;
 use sqlx::postgres::PgPoolOptions;
 use tenancy_core::{CreateTenant, TenantContext, TenantError, TenantId, TenantInfo, context};
-use tenancy_isolation_sql::{RlsAudit, RowLevelStrategy, TenantDb, protect_table_sql};
+use tenancy_isolation_sql::{RlsAudit, RowLevelStrategy, TenantDatabase, protect_table_sql};
 
 /// A database with the protected table `items` (owned by the superuser, RLS forced), one row per
 /// tenant, DML granted to the application role.
@@ -49,7 +49,7 @@ fn is_rls_violation(e: &sqlx::Error) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenant_a_cannot_select_insert_update_or_delete_b_rows() {
     let (db, a, b) = items_db("rls", 2).await;
-    let tenants = TenantDb::new(db.app.clone(), Arc::new(RowLevelStrategy::default()));
+    let tenants = TenantDatabase::new(db.app.clone(), Arc::new(RowLevelStrategy::default()));
 
     let mut tx = tenants.begin(a).await.unwrap();
     assert_eq!(bodies(&mut tx).await, ["a1"]);
@@ -116,7 +116,7 @@ async fn tenant_a_cannot_select_insert_update_or_delete_b_rows() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_tenant_sees_no_rows_and_begin_current_fails_closed() {
     let (db, a, _b) = items_db("rlsnone", 1).await;
-    let tenants = TenantDb::new(db.app.clone(), Arc::new(RowLevelStrategy::default()));
+    let tenants = TenantDatabase::new(db.app.clone(), Arc::new(RowLevelStrategy::default()));
     // A fresh session: the setting is NULL.
     let n: i64 = sqlx::query_scalar("SELECT count(*) FROM items")
         .fetch_one(&db.app)
@@ -140,7 +140,8 @@ async fn no_tenant_sees_no_rows_and_begin_current_fails_closed() {
         chrono_now(),
     )
     .unwrap();
-    let ctx = TenantContext::new(Arc::new(info), "test".into());
+    let info = Arc::new(info);
+    let ctx = TenantContext::new(Arc::clone(&info), "test".into());
     let seen = context::scope(ctx, async {
         let mut tx = tenants.begin_current().await.unwrap();
         let seen = bodies(&mut tx).await;
@@ -149,6 +150,15 @@ async fn no_tenant_sees_no_rows_and_begin_current_fails_closed() {
     })
     .await;
     assert_eq!(seen, ["a1"]);
+
+    // With the context bridge off, even a tenant in scope must be named.
+    let named_only = tenants.clone().with_context_bridge(false);
+    assert!(!named_only.is_bridged());
+    let ctx = TenantContext::new(info, "test".into());
+    let err = context::scope(ctx, named_only.begin_current())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, TenantError::Configuration(_)), "{err:?}");
     db.drop().await;
 }
 
@@ -159,7 +169,7 @@ fn chrono_now() -> chrono::DateTime<chrono::Utc> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pooled_connection_handed_from_a_to_b_carries_nothing_of_a() {
     let (db, a, b) = items_db("rlspool", 1).await;
-    let tenants = TenantDb::new(db.app.clone(), Arc::new(RowLevelStrategy::default()));
+    let tenants = TenantDatabase::new(db.app.clone(), Arc::new(RowLevelStrategy::default()));
 
     let mut tx = tenants.begin(a).await.unwrap();
     let pid_a: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
@@ -217,7 +227,7 @@ async fn the_setting_name_is_configurable() {
     ))
     .await;
     let strategy = RowLevelStrategy::with_setting("shop.tenant").unwrap();
-    let tenants = TenantDb::new(db.app.clone(), Arc::new(strategy));
+    let tenants = TenantDatabase::new(db.app.clone(), Arc::new(strategy));
     let mut tx = tenants.begin(b).await.unwrap();
     let seen: Vec<String> = sqlx::query_scalar("SELECT body FROM docs")
         .fetch_all(&mut **tx)
@@ -243,7 +253,7 @@ async fn an_unreachable_database_is_an_isolation_error() {
         .max_connections(1)
         .acquire_timeout(std::time::Duration::from_secs(5))
         .connect_lazy_with(options);
-    let tenants = TenantDb::new(pool, Arc::new(RowLevelStrategy::default()));
+    let tenants = TenantDatabase::new(pool, Arc::new(RowLevelStrategy::default()));
     let err = tenants.begin(TenantId::new()).await.unwrap_err();
     assert!(matches!(err, TenantError::Isolation { .. }), "{err:?}");
 }
