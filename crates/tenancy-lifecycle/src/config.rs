@@ -49,9 +49,10 @@ mod tests {
 
         // The strategy is `isolation.strategy`: this section does not name one.
         for unknown in ["isolation", "isolation_strategy"] {
-            let err = serde_json::from_str::<LifecycleConfig>(&format!(r#"{{"{unknown}": "schema"}}"#))
-                .unwrap_err()
-                .to_string();
+            let err =
+                serde_json::from_str::<LifecycleConfig>(&format!(r#"{{"{unknown}": "schema"}}"#))
+                    .unwrap_err()
+                    .to_string();
             assert!(err.contains(&format!("unknown field `{unknown}`")), "{err}");
         }
     }

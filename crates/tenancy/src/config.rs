@@ -26,7 +26,7 @@ pub const ENV_PREFIX: &str = "TENANCY__";
 
 /// The configuration of the whole tenancy stack, one section per crate.
 ///
-/// Every section and every key is optional; missing ones take the defaults of the original library.
+/// Every section and every key is optional; missing ones take their documented defaults.
 /// Unknown keys are errors.
 ///
 /// ```
