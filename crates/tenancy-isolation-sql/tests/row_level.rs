@@ -7,7 +7,9 @@ use std::sync::Arc;
 use common::TestDb;
 use sqlx::postgres::PgPoolOptions;
 use tenancy_core::{CreateTenant, TenantContext, TenantError, TenantId, TenantInfo, context};
-use tenancy_isolation_sql::{RlsAudit, RowLevelStrategy, TenantDatabase, protect_table_sql};
+use tenancy_isolation_sql::{
+    RlsAudit, RowLevelStrategy, TenantDatabase, TenantTransaction, protect_table_sql,
+};
 
 /// A database with the protected table `items` (owned by the superuser, RLS forced), one row per
 /// tenant, DML granted to the application role.
@@ -42,6 +44,19 @@ async fn bodies(tx: &mut sqlx::PgConnection) -> Vec<String> {
         .unwrap()
 }
 
+/// Runs `sql` in `tx` with `tenant` as `$1`; how many rows it affected.
+async fn run(
+    tx: &mut TenantTransaction,
+    sql: &'static str,
+    tenant: TenantId,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(sql)
+        .bind(tenant.as_uuid())
+        .execute(&mut ***tx)
+        .await?;
+    Ok(done.rows_affected())
+}
+
 fn is_rls_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.code().as_deref() == Some("42501"))
 }
@@ -60,44 +75,31 @@ async fn tenant_a_cannot_select_insert_update_or_delete_b_rows() {
         .await
         .unwrap();
     assert_eq!(n, 0);
-    let updated = sqlx::query("UPDATE items SET body = 'stolen' WHERE tenant_id = $1")
-        .bind(b.as_uuid())
-        .execute(&mut **tx)
-        .await
-        .unwrap();
-    assert_eq!(updated.rows_affected(), 0);
-    let deleted = sqlx::query("DELETE FROM items WHERE tenant_id = $1")
-        .bind(b.as_uuid())
-        .execute(&mut **tx)
-        .await
-        .unwrap();
-    assert_eq!(deleted.rows_affected(), 0);
+    for sql in [
+        "UPDATE items SET body = 'stolen' WHERE tenant_id = $1",
+        "DELETE FROM items WHERE tenant_id = $1",
+    ] {
+        assert_eq!(run(&mut tx, sql, b).await.unwrap(), 0, "{sql}");
+    }
     // Own rows are writable.
-    let inserted = sqlx::query("INSERT INTO items (tenant_id, body) VALUES ($1, 'a2')")
-        .bind(a.as_uuid())
-        .execute(&mut **tx)
-        .await
-        .unwrap();
-    assert_eq!(inserted.rows_affected(), 1);
+    let inserted = run(
+        &mut tx,
+        "INSERT INTO items (tenant_id, body) VALUES ($1, 'a2')",
+        a,
+    );
+    assert_eq!(inserted.await.unwrap(), 1);
     tx.commit().await.unwrap();
 
     // Inserting a row for B, or moving an own row to B, violates WITH CHECK.
-    let mut tx = tenants.begin(a).await.unwrap();
-    let err = sqlx::query("INSERT INTO items (tenant_id, body) VALUES ($1, 'planted')")
-        .bind(b.as_uuid())
-        .execute(&mut **tx)
-        .await
-        .unwrap_err();
-    assert!(is_rls_violation(&err), "{err}");
-    tx.rollback().await.unwrap();
-    let mut tx = tenants.begin(a).await.unwrap();
-    let err = sqlx::query("UPDATE items SET tenant_id = $1 WHERE body = 'a1'")
-        .bind(b.as_uuid())
-        .execute(&mut **tx)
-        .await
-        .unwrap_err();
-    assert!(is_rls_violation(&err), "{err}");
-    tx.rollback().await.unwrap();
+    for sql in [
+        "INSERT INTO items (tenant_id, body) VALUES ($1, 'planted')",
+        "UPDATE items SET tenant_id = $1 WHERE body = 'a1'",
+    ] {
+        let mut tx = tenants.begin(a).await.unwrap();
+        let err = run(&mut tx, sql, b).await.unwrap_err();
+        assert!(is_rls_violation(&err), "{sql}: {err}");
+        tx.rollback().await.unwrap();
+    }
 
     // B's data is untouched (read as the superuser, who bypasses RLS).
     let b_rows: Vec<String> =
