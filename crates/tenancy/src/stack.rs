@@ -248,6 +248,7 @@ impl StackBuilder {
                 database: parts.database.clone(),
                 #[cfg(feature = "sql")]
                 audit,
+                #[cfg(feature = "sql")]
                 timeout: health_timeout,
             }),
             Arc::new(IntegrationProvider {
