@@ -117,8 +117,7 @@ mod tests {
 
         let err = serde_json::from_str::<OverridesConfig>(r#"{"ttl": 5}"#).unwrap_err();
         assert!(err.to_string().contains("unknown field `ttl`"), "{err}");
-        let five_minutes: OverridesConfig =
-            serde_json::from_str(r#"{"cache_ttl": "5m"}"#).unwrap();
+        let five_minutes: OverridesConfig = serde_json::from_str(r#"{"cache_ttl": "5m"}"#).unwrap();
         assert_eq!(five_minutes.cache_ttl, Duration::from_secs(300));
         // One convention: a bare number has no unit and is refused.
         assert!(serde_json::from_str::<OverridesConfig>(r#"{"cache_ttl": 60}"#).is_err());

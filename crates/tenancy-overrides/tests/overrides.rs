@@ -141,7 +141,8 @@ async fn setup(defaults: Value) -> Setup {
     let config: OverridesConfig = serde_json::from_value(json!({ "defaults": defaults })).unwrap();
     let cached = Arc::new(CachedConfigStore::from_config(store.clone(), &config).unwrap());
     let recorder = Arc::new(Recorder::default());
-    let service = ConfigService::from_config(cached.clone(), &config).with_publisher(recorder.clone());
+    let service =
+        ConfigService::from_config(cached.clone(), &config).with_publisher(recorder.clone());
     Setup {
         store,
         cached,
