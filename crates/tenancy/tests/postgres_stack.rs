@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::pg::TestDb;
-use common::{assert_providers, create};
+use common::{assert_providers, assert_store_pinged_once, create};
 use figment::Figment;
 use figment::providers::{Format, Yaml};
 use tenancy::core::{HealthReport, HealthStatus};
@@ -54,6 +54,7 @@ async fn health_names_a_killed_listener_and_a_stopped_store_then_recovers() {
     let report = tenancy.health().await;
     assert_eq!(report.status, HealthStatus::Healthy, "{report:#?}");
     assert_eq!(report.components["store"].details["backend"], "postgres");
+    assert_store_pinged_once(&report);
     assert_eq!(
         report.components["change_feed"].details["channel"],
         "tenancy_changes"

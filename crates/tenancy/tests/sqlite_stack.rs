@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{app, assert_providers, create, get_with};
+use common::{app, assert_providers, assert_store_pinged_once, create, get_with};
 use figment::Figment;
 use figment::providers::{Format, Yaml};
 use http::StatusCode;
@@ -77,6 +77,7 @@ async fn configure_on_sqlite_serves_tenants_by_header_and_path() {
     let report = tenancy.health().await;
     assert_eq!(report.status, HealthStatus::Healthy, "{report:?}");
     assert_eq!(report.components["store"].details["backend"], "sqlite");
+    assert_store_pinged_once(&report);
     assert_eq!(
         report.components["isolation"].details["strategy"],
         "row_level"

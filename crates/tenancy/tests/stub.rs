@@ -4,7 +4,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::{app, assert_providers, create, get_with};
+use common::{app, assert_providers, assert_store_pinged_once, create, get_with};
 use http::StatusCode;
 use tenancy::core::{HealthStatus, TenantEventKind, TenantStatus};
 
@@ -100,14 +100,7 @@ async fn stub_resolves_by_header_guards_and_follows_lifecycle_changes() {
         ])
     );
     assert_eq!(report.components["store"].details["backend"], "memory");
-    // One health pass checks the store once: only the `store` component pings it.
-    let pinged: Vec<&str> = report
-        .components
-        .iter()
-        .filter(|(_, health)| health.details.contains_key("ping"))
-        .map(|(name, _)| name.as_str())
-        .collect();
-    assert_eq!(pinged, ["store"]);
+    assert_store_pinged_once(&report);
     assert_eq!(
         report.components["lifecycle"].details["auto_provision"],
         "false"

@@ -48,6 +48,17 @@ pub fn assert_providers(tenancy: &Tenancy, more: &[&str]) {
     assert_eq!(tenancy.provider_names().collect::<Vec<_>>(), expected);
 }
 
+/// Asserts that one health pass checked the store once: only the `store` component pings it.
+pub fn assert_store_pinged_once(report: &tenancy::HealthReport) {
+    let pinged: Vec<&str> = report
+        .components
+        .iter()
+        .filter(|(_, health)| health.details.contains_key("ping"))
+        .map(|(name, _)| name.as_str())
+        .collect();
+    assert_eq!(pinged, ["store"], "{report:#?}");
+}
+
 /// Creates the tenant `slug` (named as its slug) through the lifecycle; the stored tenant.
 pub async fn create(tenancy: &Tenancy, slug: &str) -> TenantInfo {
     tenancy
