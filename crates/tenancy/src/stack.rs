@@ -332,7 +332,16 @@ impl Parts {
 
         // Isolation: one strategy, for provisioning and for tenant transactions alike.
         let isolation = isolation_registry(config, store, strategies)?;
-        let strategy = isolation.get(&config.isolation.strategy)?;
+        let strategy = isolation.get(&config.isolation.strategy).map_err(|error| {
+            TenantError::Configuration(format!(
+                "isolation.strategy: {} (`schema` needs feature `sql` and the PostgreSQL store; \
+                 register your own with StackBuilder::strategy)",
+                match error {
+                    TenantError::Configuration(message) => message,
+                    other => other.to_string(),
+                }
+            ))
+        })?;
         #[cfg(feature = "sql")]
         let database = tenant_database(config, store, Arc::clone(&strategy))?;
         let lifecycle = TenantLifecycle::from_config(store.tenants(), strategy, &config.lifecycle)

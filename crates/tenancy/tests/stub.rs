@@ -160,3 +160,17 @@ async fn set_theme_dark(configs: &tenancy::ConfigService, tenant: tenancy::Tenan
         Some(serde_json::json!("dark"))
     );
 }
+
+#[tokio::test]
+async fn an_isolation_strategy_the_stack_does_not_know_is_named_at_build() {
+    let mut config = tenancy::TenancyConfig::stub();
+    config.isolation.strategy = "schema".into();
+    let error = tenancy::configure(config).await.unwrap_err();
+    assert!(matches!(error, tenancy::Error::Build(_)), "{error}");
+    let message = error.to_string();
+    assert!(
+        message.contains("isolation.strategy: unknown isolation strategy \"schema\"")
+            && message.contains("registered: row_level"),
+        "{message}"
+    );
+}
