@@ -97,7 +97,7 @@ pub(crate) async fn tenants(
         ));
     }
     with_stack(target, async |tenancy| {
-        let lifecycle = tenancy.lifecycle()?;
+        let lifecycle = tenancy.lifecycle();
         match command {
             TenantsCommand::Create { slug, name, plan } => {
                 let mut create = CreateTenant::new(slug, name);
@@ -181,8 +181,8 @@ pub(crate) async fn config(
         _ => None,
     };
     with_stack(target, async |tenancy| {
-        let lifecycle = tenancy.lifecycle()?;
-        let service = tenancy.config_service()?;
+        let lifecycle = tenancy.lifecycle();
+        let service = tenancy.config();
         match command {
             ConfigCommand::Get { tenant, key } => {
                 let id = find(&lifecycle, tenant).await?.id;

@@ -200,13 +200,13 @@ async fn prepare(
     admin_token: &str,
     keys: &Arc<TokenKeys>,
 ) -> Result<(Router, bool, Vec<TenantInfo>), CliError> {
-    let lifecycle = tenancy.lifecycle()?;
+    let lifecycle = Arc::clone(tenancy.lifecycle());
     let seeded = seed(tenancy).await?;
     let tenants = lifecycle.list(ListQuery::default()).await?.items;
     let admin = AdminState {
         token: Arc::from(admin_token),
         lifecycle,
-        config: tenancy.config_service()?,
+        config: Arc::clone(tenancy.config()),
     };
     let app = app(tenancy, keys, admin)?;
     Ok((app, seeded, tenants))
@@ -214,7 +214,7 @@ async fn prepare(
 
 /// Creates acme and globex (active) and initech (suspended) when the store has no tenant.
 async fn seed(tenancy: &Tenancy) -> Result<bool, CliError> {
-    let lifecycle = tenancy.lifecycle()?;
+    let lifecycle = Arc::clone(tenancy.lifecycle());
     let first = lifecycle
         .list(ListQuery {
             limit: 1,
@@ -258,12 +258,12 @@ fn app(
     let tenant_api = Router::new()
         .nest("/api", api.clone())
         .nest("/tenants/{slug}/api", api)
-        .layer(tenancy.layer()?.require_tenant())
+        .layer(tenancy.layer().require_tenant())
         .layer(middleware::from_fn_with_state(
             Arc::clone(keys),
             auth::authenticate,
         ))
-        .layer(Extension(tenancy.config_service()?));
+        .layer(Extension(Arc::clone(tenancy.config())));
     Ok(Router::new()
         .merge(tenant_api)
         .route("/healthz", get(healthz).with_state(Arc::clone(tenancy)))

@@ -51,7 +51,7 @@ pub(crate) fn admin_config(
     config.store.change_feed = false;
     // A command serves no requests, so it has no users to check memberships of (an application
     // configured with strict membership gives its checker in code, which the command cannot).
-    config.resolution.strict_membership = false;
+    config.resolution.membership = tenancy::resolution::MembershipMode::Off;
     Ok((config, backend))
 }
 

@@ -226,7 +226,7 @@ async fn membership_applies_to_authenticated_users_on_untrusted_resolvers() {
     let early = jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
         &json!({"sub": "alice", "exp": in_a_year + 3600, "nbf": in_a_year}),
-        &jsonwebtoken::EncodingKey::from_secret(f.demo.jwt_secret().as_bytes()),
+        &jsonwebtoken::EncodingKey::from_secret(f.demo.jwt_secret().as_bytes()).unwrap(),
     )
     .unwrap();
     let (status, _) = f

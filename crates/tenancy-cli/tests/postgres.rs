@@ -52,11 +52,7 @@ async fn schemas_migrate_status_and_audit_on_postgres() {
     // Tenants created with schema isolation get their schemas.
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("tenancy.yaml");
-    std::fs::write(
-        &config,
-        "tenancy:\n  lifecycle:\n    isolation_strategy: schema\n",
-    )
-    .unwrap();
+    std::fs::write(&config, "tenancy:\n  isolation:\n    strategy: schema\n").unwrap();
     let config = config.to_str().unwrap();
     for slug in ["acme", "globex", "initech"] {
         let (code, tenant, stderr) = tenancy(

@@ -51,7 +51,7 @@ pub use events::{BroadcastPublisher, EventPublisher, NoopPublisher, TenantEvent,
 pub use id::{IdError, SLUG_MAX_LEN, Slug, TenantId, TenantRef};
 pub use isolation::{IsolationPlan, IsolationStep, IsolationStrategy};
 pub use memory::InMemoryStore;
-pub use provider::{Components, Health, HealthReport, HealthStatus, Provider};
+pub use provider::{Health, HealthReport, HealthStatus, Provider};
 pub use redact::{REDACTED, redact_url};
 pub use store::{
     ConfigStore, DEFAULT_PAGE_SIZE, ListQuery, MAX_PAGE_SIZE, Page, StatusChange, TenantStore,

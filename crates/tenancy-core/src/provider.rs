@@ -1,10 +1,7 @@
-//! The provider trait that the `tenancy` bundle drives, a type map providers register services in,
-//! and health types.
+//! The provider trait that the `tenancy` bundle drives, and health types.
 
-use std::any::{Any, TypeId};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -107,74 +104,18 @@ impl HealthReport {
     }
 }
 
-/// A type map in which providers register the services they build, for the application and later
-/// providers to take.
-#[derive(Default)]
-pub struct Components {
-    map: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
-}
-
-impl fmt::Debug for Components {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Components")
-            .field("len", &self.map.len())
-            .finish()
-    }
-}
-
-impl Components {
-    /// An empty map.
-    #[must_use]
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Registers a service, replacing (and returning) one of the same type.
-    pub fn insert<T: Send + Sync + 'static>(&mut self, service: Arc<T>) -> Option<Arc<T>> {
-        self.map
-            .insert(TypeId::of::<T>(), service)
-            .and_then(|old| old.downcast::<T>().ok())
-    }
-
-    /// The service of type `T`, if registered.
-    #[must_use]
-    pub fn get<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
-        self.map
-            .get(&TypeId::of::<T>())
-            .cloned()
-            .and_then(|s| s.downcast::<T>().ok())
-    }
-
-    /// The service of type `T`, or a configuration error naming the type.
-    ///
-    /// # Errors
-    /// [`TenantError::Configuration`] when no such service is registered.
-    pub fn require<T: Send + Sync + 'static>(&self) -> Result<Arc<T>, TenantError> {
-        self.get::<T>().ok_or_else(|| {
-            TenantError::Configuration(format!(
-                "no {} registered: register the provider that supplies it first",
-                std::any::type_name::<T>()
-            ))
-        })
-    }
-}
-
-/// A component of the tenancy stack that the bundle registers, boots, shuts down and checks.
+/// A component of the tenancy stack that the bundle boots, shuts down and checks.
 ///
-/// The bundle calls `register` on every provider in order, then `boot` in the same order, and
-/// `shutdown` in reverse order; if a `boot` fails, the providers already booted are shut down.
+/// The bundle calls `boot` on every provider in order and `shutdown` in reverse order; if a `boot`
+/// fails, the providers already booted are shut down. A provider holds the typed parts it needs
+/// (given when it is built), so it has nothing to look up at boot.
 #[async_trait]
 pub trait Provider: Send + Sync + fmt::Debug {
     /// A short, stable name (`resolution`, `lifecycle`, ...), used in health reports and errors.
     fn name(&self) -> &str;
 
-    /// Registers the services this provider supplies.
-    async fn register(&self, _components: &mut Components) -> Result<(), TenantError> {
-        Ok(())
-    }
-
     /// Starts whatever must run (background tasks, connections, boot-time checks).
-    async fn boot(&self, _components: &Components) -> Result<(), TenantError> {
+    async fn boot(&self) -> Result<(), TenantError> {
         Ok(())
     }
 
@@ -208,15 +149,5 @@ mod tests {
             HealthReport::from_components([]).status,
             HealthStatus::Healthy
         );
-    }
-
-    #[test]
-    fn components_are_typed() {
-        let mut components = Components::new();
-        assert!(components.insert(Arc::new(7_u32)).is_none());
-        assert_eq!(components.get::<u32>().as_deref(), Some(&7));
-        assert!(components.get::<u64>().is_none());
-        let err = components.require::<String>().unwrap_err();
-        assert!(err.to_string().contains("alloc::string::String"), "{err}");
     }
 }

@@ -6,11 +6,11 @@
 //! [`PlacementStore`], [`Placement`], [`DatabaseStrategy`]), identifier rules and
 //! [`IsolationConfig`].
 //!
-//! Feature `sql` adds everything that talks to PostgreSQL (sqlx): [`TenantDb`] (tenant-scoped
+//! Feature `sql` adds everything that talks to PostgreSQL (sqlx): [`TenantDatabase`] (tenant-scoped
 //! transactions), [`SchemaStrategy`], [`RlsAudit`], [`DatabaseRouter`], [`PgDatabaseProvisioner`],
 //! [`PgIsolationStore`] and [`TenantMigrator`].
 //!
-//! Every isolation setting is transaction-local: a [`TenantDb`] transaction sets
+//! Every isolation setting is transaction-local: a [`TenantDatabase`] transaction sets
 //! `app.tenant_id` (row level) with `set_config(.., true)`, or the `search_path` to
 //! `"tenant_<32 hex>", pg_temp` (schema), or runs on the tenant's own pool (database), and nothing
 //! of it survives the transaction on a pooled connection.
@@ -74,4 +74,4 @@ pub use schema::SchemaStrategy;
 #[cfg(feature = "sql")]
 pub use store::{PgIsolationStore, STORE_SCHEMA};
 #[cfg(feature = "sql")]
-pub use tx::{TenantDb, TenantTransaction};
+pub use tx::{TenantDatabase, TenantDb, TenantTransaction};

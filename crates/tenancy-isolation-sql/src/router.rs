@@ -70,12 +70,12 @@ impl DatabaseRouter {
         })
     }
 
-    /// A router over the `servers` of `config`, with its pool cache capacity and connection limit.
+    /// A router over the `servers` of `config` (checked by [`IsolationConfig::validate`]), with
+    /// its pool cache capacity and connection limit.
     ///
     /// # Errors
-    /// [`TenantError::Configuration`] when the config is invalid or a URL does not parse.
+    /// [`TenantError::Configuration`] when a server URL does not parse.
     pub fn from_config(config: &IsolationConfig) -> Result<Self, TenantError> {
-        config.validate()?;
         let servers = config
             .servers
             .iter()

@@ -72,6 +72,23 @@ fn storage(what: &'static str, tenant: TenantId) -> impl FnOnce(sqlx::Error) -> 
     move |e| TenantError::storage(format!("{what} of tenant {tenant}"), e)
 }
 
+impl PgIsolationStore {
+    /// Runs `sql`, whose one parameter is the tenant id; `what` names it in the error.
+    async fn execute_for(
+        &self,
+        sql: &'static str,
+        tenant: TenantId,
+        what: &'static str,
+    ) -> Result<(), TenantError> {
+        sqlx::query(sql)
+            .bind(tenant.as_uuid())
+            .execute(&self.pool)
+            .await
+            .map_err(storage(what, tenant))?;
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl AssignmentStore for PgIsolationStore {
     async fn assigned(&self, tenant: TenantId) -> Result<Option<String>, TenantError> {
@@ -98,12 +115,12 @@ impl AssignmentStore for PgIsolationStore {
     }
 
     async fn unassign(&self, tenant: TenantId) -> Result<(), TenantError> {
-        sqlx::query("DELETE FROM tenancy_isolation.strategy_assignments WHERE tenant_id = $1")
-            .bind(tenant.as_uuid())
-            .execute(&self.pool)
-            .await
-            .map_err(storage("removing the strategy assignment", tenant))?;
-        Ok(())
+        self.execute_for(
+            "DELETE FROM tenancy_isolation.strategy_assignments WHERE tenant_id = $1",
+            tenant,
+            "removing the strategy assignment",
+        )
+        .await
     }
 }
 
@@ -146,11 +163,11 @@ impl PlacementStore for PgIsolationStore {
     }
 
     async fn remove_placement(&self, tenant: TenantId) -> Result<(), TenantError> {
-        sqlx::query("DELETE FROM tenancy_isolation.placements WHERE tenant_id = $1")
-            .bind(tenant.as_uuid())
-            .execute(&self.pool)
-            .await
-            .map_err(storage("removing the placement", tenant))?;
-        Ok(())
+        self.execute_for(
+            "DELETE FROM tenancy_isolation.placements WHERE tenant_id = $1",
+            tenant,
+            "removing the placement",
+        )
+        .await
     }
 }

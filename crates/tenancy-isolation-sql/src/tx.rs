@@ -1,4 +1,5 @@
-//! [`TenantDb`]: tenant-scoped transactions, the one way application code reaches tenant data.
+//! [`TenantDatabase`]: tenant-scoped transactions, the one way application code reaches tenant
+//! data.
 //!
 //! Architecture invariant: isolation is applied only with transaction-local settings
 //! (`set_config(.., true)`) inside a transaction that [`TenantTransaction`] owns, so it ends with
@@ -6,21 +7,28 @@
 
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
+use std::time::Duration;
 
 use sqlx::{AssertSqlSafe, PgConnection, PgPool, Postgres, Transaction};
-use tenancy_core::{IsolationStep, IsolationStrategy, TenantError, TenantId, context};
+use tenancy_core::{Health, IsolationStep, IsolationStrategy, TenantError, TenantId, context};
 
 use crate::ident::{validate_identifier, validate_setting_name};
 use crate::router::DatabaseRouter;
 
-/// Begins transactions isolated for one tenant.
+/// Tenant-scoped database access: begins transactions isolated for one tenant (row-level setting,
+/// schema search path, or the tenant's own database, as the isolation strategy says).
+///
+/// It is cheap to clone (a pool and two `Arc`s), so an axum application hands it to handlers as
+/// router state (`State<TenantDatabase>`). A handler behind the tenancy middleware calls
+/// [`begin_current`](Self::begin_current), which takes the tenant the middleware put in scope;
+/// code outside a request names the tenant with [`begin`](Self::begin).
 ///
 /// ```no_run
 /// use std::sync::Arc;
-/// use tenancy_isolation_sql::{RowLevelStrategy, TenantDb};
+/// use tenancy_isolation_sql::{RowLevelStrategy, TenantDatabase};
 ///
 /// # async fn example(pool: sqlx::PgPool, tenant: tenancy_core::TenantId) -> Result<(), tenancy_core::TenantError> {
-/// let db = TenantDb::new(pool, Arc::new(RowLevelStrategy::default()));
+/// let db = TenantDatabase::new(pool, Arc::new(RowLevelStrategy::default()));
 /// let mut tx = db.begin(tenant).await?;
 /// let orders: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
 ///     .fetch_one(&mut **tx)
@@ -30,20 +38,26 @@ use crate::router::DatabaseRouter;
 /// # let _ = orders; Ok(()) }
 /// ```
 #[derive(Debug, Clone)]
-pub struct TenantDb {
+pub struct TenantDatabase {
     pool: PgPool,
     strategy: Arc<dyn IsolationStrategy>,
     router: Option<DatabaseRouter>,
+    from_context: bool,
 }
 
-impl TenantDb {
-    /// Tenant transactions on `pool` (the application role's pool), isolated by `strategy`.
+/// The former name of [`TenantDatabase`].
+pub type TenantDb = TenantDatabase;
+
+impl TenantDatabase {
+    /// Tenant transactions on `pool` (the application role's pool), isolated by `strategy`;
+    /// [`begin_current`](Self::begin_current) takes the tenant from the context.
     #[must_use]
     pub fn new(pool: PgPool, strategy: Arc<dyn IsolationStrategy>) -> Self {
         Self {
             pool,
             strategy,
             router: None,
+            from_context: true,
         }
     }
 
@@ -54,24 +68,67 @@ impl TenantDb {
         self
     }
 
+    /// Whether [`begin_current`](Self::begin_current) may take the tenant from the task-local
+    /// context (default `true`, the `integration.sql_context_bridge` setting); when `false` it is
+    /// refused and every transaction names its tenant with [`begin`](Self::begin).
+    #[must_use]
+    pub fn with_context_bridge(mut self, enabled: bool) -> Self {
+        self.from_context = enabled;
+        self
+    }
+
+    /// Whether [`begin_current`](Self::begin_current) takes the tenant from the context.
+    #[must_use]
+    pub fn is_bridged(&self) -> bool {
+        self.from_context
+    }
+
     /// The strategy.
     #[must_use]
     pub fn strategy(&self) -> &Arc<dyn IsolationStrategy> {
         &self.strategy
     }
 
+    /// The pool transactions begin on (tenants routed to their own database aside).
+    #[must_use]
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
     /// Begins a transaction for the current task-local tenant.
     ///
     /// # Errors
-    /// [`TenantError::Resolution`] when no tenant is in scope (it fails closed), and the errors of
-    /// [`begin`](Self::begin).
+    /// [`TenantError::Configuration`] when the context bridge is off; [`TenantError::Resolution`]
+    /// when no tenant is in scope (it fails closed); and the errors of [`begin`](Self::begin).
     pub async fn begin_current(&self) -> Result<TenantTransaction, TenantError> {
+        if !self.from_context {
+            return Err(TenantError::Configuration(
+                "integration.sql_context_bridge is off: name the tenant with begin(tenant)".into(),
+            ));
+        }
         let tenant = context::current_id().ok_or_else(|| {
             TenantError::Resolution(
                 "no tenant in scope: tenant data is reachable only inside a tenant scope".into(),
             )
         })?;
         self.begin(tenant).await
+    }
+
+    /// Whether the pool hands out a working connection within `timeout`, with its size as
+    /// details.
+    pub async fn health(&self, timeout: Duration) -> Health {
+        let probe = sqlx::query("SELECT 1").execute(&self.pool);
+        let health = match tokio::time::timeout(timeout, probe).await {
+            Ok(Ok(_)) => Health::healthy(),
+            Ok(Err(e)) => Health::unhealthy(format!("the isolation pool failed: {e}")),
+            Err(_) => Health::unhealthy(format!(
+                "the isolation pool did not answer within {} ms",
+                timeout.as_millis()
+            )),
+        };
+        health
+            .with_detail("pool_size", self.pool.size().to_string())
+            .with_detail("pool_idle", self.pool.num_idle().to_string())
     }
 
     /// Begins a transaction for `tenant`: asks the strategy for its plan, picks the pool (the
@@ -115,7 +172,7 @@ impl TenantDb {
                 let router = self.router.as_ref().ok_or_else(|| {
                     TenantError::Configuration(format!(
                         "the isolation strategy {:?} routes tenants to their own database, but no \
-                         DatabaseRouter is set on TenantDb",
+                         DatabaseRouter is set on TenantDatabase",
                         self.strategy.name()
                     ))
                 })?;

@@ -10,7 +10,7 @@ use tenancy_core::conformance::test_database_url;
 use tenancy_core::{IsolationStrategy, TenantError, TenantId};
 use tenancy_isolation_sql::{
     DatabaseRouter, DatabaseStrategy, PgDatabaseProvisioner, PgIsolationStore, Placement,
-    PlacementStore, TenantDb,
+    PlacementStore, TenantDatabase,
 };
 
 async fn admin_pool(url: &str) -> sqlx::PgPool {
@@ -61,7 +61,7 @@ async fn tenants_on_two_servers_each_land_on_their_own() {
     .unwrap();
     // Either strategy plans from the shared placement store.
     let tenants =
-        TenantDb::new(db.app.clone(), Arc::new(on_one.clone())).with_router(router.clone());
+        TenantDatabase::new(db.app.clone(), Arc::new(on_one.clone())).with_router(router.clone());
     for (tenant, url) in [(a, &url_one), (b, &url_two)] {
         let mut tx = tenants.begin(tenant).await.unwrap();
         let (database, server_port): (String, i32) =
@@ -198,7 +198,7 @@ async fn a_routing_plan_without_router_is_a_configuration_error() {
         Arc::new(PgDatabaseProvisioner::new("one", db.admin.clone()).unwrap()),
         store,
     );
-    let tenants = TenantDb::new(db.app.clone(), Arc::new(strategy));
+    let tenants = TenantDatabase::new(db.app.clone(), Arc::new(strategy));
     let err = tenants.begin(tenant).await.unwrap_err();
     assert!(matches!(err, TenantError::Configuration(_)), "{err:?}");
     db.drop().await;

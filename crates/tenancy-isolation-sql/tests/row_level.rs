@@ -1,4 +1,4 @@
-//! Row-level security through `TenantDb`, as the fixture's non-superuser application role.
+//! Row-level security through `TenantDatabase`, as the fixture's non-superuser application role.
 
 mod common;
 
@@ -7,7 +7,9 @@ use std::sync::Arc;
 use common::TestDb;
 use sqlx::postgres::PgPoolOptions;
 use tenancy_core::{CreateTenant, TenantContext, TenantError, TenantId, TenantInfo, context};
-use tenancy_isolation_sql::{RlsAudit, RowLevelStrategy, TenantDb, protect_table_sql};
+use tenancy_isolation_sql::{
+    RlsAudit, RowLevelStrategy, TenantDatabase, TenantTransaction, protect_table_sql,
+};
 
 /// A database with the protected table `items` (owned by the superuser, RLS forced), one row per
 /// tenant, DML granted to the application role.
@@ -42,6 +44,19 @@ async fn bodies(tx: &mut sqlx::PgConnection) -> Vec<String> {
         .unwrap()
 }
 
+/// Runs `sql` in `tx` with `tenant` as `$1`; how many rows it affected.
+async fn run(
+    tx: &mut TenantTransaction,
+    sql: &'static str,
+    tenant: TenantId,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(sql)
+        .bind(tenant.as_uuid())
+        .execute(&mut ***tx)
+        .await?;
+    Ok(done.rows_affected())
+}
+
 fn is_rls_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.code().as_deref() == Some("42501"))
 }
@@ -49,7 +64,7 @@ fn is_rls_violation(e: &sqlx::Error) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenant_a_cannot_select_insert_update_or_delete_b_rows() {
     let (db, a, b) = items_db("rls", 2).await;
-    let tenants = TenantDb::new(db.app.clone(), Arc::new(RowLevelStrategy::default()));
+    let tenants = TenantDatabase::new(db.app.clone(), Arc::new(RowLevelStrategy::default()));
 
     let mut tx = tenants.begin(a).await.unwrap();
     assert_eq!(bodies(&mut tx).await, ["a1"]);
@@ -60,44 +75,31 @@ async fn tenant_a_cannot_select_insert_update_or_delete_b_rows() {
         .await
         .unwrap();
     assert_eq!(n, 0);
-    let updated = sqlx::query("UPDATE items SET body = 'stolen' WHERE tenant_id = $1")
-        .bind(b.as_uuid())
-        .execute(&mut **tx)
-        .await
-        .unwrap();
-    assert_eq!(updated.rows_affected(), 0);
-    let deleted = sqlx::query("DELETE FROM items WHERE tenant_id = $1")
-        .bind(b.as_uuid())
-        .execute(&mut **tx)
-        .await
-        .unwrap();
-    assert_eq!(deleted.rows_affected(), 0);
+    for sql in [
+        "UPDATE items SET body = 'stolen' WHERE tenant_id = $1",
+        "DELETE FROM items WHERE tenant_id = $1",
+    ] {
+        assert_eq!(run(&mut tx, sql, b).await.unwrap(), 0, "{sql}");
+    }
     // Own rows are writable.
-    let inserted = sqlx::query("INSERT INTO items (tenant_id, body) VALUES ($1, 'a2')")
-        .bind(a.as_uuid())
-        .execute(&mut **tx)
-        .await
-        .unwrap();
-    assert_eq!(inserted.rows_affected(), 1);
+    let inserted = run(
+        &mut tx,
+        "INSERT INTO items (tenant_id, body) VALUES ($1, 'a2')",
+        a,
+    );
+    assert_eq!(inserted.await.unwrap(), 1);
     tx.commit().await.unwrap();
 
     // Inserting a row for B, or moving an own row to B, violates WITH CHECK.
-    let mut tx = tenants.begin(a).await.unwrap();
-    let err = sqlx::query("INSERT INTO items (tenant_id, body) VALUES ($1, 'planted')")
-        .bind(b.as_uuid())
-        .execute(&mut **tx)
-        .await
-        .unwrap_err();
-    assert!(is_rls_violation(&err), "{err}");
-    tx.rollback().await.unwrap();
-    let mut tx = tenants.begin(a).await.unwrap();
-    let err = sqlx::query("UPDATE items SET tenant_id = $1 WHERE body = 'a1'")
-        .bind(b.as_uuid())
-        .execute(&mut **tx)
-        .await
-        .unwrap_err();
-    assert!(is_rls_violation(&err), "{err}");
-    tx.rollback().await.unwrap();
+    for sql in [
+        "INSERT INTO items (tenant_id, body) VALUES ($1, 'planted')",
+        "UPDATE items SET tenant_id = $1 WHERE body = 'a1'",
+    ] {
+        let mut tx = tenants.begin(a).await.unwrap();
+        let err = run(&mut tx, sql, b).await.unwrap_err();
+        assert!(is_rls_violation(&err), "{sql}: {err}");
+        tx.rollback().await.unwrap();
+    }
 
     // B's data is untouched (read as the superuser, who bypasses RLS).
     let b_rows: Vec<String> =
@@ -116,7 +118,7 @@ async fn tenant_a_cannot_select_insert_update_or_delete_b_rows() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_tenant_sees_no_rows_and_begin_current_fails_closed() {
     let (db, a, _b) = items_db("rlsnone", 1).await;
-    let tenants = TenantDb::new(db.app.clone(), Arc::new(RowLevelStrategy::default()));
+    let tenants = TenantDatabase::new(db.app.clone(), Arc::new(RowLevelStrategy::default()));
     // A fresh session: the setting is NULL.
     let n: i64 = sqlx::query_scalar("SELECT count(*) FROM items")
         .fetch_one(&db.app)
@@ -140,7 +142,8 @@ async fn no_tenant_sees_no_rows_and_begin_current_fails_closed() {
         chrono_now(),
     )
     .unwrap();
-    let ctx = TenantContext::new(Arc::new(info), "test".into());
+    let info = Arc::new(info);
+    let ctx = TenantContext::new(Arc::clone(&info), "test".into());
     let seen = context::scope(ctx, async {
         let mut tx = tenants.begin_current().await.unwrap();
         let seen = bodies(&mut tx).await;
@@ -149,6 +152,15 @@ async fn no_tenant_sees_no_rows_and_begin_current_fails_closed() {
     })
     .await;
     assert_eq!(seen, ["a1"]);
+
+    // With the context bridge off, even a tenant in scope must be named.
+    let named_only = tenants.clone().with_context_bridge(false);
+    assert!(!named_only.is_bridged());
+    let ctx = TenantContext::new(info, "test".into());
+    let err = context::scope(ctx, named_only.begin_current())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, TenantError::Configuration(_)), "{err:?}");
     db.drop().await;
 }
 
@@ -159,7 +171,7 @@ fn chrono_now() -> chrono::DateTime<chrono::Utc> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pooled_connection_handed_from_a_to_b_carries_nothing_of_a() {
     let (db, a, b) = items_db("rlspool", 1).await;
-    let tenants = TenantDb::new(db.app.clone(), Arc::new(RowLevelStrategy::default()));
+    let tenants = TenantDatabase::new(db.app.clone(), Arc::new(RowLevelStrategy::default()));
 
     let mut tx = tenants.begin(a).await.unwrap();
     let pid_a: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
@@ -217,7 +229,7 @@ async fn the_setting_name_is_configurable() {
     ))
     .await;
     let strategy = RowLevelStrategy::with_setting("shop.tenant").unwrap();
-    let tenants = TenantDb::new(db.app.clone(), Arc::new(strategy));
+    let tenants = TenantDatabase::new(db.app.clone(), Arc::new(strategy));
     let mut tx = tenants.begin(b).await.unwrap();
     let seen: Vec<String> = sqlx::query_scalar("SELECT body FROM docs")
         .fetch_all(&mut **tx)
@@ -243,7 +255,7 @@ async fn an_unreachable_database_is_an_isolation_error() {
         .max_connections(1)
         .acquire_timeout(std::time::Duration::from_secs(5))
         .connect_lazy_with(options);
-    let tenants = TenantDb::new(pool, Arc::new(RowLevelStrategy::default()));
+    let tenants = TenantDatabase::new(pool, Arc::new(RowLevelStrategy::default()));
     let err = tenants.begin(TenantId::new()).await.unwrap_err();
     assert!(matches!(err, TenantError::Isolation { .. }), "{err:?}");
 }

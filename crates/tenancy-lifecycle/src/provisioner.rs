@@ -10,8 +10,8 @@ use crate::config::LifecycleConfig;
 /// Provisions and deprovisions tenants' isolation through an [`IsolationStrategy`].
 ///
 /// With auto-provisioning off, both operations succeed without calling the strategy. The strategy
-/// itself is chosen by the caller (the `tenancy` crate resolves [`LifecycleConfig::isolation_strategy`]
-/// through its isolation registry), so this crate depends on no isolation implementation.
+/// itself is chosen by the caller (the `tenancy` crate hands over the one its `isolation.strategy`
+/// names), so this crate depends on no isolation implementation.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -30,7 +30,7 @@ use crate::config::LifecycleConfig;
 /// }
 ///
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-/// let provisioner = Provisioner::from_config(Arc::new(Nothing), &LifecycleConfig::default())?;
+/// let provisioner = Provisioner::from_config(Arc::new(Nothing), &LifecycleConfig::default());
 /// provisioner.provision(TenantId::new()).await?;
 /// # Ok::<(), TenantError>(())
 /// # }).unwrap();
@@ -51,24 +51,10 @@ impl Provisioner {
         }
     }
 
-    /// A provisioner configured by `config`, checking that `strategy` is the one it names.
-    ///
-    /// # Errors
-    /// [`TenantError::Configuration`] when the config is invalid or names another strategy than
-    /// `strategy.name()`.
-    pub fn from_config(
-        strategy: Arc<dyn IsolationStrategy>,
-        config: &LifecycleConfig,
-    ) -> Result<Self, TenantError> {
-        config.validate()?;
-        if strategy.name() != config.isolation_strategy {
-            return Err(TenantError::Configuration(format!(
-                "lifecycle.isolation_strategy is {:?} but the strategy given is {:?}",
-                config.isolation_strategy,
-                strategy.name()
-            )));
-        }
-        Ok(Self::new(strategy, config.auto_provision_isolation))
+    /// A provisioner running `strategy` when `config.auto_provision_isolation` is on.
+    #[must_use]
+    pub fn from_config(strategy: Arc<dyn IsolationStrategy>, config: &LifecycleConfig) -> Self {
+        Self::new(strategy, config.auto_provision_isolation)
     }
 
     /// The strategy.

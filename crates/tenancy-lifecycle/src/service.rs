@@ -61,19 +61,15 @@ impl TenantLifecycle {
         }
     }
 
-    /// A service configured by `config`, provisioning through `strategy` (the strategy that
-    /// `config.isolation_strategy` names).
-    ///
-    /// # Errors
-    /// [`TenantError::Configuration`] as [`Provisioner::from_config`] reports it.
+    /// A service configured by `config`, provisioning through `strategy`.
+    #[must_use]
     pub fn from_config(
         store: Arc<dyn TenantStore>,
         strategy: Arc<dyn IsolationStrategy>,
         config: &LifecycleConfig,
-    ) -> Result<Self, TenantError> {
-        let provisioner = Provisioner::from_config(strategy, config)?;
-        Ok(Self::new(store, provisioner)
-            .with_deprovision_on_deactivate(config.deprovision_on_deactivate))
+    ) -> Self {
+        Self::new(store, Provisioner::from_config(strategy, config))
+            .with_deprovision_on_deactivate(config.deprovision_on_deactivate)
     }
 
     /// Publishes events through `publisher`.
@@ -262,11 +258,13 @@ impl TenantLifecycle {
                     .await
             }
             _ => {
-                let active = self.transition(&tenant, TenantStatus::Active, None).await?;
-                let mut outcome = Outcome::new(active);
-                self.publish(&mut outcome.publish_errors, id, TenantEventKind::Activated)
-                    .await;
-                Ok(outcome)
+                self.change_status(
+                    &tenant,
+                    TenantStatus::Active,
+                    None,
+                    TenantEventKind::Activated,
+                )
+                .await
             }
         }
     }
@@ -282,16 +280,14 @@ impl TenantLifecycle {
     #[tracing::instrument(skip_all, fields(tenant_id = %id))]
     pub async fn deactivate(&self, id: TenantId) -> Result<Outcome, TenantError> {
         let tenant = self.load(id).await?;
-        let inactive = self
-            .transition(&tenant, TenantStatus::Inactive, None)
+        let mut outcome = self
+            .change_status(
+                &tenant,
+                TenantStatus::Inactive,
+                None,
+                TenantEventKind::Deactivated,
+            )
             .await?;
-        let mut outcome = Outcome::new(inactive);
-        self.publish(
-            &mut outcome.publish_errors,
-            id,
-            TenantEventKind::Deactivated,
-        )
-        .await;
         if self.deprovision_on_deactivate {
             outcome.tenant = self.deprovision_inactive(&outcome.tenant).await?;
         }
@@ -332,17 +328,13 @@ impl TenantLifecycle {
             ));
         }
         let tenant = self.load(id).await?;
-        let suspended = self
-            .transition(&tenant, TenantStatus::Suspended, reason.clone())
-            .await?;
-        let mut outcome = Outcome::new(suspended);
-        self.publish(
-            &mut outcome.publish_errors,
-            id,
+        self.change_status(
+            &tenant,
+            TenantStatus::Suspended,
+            reason.clone(),
             TenantEventKind::Suspended { reason },
         )
-        .await;
-        Ok(outcome)
+        .await
     }
 
     /// Deprovisions the isolation of an `inactive` tenant (idempotent, as strategies are), and
@@ -371,6 +363,21 @@ impl TenantLifecycle {
         self.store.get(id).await?.ok_or(TenantError::NotFound {
             tenant: TenantRef::Id(id),
         })
+    }
+
+    /// [`transition`](Self::transition)s `tenant` to `to`, then publishes `kind`.
+    async fn change_status(
+        &self,
+        tenant: &TenantInfo,
+        to: TenantStatus,
+        reason: Option<String>,
+        kind: TenantEventKind,
+    ) -> Result<Outcome, TenantError> {
+        let changed = self.transition(tenant, to, reason).await?;
+        let mut outcome = Outcome::new(changed);
+        self.publish(&mut outcome.publish_errors, tenant.id, kind)
+            .await;
+        Ok(outcome)
     }
 
     /// Checks the table, applies the change conditionally on the status `tenant` was read in, and

@@ -33,7 +33,7 @@ fn config_reads(c: &mut Criterion) {
     let config: OverridesConfig =
         serde_json::from_value(json!({"defaults": {"max_users": 50}})).expect("config");
     let cached = Arc::new(CachedConfigStore::from_config(store.clone(), &config).expect("cache"));
-    let service = ConfigService::from_config(cached.clone(), &config).expect("service");
+    let service = ConfigService::from_config(cached.clone(), &config);
     rt.block_on(cached.get_config(tenant, "key_10"))
         .expect("warm");
 

@@ -17,7 +17,7 @@ pub const MAX_CACHE_TTL: Duration = Duration::from_secs(10 * 365 * 24 * 60 * 60)
 /// use tenancy_overrides::OverridesConfig;
 ///
 /// let config: OverridesConfig =
-///     serde_json::from_str(r#"{"cache_ttl": 30, "defaults": {"max_users": 50}}"#)?;
+///     serde_json::from_str(r#"{"cache_ttl": "30s", "defaults": {"max_users": 50}}"#)?;
 /// assert_eq!(config.cache_ttl, Duration::from_secs(30));
 /// assert_eq!(config.max_value_bytes, 65536);
 /// assert_eq!(config.defaults["max_users"], 50);
@@ -27,9 +27,9 @@ pub const MAX_CACHE_TTL: Duration = Duration::from_secs(10 * 365 * 24 * 60 * 60)
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OverridesConfig {
-    /// How long a tenant's whole configuration stays cached, in whole seconds (default 60, at
-    /// least 1, at most [`MAX_CACHE_TTL`]: ten years).
-    #[serde(with = "seconds")]
+    /// How long a tenant's whole configuration stays cached, as a human-readable duration
+    /// (`90s`, `5m`; default `1m`, at least 1 second, at most [`MAX_CACHE_TTL`]: ten years).
+    #[serde(with = "humantime_serde")]
     pub cache_ttl: Duration,
     /// How many tenants' configurations the cache holds at most (default 10 000, at least 1).
     pub cache_capacity: u64,
@@ -52,6 +52,8 @@ impl Default for OverridesConfig {
 
 impl OverridesConfig {
     /// Checks what serde cannot: bounds, and that every default follows the key and value rules.
+    /// The `tenancy` crate calls it once, when the configuration is loaded or a stack is built;
+    /// the constructors that take this section do not check it again.
     ///
     /// # Errors
     /// [`TenantError::Configuration`] naming the setting.
@@ -63,9 +65,9 @@ impl OverridesConfig {
         }
         if self.cache_ttl > MAX_CACHE_TTL {
             return Err(TenantError::Configuration(format!(
-                "overrides.cache_ttl is {} seconds; at most {} (ten years) are allowed",
-                self.cache_ttl.as_secs(),
-                MAX_CACHE_TTL.as_secs()
+                "overrides.cache_ttl is {}; at most {} (ten years) is allowed",
+                humantime_serde::re::humantime::format_duration(self.cache_ttl),
+                humantime_serde::re::humantime::format_duration(MAX_CACHE_TTL)
             )));
         }
         if self.cache_capacity == 0 {
@@ -95,21 +97,6 @@ pub(crate) fn validate_defaults(
     Ok(())
 }
 
-/// A [`Duration`] as a whole number of seconds.
-mod seconds {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(super) fn serialize<S: Serializer>(value: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(value.as_secs())
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        u64::deserialize(d).map(Duration::from_secs)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,7 +109,7 @@ mod tests {
         assert_eq!(config.cache_ttl, Duration::from_secs(60));
         config.validate().unwrap();
         let value = serde_json::to_value(&config).unwrap();
-        assert_eq!(value["cache_ttl"], 60);
+        assert_eq!(value["cache_ttl"], "1m");
         assert_eq!(
             serde_json::from_value::<OverridesConfig>(value).unwrap(),
             config
@@ -130,17 +117,22 @@ mod tests {
 
         let err = serde_json::from_str::<OverridesConfig>(r#"{"ttl": 5}"#).unwrap_err();
         assert!(err.to_string().contains("unknown field `ttl`"), "{err}");
-        assert!(serde_json::from_str::<OverridesConfig>(r#"{"cache_ttl": "60s"}"#).is_err());
+        let five_minutes: OverridesConfig = serde_json::from_str(r#"{"cache_ttl": "5m"}"#).unwrap();
+        assert_eq!(five_minutes.cache_ttl, Duration::from_secs(300));
+        // One convention: a bare number has no unit and is refused.
+        assert!(serde_json::from_str::<OverridesConfig>(r#"{"cache_ttl": 60}"#).is_err());
+        assert!(serde_json::from_str::<OverridesConfig>(r#"{"cache_ttl": "soon"}"#).is_err());
 
         for bad in [
-            json!({"cache_ttl": 0}),
+            json!({"cache_ttl": "0s"}),
+            json!({"cache_ttl": "500ms"}),
             json!({"cache_capacity": 0}),
             json!({"max_value_bytes": 0}),
             json!({"defaults": {"Bad Key": 1}}),
             json!({"defaults": {"null": null}}),
             json!({"max_value_bytes": 4, "defaults": {"big": "abcdef"}}),
-            json!({"cache_ttl": MAX_CACHE_TTL.as_secs() + 1}),
-            json!({"cache_ttl": u64::MAX}),
+            json!({"cache_ttl": "11years"}),
+            json!({"cache_ttl": "500000years"}),
         ] {
             let config: OverridesConfig = serde_json::from_value(bad.clone()).unwrap();
             assert!(

@@ -66,7 +66,7 @@ impl ConfigChange {
 ///
 /// let config: OverridesConfig = serde_json::from_value(json!({"defaults": {"max_users": 50}}))?;
 /// let cached = Arc::new(CachedConfigStore::from_config(store, &config)?);
-/// let service = ConfigService::from_config(cached, &config)?;
+/// let service = ConfigService::from_config(cached, &config);
 ///
 /// assert_eq!(service.get_as::<u32>(id, "max_users").await?, Some(50));
 /// service.set(id, "max_users", json!(500)).await?.into_result()?;
@@ -99,21 +99,16 @@ impl ConfigService {
         })
     }
 
-    /// A service configured by `config` (`defaults`, `max_value_bytes`).
-    ///
-    /// # Errors
-    /// [`TenantError::Configuration`] when `config` is invalid.
-    pub fn from_config(
-        store: Arc<dyn ConfigStore>,
-        config: &OverridesConfig,
-    ) -> Result<Self, TenantError> {
-        config.validate()?;
-        Ok(Self {
+    /// A service configured by `config` (`defaults`, `max_value_bytes`), which
+    /// [`OverridesConfig::validate`] has checked.
+    #[must_use]
+    pub fn from_config(store: Arc<dyn ConfigStore>, config: &OverridesConfig) -> Self {
+        Self {
             store,
             defaults: Arc::new(config.defaults.clone()),
             publisher: Arc::new(NoopPublisher),
             max_value_bytes: config.max_value_bytes,
-        })
+        }
     }
 
     /// Publishes `config_changed` events through `publisher`.

@@ -12,7 +12,7 @@ use tenancy_core::TenantError;
 use tenancy_isolation_sql::IsolationConfig;
 use tenancy_lifecycle::LifecycleConfig;
 use tenancy_overrides::OverridesConfig;
-use tenancy_resolution::{HEADER, ResolutionConfig, ResolverRegistry, SUBDOMAIN};
+use tenancy_resolution::{Builtin, HEADER, MembershipMode, ResolutionConfig, ResolverRegistry};
 use tenancy_store_sql::StoreConfig;
 
 use crate::integration::IntegrationConfig;
@@ -26,7 +26,7 @@ pub const ENV_PREFIX: &str = "TENANCY__";
 
 /// The configuration of the whole tenancy stack, one section per crate.
 ///
-/// Every section and every key is optional; missing ones take the defaults of the original library.
+/// Every section and every key is optional; missing ones take their documented defaults.
 /// Unknown keys are errors.
 ///
 /// ```
@@ -43,7 +43,8 @@ pub const ENV_PREFIX: &str = "TENANCY__";
 pub struct TenancyConfig {
     /// Tenant resolution: resolvers, their settings, the validator cache, membership checks.
     pub resolution: ResolutionConfig,
-    /// Tenant lifecycle: the isolation strategy that provisions tenants, auto-provisioning.
+    /// Tenant lifecycle: whether tenants are provisioned through `isolation.strategy`, and
+    /// deprovisioned on deactivation.
     pub lifecycle: LifecycleConfig,
     /// Per-tenant configuration overrides: cache TTL, application defaults.
     pub overrides: OverridesConfig,
@@ -114,9 +115,9 @@ impl TenancyConfig {
     pub fn stub() -> Self {
         Self {
             resolution: ResolutionConfig {
-                resolvers: Some(vec![HEADER.to_owned()]),
-                trusted_resolvers: vec![HEADER.to_owned()],
-                strict_membership: false,
+                resolvers: Some(vec![Builtin::Header]),
+                trusted_resolvers: Some(vec![HEADER.to_owned()]),
+                membership: MembershipMode::Off,
                 ..ResolutionConfig::default()
             },
             lifecycle: LifecycleConfig {
@@ -184,7 +185,9 @@ impl TenancyConfig {
         Ok(config)
     }
 
-    /// Checks what no single section can check alone.
+    /// Checks every section (each section's own `validate`, called here and nowhere else) and
+    /// what no single section can check alone. [`from_figment`](Self::from_figment) and
+    /// [`StackBuilder::build`](crate::StackBuilder::build) call it.
     ///
     /// # Errors
     /// [`ConfigError::Section`] when a section's own checks fail, [`ConfigError::Rejected`] when
@@ -196,7 +199,7 @@ impl TenancyConfig {
                 .resolvers
                 .iter()
                 .flatten()
-                .any(|name| name == SUBDOMAIN)
+                .any(|name| *name == Builtin::Subdomain)
         {
             return Err(ConfigError::Rejected {
                 key: "tenancy.resolution.resolvers".to_owned(),
@@ -210,7 +213,6 @@ impl TenancyConfig {
             "resolution",
             ResolverRegistry::from_config(resolution).map(drop),
         )?;
-        section("lifecycle", self.lifecycle.validate())?;
         section("overrides", self.overrides.validate())?;
         section("isolation", self.isolation.validate())?;
         section("store", self.store.validate())?;

@@ -16,7 +16,7 @@ pub enum Error {
     /// registered, ...).
     #[error("building the tenancy stack failed: {0}")]
     Build(#[from] TenantError),
-    /// A provider failed to register or boot; the providers booted before it were shut down.
+    /// A provider failed to boot; the providers booted before it were shut down.
     #[error(transparent)]
     Provider(#[from] ProviderError),
 }

@@ -20,7 +20,7 @@
 //! let tenancy = tenancy::configure(config).await?;
 //!
 //! // Tenants are created through the lifecycle service (provisioned, then active).
-//! let lifecycle = tenancy.lifecycle()?;
+//! let lifecycle = tenancy.lifecycle();
 //! lifecycle.create(CreateTenant::new("acme".parse()?, "Acme")).await?.into_result()?;
 //!
 //! // Every request is resolved (header, path, subdomain, verified JWT claim), validated
@@ -32,7 +32,7 @@
 //! let app: Router = Router::new()
 //!     .route("/whoami", get(whoami))
 //!     .layer(tenancy.guard())
-//!     .layer(tenancy.layer()?);
+//!     .layer(tenancy.layer());
 //!
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
 //! axum::serve(listener, app).await?;
@@ -51,12 +51,12 @@
 //!
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 //! let tenancy = tenancy::stub().await?;
-//! let acme = tenancy.lifecycle()?.create(CreateTenant::new("acme".parse()?, "Acme")).await?.into_result()?;
+//! let acme = tenancy.lifecycle().create(CreateTenant::new("acme".parse()?, "Acme")).await?.into_result()?;
 //!
 //! let app: Router = Router::new()
 //!     .route("/whoami", get(|Extension(t): Extension<ResolvedTenant>| async move { t.tenant().slug.to_string() }))
 //!     .layer(tenancy.guard())
-//!     .layer(tenancy.layer()?);
+//!     .layer(tenancy.layer());
 //!
 //! let request = Request::get("/whoami").header("x-tenant-id", acme.id.to_string()).body(Body::empty())?;
 //! assert_eq!(app.clone().oneshot(request).await?.status(), StatusCode::OK);
@@ -72,7 +72,7 @@
 //! | feature    | adds |
 //! |------------|------|
 //! | (default)  | the whole stack on the in-memory store, without SQL |
-//! | `sql`      | schema-per-tenant isolation, tenant-scoped transactions (`Tenancy::database`, the SQL context bridge) and the PostgreSQL store |
+//! | `sql`      | schema-per-tenant isolation, tenant-scoped transactions (`TenantDatabase`, from `Tenancy::database`) and the PostgreSQL store |
 //! | `postgres` | the PostgreSQL store and its change feed |
 //! | `sqlite`   | the SQLite store |
 //! | `axum`     | the `Tenant` axum extractor |
@@ -95,15 +95,13 @@ mod providers;
 mod stack;
 mod store;
 
-pub use bundle::{
-    DEFAULT_HEALTH_TIMEOUT, Phase, ProviderError, ShutdownError, Tenancy, TenancyBuilder,
-};
+pub use bundle::{DEFAULT_HEALTH_TIMEOUT, Phase, ProviderError, ShutdownError};
 pub use config::{ConfigError, ENV_PREFIX, SECTION, TenancyConfig};
 pub use error::Error;
 pub use integration::IntegrationConfig;
+pub use stack::{DEFAULT_EVENT_CAPACITY, StackBuilder, Tenancy, configure, stub};
 #[cfg(feature = "sql")]
-pub use integration::TenantDatabase;
-pub use stack::{DEFAULT_EVENT_CAPACITY, StackBuilder, configure, stub};
+pub use tenancy_isolation_sql::TenantDatabase;
 
 pub use tenancy_core as core;
 pub use tenancy_isolation_sql as isolation;
@@ -123,6 +121,7 @@ pub use tenancy_overrides::{ConfigService, OverridesConfig};
 #[cfg(feature = "axum")]
 pub use tenancy_resolution::Tenant;
 pub use tenancy_resolution::{
-    ResolutionConfig, ResolvedTenant, TenancyLayer, TenantGuardLayer, TenantMembership,
+    MembershipMode, RequireTenantLayer, ResolutionConfig, ResolveTenantLayer, ResolvedTenant,
+    TenantMembership, TenantRejection,
 };
 pub use tenancy_store_sql::StoreConfig;

@@ -1,24 +1,22 @@
-//! The sub-providers of a configured stack: each wraps one sub-crate's services, registers them,
-//! and checks its real dependencies for health.
+//! The sub-providers of a configured stack: each reports on one sub-crate's part, and the change
+//! feed and the boot audit start what must run. The store they share is checked and closed by the
+//! stack itself, once.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use tenancy_core::{BroadcastPublisher, Components, Health, Provider, TenantError};
-use tenancy_isolation_sql::IsolationRegistry;
+use tenancy_core::{Health, Provider};
 use tenancy_lifecycle::TenantLifecycle;
-use tenancy_overrides::{CachedConfigStore, ConfigService};
-use tenancy_resolution::{TenancyLayer, TenantValidator};
+use tenancy_overrides::ConfigService;
+use tenancy_resolution::TenantValidator;
 
 use crate::integration::IntegrationConfig;
 use crate::store::Store;
 
-/// Resolution: the validator and the middleware layer; healthy when the store answers.
+/// Resolution: how many tenants the validator holds.
 #[derive(Debug)]
 pub(crate) struct ResolutionProvider {
     pub(crate) validator: TenantValidator,
-    pub(crate) layer: TenancyLayer,
-    pub(crate) store: Store,
 }
 
 #[async_trait]
@@ -27,38 +25,15 @@ impl Provider for ResolutionProvider {
         "resolution"
     }
 
-    async fn register(&self, components: &mut Components) -> Result<(), TenantError> {
-        components.insert(Arc::new(self.validator.clone()));
-        components.insert(Arc::new(self.layer.clone()));
-        Ok(())
-    }
-
-    async fn boot(&self, _components: &Components) -> Result<(), TenantError> {
-        // Fail fast: a stack whose store does not answer cannot resolve a single request.
-        self.store.ping().await.map(drop)
-    }
-
-    /// The first provider booted is the last shut down: the store every provider shares is
-    /// closed here, after the others have stopped.
-    async fn shutdown(&self) -> Result<(), TenantError> {
-        self.store.close().await;
-        Ok(())
-    }
-
     async fn health(&self) -> Health {
-        self.store
-            .health()
-            .await
-            .with_detail("cached_tenants", self.validator.entry_count().to_string())
+        Health::healthy().with_detail("cached_tenants", self.validator.entry_count().to_string())
     }
 }
 
-/// Lifecycle: the lifecycle service and the event publisher; healthy when the store answers.
+/// Lifecycle: the provisioning strategy and whether it runs.
 #[derive(Debug)]
 pub(crate) struct LifecycleProvider {
     pub(crate) lifecycle: Arc<TenantLifecycle>,
-    pub(crate) events: Arc<BroadcastPublisher>,
-    pub(crate) store: Store,
 }
 
 #[async_trait]
@@ -67,27 +42,18 @@ impl Provider for LifecycleProvider {
         "lifecycle"
     }
 
-    async fn register(&self, components: &mut Components) -> Result<(), TenantError> {
-        components.insert(Arc::clone(&self.lifecycle));
-        components.insert(Arc::clone(&self.events));
-        Ok(())
-    }
-
     async fn health(&self) -> Health {
         let provisioner = self.lifecycle.provisioner();
-        self.store
-            .health()
-            .await
+        Health::healthy()
             .with_detail("isolation_strategy", provisioner.strategy().name())
             .with_detail("auto_provision", provisioner.auto_provision().to_string())
     }
 }
 
-/// Overrides: the config service over the cached config store; healthy when the store answers.
+/// Overrides: healthy when the config store answers a read.
 #[derive(Debug)]
 pub(crate) struct OverridesProvider {
     pub(crate) service: Arc<ConfigService>,
-    pub(crate) cache: Arc<CachedConfigStore>,
     pub(crate) store: Store,
 }
 
@@ -95,12 +61,6 @@ pub(crate) struct OverridesProvider {
 impl Provider for OverridesProvider {
     fn name(&self) -> &str {
         "overrides"
-    }
-
-    async fn register(&self, components: &mut Components) -> Result<(), TenantError> {
-        components.insert(Arc::clone(&self.service));
-        components.insert(Arc::clone(&self.cache));
-        Ok(())
     }
 
     async fn health(&self) -> Health {
@@ -111,17 +71,18 @@ impl Provider for OverridesProvider {
     }
 }
 
-/// Isolation: the strategy registry (and tenant-scoped database access with feature `sql`);
-/// healthy when the configured strategy is registered and the pool answers.
+/// Isolation: runs the row-level-security audit at boot (feature `sql`); healthy when the pool of
+/// tenant transactions answers.
 #[derive(Debug)]
 pub(crate) struct IsolationProvider {
-    pub(crate) registry: Arc<IsolationRegistry>,
     pub(crate) strategy: String,
     #[cfg(feature = "sql")]
-    pub(crate) database: Option<(crate::integration::TenantDatabase, sqlx::PgPool)>,
+    pub(crate) database: Option<tenancy_isolation_sql::TenantDatabase>,
     /// Run at boot on the tenant transactions' pool; a finding fails the boot.
     #[cfg(feature = "sql")]
     pub(crate) audit: Option<tenancy_isolation_sql::RlsAudit>,
+    /// How long the pool may take to answer a health check.
+    #[cfg(feature = "sql")]
     pub(crate) timeout: std::time::Duration,
 }
 
@@ -131,28 +92,19 @@ impl Provider for IsolationProvider {
         "isolation"
     }
 
-    async fn register(&self, components: &mut Components) -> Result<(), TenantError> {
-        components.insert(Arc::clone(&self.registry));
-        #[cfg(feature = "sql")]
-        if let Some((database, _)) = &self.database {
-            components.insert(Arc::new(database.clone()));
-        }
-        Ok(())
-    }
-
     #[cfg(feature = "sql")]
-    async fn boot(&self, _components: &Components) -> Result<(), TenantError> {
+    async fn boot(&self) -> Result<(), tenancy_core::TenantError> {
         let Some(audit) = &self.audit else {
             return Ok(());
         };
-        let Some((_, pool)) = &self.database else {
-            return Err(TenantError::Configuration(
+        let Some(database) = &self.database else {
+            return Err(tenancy_core::TenantError::Configuration(
                 "a row-level-security audit was requested, but the stack has no PostgreSQL \
                  store to audit: set store.url to a postgres:// URL"
                     .into(),
             ));
         };
-        let report = audit.run(pool).await?.into_result()?;
+        let report = audit.run(database.pool()).await?.into_result()?;
         tracing::info!(
             tables = report.tables.len(),
             "row-level-security audit passed"
@@ -161,19 +113,13 @@ impl Provider for IsolationProvider {
     }
 
     async fn health(&self) -> Health {
-        if let Err(e) = self.registry.get(&self.strategy) {
-            return Health::unhealthy(e.to_string());
-        }
         #[cfg(feature = "sql")]
         let health = match &self.database {
-            Some((_, pool)) => crate::integration::sql::pool_health(pool, self.timeout).await,
+            Some(database) => database.health(self.timeout).await,
             None => Health::healthy().with_detail("database", "none (no PostgreSQL store)"),
         };
         #[cfg(not(feature = "sql"))]
-        let health = {
-            let _ = self.timeout;
-            Health::healthy().with_detail("database", "none (feature sql off)")
-        };
+        let health = Health::healthy().with_detail("database", "none (feature sql off)");
         health.with_detail("strategy", self.strategy.as_str())
     }
 }
@@ -188,11 +134,6 @@ pub(crate) struct IntegrationProvider {
 impl Provider for IntegrationProvider {
     fn name(&self) -> &str {
         "integration"
-    }
-
-    async fn register(&self, components: &mut Components) -> Result<(), TenantError> {
-        components.insert(Arc::new(self.config.clone()));
-        Ok(())
     }
 
     /// Integration has no connection of its own: its health states what is on.
@@ -214,7 +155,7 @@ mod change_feed {
     use std::sync::{Arc, Mutex, PoisonError};
 
     use async_trait::async_trait;
-    use tenancy_core::{Components, Health, Invalidators, Provider, TenantError};
+    use tenancy_core::{Health, Invalidators, Provider, TenantError};
     use tenancy_store_sql::{ChangeFeed, PgTenantStore};
 
     /// The change feed: listens for other processes' changes and invalidates the caches; healthy
@@ -241,7 +182,7 @@ mod change_feed {
             "change_feed"
         }
 
-        async fn boot(&self, _components: &Components) -> Result<(), TenantError> {
+        async fn boot(&self) -> Result<(), TenantError> {
             let feed = self
                 .store
                 .start_change_feed(self.invalidators.clone())

@@ -1,23 +1,24 @@
-//! [`configure`] and [`stub`]: the full stack from a [`TenancyConfig`], and a test stack; typed
-//! accessors on [`Tenancy`] for what applications use.
+//! [`configure`] and [`stub`]: the full stack from a [`TenancyConfig`], and a test stack, as a
+//! [`Tenancy`] whose parts are typed values.
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tenancy_core::{
-    BroadcastPublisher, CacheInvalidation, Invalidators, IsolationStrategy, TenantError,
-    TenantEvent,
+    BroadcastPublisher, CacheInvalidation, HealthReport, Invalidators, IsolationStrategy, Provider,
+    TenantError, TenantEvent,
 };
 use tenancy_isolation_sql::{IsolationRegistry, RowLevelStrategy};
 use tenancy_lifecycle::TenantLifecycle;
 use tenancy_overrides::{CachedConfigStore, ConfigService};
 use tenancy_resolution::{
-    TenancyLayer, TenantGuardLayer, TenantMembership, TenantResolver, TenantValidator,
+    RequireTenantLayer, ResolveTenantLayer, TenantMembership, TenantResolver, TenantValidator,
 };
 use tokio::sync::broadcast;
 
-use crate::bundle::{DEFAULT_HEALTH_TIMEOUT, Tenancy};
+use crate::bundle::{Bundle, DEFAULT_HEALTH_TIMEOUT, ShutdownError, bounded};
 use crate::config::TenancyConfig;
 use crate::error::Error;
 use crate::integration::{IntegrationConfig, KeyValueCache, TenantPrefixedCache};
@@ -48,7 +49,7 @@ pub async fn configure(config: TenancyConfig) -> Result<Tenancy, Error> {
 ///
 /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
 /// let tenancy = tenancy::stub().await?;
-/// let acme = tenancy.lifecycle()?.create(CreateTenant::new("acme".parse()?, "Acme")).await?.into_result()?;
+/// let acme = tenancy.lifecycle().create(CreateTenant::new("acme".parse()?, "Acme")).await?.into_result()?;
 /// assert!(acme.is_active());
 /// assert_eq!(tenancy.health().await.status, HealthStatus::Healthy);
 /// tenancy.shutdown().await?;
@@ -66,19 +67,22 @@ pub async fn stub() -> Result<Tenancy, Error> {
 ///
 /// What [`build`](Self::build) assembles:
 /// - the store `store.url` names (SQLite or PostgreSQL, by feature), in memory without a URL;
-/// - resolution: the validator cache and the middleware layer (guard: [`TenantGuardLayer`]);
+/// - resolution: the validator cache and the middleware layer (guard: [`RequireTenantLayer`]);
 /// - lifecycle: the lifecycle service, provisioning through the isolation strategy that
-///   `lifecycle.isolation_strategy` names in the isolation registry, publishing to an in-process
+///   `isolation.strategy` names in the isolation registry, publishing to an in-process
 ///   broadcast, invalidating the validator (and overrides) caches through [`Invalidators`];
 /// - isolation: the registry (`row_level`, and `schema` on the PostgreSQL store with feature
-///   `sql`) and, with `sql` on the PostgreSQL store, tenant-scoped database access;
-/// - integration settings, and the change feed when the store is PostgreSQL and its feed is on.
+///   `sql`) and, with `sql` on the PostgreSQL store, the [`TenantDatabase`](crate::TenantDatabase)
+///   of tenant-scoped transactions, with the same strategy;
+/// - integration settings, and the change feed when the store is PostgreSQL and its feed is on;
+/// - the application's own [`provider`](Self::provider)s, booted after the stack's.
 #[derive(Default)]
 pub struct StackBuilder {
     config: TenancyConfig,
     membership: Option<Arc<dyn TenantMembership>>,
     resolvers: Vec<Arc<dyn TenantResolver>>,
     strategies: Vec<Arc<dyn IsolationStrategy>>,
+    providers: Vec<Arc<dyn Provider>>,
     health_timeout: Option<Duration>,
     #[cfg(feature = "sql")]
     audit: Option<tenancy_isolation_sql::RlsAudit>,
@@ -91,6 +95,7 @@ impl fmt::Debug for StackBuilder {
             .field("membership", &self.membership)
             .field("resolvers", &self.resolvers)
             .field("strategies", &self.strategies)
+            .field("providers", &self.providers)
             .finish_non_exhaustive()
     }
 }
@@ -106,7 +111,7 @@ impl StackBuilder {
     }
 
     /// The membership checker for tenants found by untrusted resolvers (needed when
-    /// `resolution.strict_membership` is on and an untrusted resolver is active).
+    /// `resolution.membership` is not `off` and an untrusted resolver is active).
     #[must_use]
     pub fn membership(mut self, membership: Arc<dyn TenantMembership>) -> Self {
         self.membership = Some(membership);
@@ -121,10 +126,48 @@ impl StackBuilder {
     }
 
     /// Registers an isolation strategy (database per tenant, or an application's own), which
-    /// `lifecycle.isolation_strategy` and `isolation.strategy` can then name.
+    /// `isolation.strategy` can then name.
     #[must_use]
     pub fn strategy(mut self, strategy: Arc<dyn IsolationStrategy>) -> Self {
         self.strategies.push(strategy);
+        self
+    }
+
+    /// Adds an application provider: it boots after the stack's own providers (and so shuts
+    /// down before them), and its health joins [`Tenancy::health`] under its name.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use async_trait::async_trait;
+    /// use tenancy::core::{Health, HealthStatus, Provider, TenantError};
+    ///
+    /// /// A mailer the application starts with the stack and checks in its health report.
+    /// #[derive(Debug)]
+    /// struct Mailer;
+    ///
+    /// #[async_trait]
+    /// impl Provider for Mailer {
+    ///     fn name(&self) -> &str { "mailer" }
+    ///     async fn boot(&self) -> Result<(), TenantError> { Ok(()) }
+    ///     async fn health(&self) -> Health { Health::healthy().with_detail("queue", "0") }
+    /// }
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// let tenancy = tenancy::StackBuilder::new(tenancy::TenancyConfig::stub())
+    ///     .provider(Arc::new(Mailer))
+    ///     .build()
+    ///     .await?;
+    /// assert_eq!(tenancy.provider_names().last(), Some("mailer"));
+    /// let report = tenancy.health().await;
+    /// assert_eq!(report.components["mailer"].details["queue"], "0");
+    /// assert_eq!(report.status, HealthStatus::Healthy);
+    /// tenancy.shutdown().await?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    #[must_use]
+    pub fn provider(mut self, provider: Arc<dyn Provider>) -> Self {
+        self.providers.push(provider);
         self
     }
 
@@ -155,8 +198,8 @@ impl StackBuilder {
         self
     }
 
-    /// Builds the parts, then registers and boots the providers: `resolution`, `lifecycle`,
-    /// `overrides`, `isolation`, `integration`, and `change_feed` on the PostgreSQL store.
+    /// Builds the parts, then boots the providers: `resolution`, `lifecycle`, `overrides`,
+    /// `isolation`, `integration`, `change_feed` on the PostgreSQL store, then the application's.
     ///
     /// # Errors
     /// See [`configure`].
@@ -166,6 +209,7 @@ impl StackBuilder {
             membership,
             resolvers,
             strategies,
+            providers: application,
             health_timeout,
             #[cfg(feature = "sql")]
             audit,
@@ -174,103 +218,149 @@ impl StackBuilder {
         let health_timeout = health_timeout.unwrap_or(DEFAULT_HEALTH_TIMEOUT);
 
         let store = Store::open(&config.store).await?;
+        // Fail fast: a stack whose store does not answer cannot resolve a single request.
+        if let Err(error) = store.ping().await {
+            store.close().await;
+            return Err(error.into());
+        }
+        let parts = match Parts::build(&config, &store, membership, resolvers, strategies) {
+            Ok(parts) => parts,
+            Err(error) => {
+                store.close().await;
+                return Err(error.into());
+            }
+        };
+
+        let mut providers: Vec<Arc<dyn Provider>> = vec![
+            Arc::new(ResolutionProvider {
+                validator: parts.validator.clone(),
+            }),
+            Arc::new(LifecycleProvider {
+                lifecycle: Arc::clone(&parts.lifecycle),
+            }),
+            Arc::new(OverridesProvider {
+                service: Arc::clone(&parts.config),
+                store: store.clone(),
+            }),
+            Arc::new(IsolationProvider {
+                strategy: config.isolation.strategy.clone(),
+                #[cfg(feature = "sql")]
+                database: parts.database.clone(),
+                #[cfg(feature = "sql")]
+                audit,
+                #[cfg(feature = "sql")]
+                timeout: health_timeout,
+            }),
+            Arc::new(IntegrationProvider {
+                config: config.integration.clone(),
+            }),
+        ];
+        #[cfg(feature = "postgres")]
+        if let Some(pg) = store.postgres()
+            && config.store.change_feed
+        {
+            providers.push(Arc::new(crate::providers::ChangeFeedProvider {
+                store: pg.clone(),
+                invalidators: parts.invalidators.clone(),
+                feed: std::sync::Mutex::new(None),
+            }));
+        }
+        providers.extend(application);
+
+        match Bundle::start(providers, health_timeout).await {
+            Ok(bundle) => Ok(Tenancy {
+                bundle,
+                store,
+                parts,
+                integration: config.integration,
+                stopped: AtomicBool::new(false),
+            }),
+            Err(error) => {
+                store.close().await;
+                Err(error.into())
+            }
+        }
+    }
+}
+
+/// The typed parts of a stack, built once from the configuration.
+#[derive(Debug)]
+struct Parts {
+    validator: TenantValidator,
+    layer: ResolveTenantLayer,
+    lifecycle: Arc<TenantLifecycle>,
+    config: Arc<ConfigService>,
+    config_cache: Arc<CachedConfigStore>,
+    events: Arc<BroadcastPublisher>,
+    invalidators: Invalidators,
+    isolation: Arc<IsolationRegistry>,
+    #[cfg(feature = "sql")]
+    database: Option<tenancy_isolation_sql::TenantDatabase>,
+}
+
+impl Parts {
+    fn build(
+        config: &TenancyConfig,
+        store: &Store,
+        membership: Option<Arc<dyn TenantMembership>>,
+        resolvers: Vec<Arc<dyn TenantResolver>>,
+        strategies: Vec<Arc<dyn IsolationStrategy>>,
+    ) -> Result<Self, TenantError> {
         let invalidators = Invalidators::new();
         let events = Arc::new(BroadcastPublisher::new(DEFAULT_EVENT_CAPACITY));
 
-        let resolution = resolution(&config, &store, &invalidators, membership, resolvers)?;
-        let overrides = overrides(&config, &store, &invalidators, &events)?;
-        let registry = isolation_registry(&config, &store, strategies)?;
-        // The strategy of tenant transactions must exist even where none are begun yet.
-        registry.get(&config.isolation.strategy)?;
+        // Resolution: the validator (invalidated by lifecycle changes) and the middleware layer.
+        let validator = TenantValidator::new(store.tenants(), &config.resolution.validator)?;
+        invalidators.register(Arc::new(validator.clone()) as Arc<dyn CacheInvalidation>);
+        let mut layer = ResolveTenantLayer::builder(&config.resolution, validator.clone());
+        for resolver in resolvers {
+            layer = layer.resolver(resolver);
+        }
+        if let Some(membership) = membership {
+            layer = layer.membership(membership);
+        }
+        let layer = layer.build()?;
 
-        let provisioning = registry.get(&config.lifecycle.isolation_strategy)?;
-        let lifecycle =
-            TenantLifecycle::from_config(store.tenants(), provisioning, &config.lifecycle)?
-                .with_publisher(Arc::clone(&events) as _)
-                .with_invalidators(invalidators.clone());
+        // Overrides: the config service over the cached config store.
+        let config_cache = Arc::new(CachedConfigStore::from_config(
+            store.configs(),
+            &config.overrides,
+        )?);
+        invalidators.register(Arc::clone(&config_cache) as Arc<dyn CacheInvalidation>);
+        let service = ConfigService::from_config(Arc::clone(&config_cache) as _, &config.overrides)
+            .with_publisher(Arc::clone(&events) as _);
 
-        let isolation = IsolationProvider {
+        // Isolation: one strategy, for provisioning and for tenant transactions alike.
+        let isolation = isolation_registry(config, store, strategies)?;
+        let strategy = isolation.get(&config.isolation.strategy).map_err(|error| {
+            TenantError::Configuration(format!(
+                "isolation.strategy: {} (`schema` needs feature `sql` and the PostgreSQL store; \
+                 register your own with StackBuilder::strategy)",
+                match error {
+                    TenantError::Configuration(message) => message,
+                    other => other.to_string(),
+                }
+            ))
+        })?;
+        #[cfg(feature = "sql")]
+        let database = tenant_database(config, store, Arc::clone(&strategy))?;
+        let lifecycle = TenantLifecycle::from_config(store.tenants(), strategy, &config.lifecycle)
+            .with_publisher(Arc::clone(&events) as _)
+            .with_invalidators(invalidators.clone());
+
+        Ok(Self {
+            validator,
+            layer,
+            lifecycle: Arc::new(lifecycle),
+            config: Arc::new(service),
+            config_cache,
+            events,
+            invalidators,
+            isolation: Arc::new(isolation),
             #[cfg(feature = "sql")]
-            database: tenant_database(&config, &store, &registry)?,
-            #[cfg(feature = "sql")]
-            audit,
-            strategy: config.isolation.strategy.clone(),
-            registry: Arc::new(registry),
-            timeout: health_timeout,
-        };
-
-        let builder = Tenancy::builder()
-            .health_timeout(health_timeout)
-            .component(Arc::new(invalidators.clone()))
-            .provider(Arc::new(resolution))
-            .provider(Arc::new(LifecycleProvider {
-                lifecycle: Arc::new(lifecycle),
-                events,
-                store: store.clone(),
-            }))
-            .provider(Arc::new(overrides))
-            .provider(Arc::new(isolation))
-            .provider(Arc::new(IntegrationProvider {
-                config: config.integration.clone(),
-            }));
-        #[cfg(feature = "postgres")]
-        let builder = match store.postgres() {
-            Some(pg) if config.store.change_feed => {
-                builder.provider(Arc::new(crate::providers::ChangeFeedProvider {
-                    store: pg.clone(),
-                    invalidators,
-                    feed: std::sync::Mutex::new(None),
-                }))
-            }
-            _ => builder,
-        };
-        Ok(builder.start().await?)
+            database,
+        })
     }
-}
-
-/// The validator (registered for invalidation) and the middleware layer.
-fn resolution(
-    config: &TenancyConfig,
-    store: &Store,
-    invalidators: &Invalidators,
-    membership: Option<Arc<dyn TenantMembership>>,
-    resolvers: Vec<Arc<dyn TenantResolver>>,
-) -> Result<ResolutionProvider, TenantError> {
-    let validator = TenantValidator::new(store.tenants(), &config.resolution.validator)?;
-    invalidators.register(Arc::new(validator.clone()) as Arc<dyn CacheInvalidation>);
-    let mut layer = TenancyLayer::builder(&config.resolution, validator.clone());
-    for resolver in resolvers {
-        layer = layer.resolver(resolver);
-    }
-    if let Some(membership) = membership {
-        layer = layer.membership(membership);
-    }
-    Ok(ResolutionProvider {
-        validator,
-        layer: layer.build()?,
-        store: store.clone(),
-    })
-}
-
-/// The config service over the cached config store (registered for invalidation).
-fn overrides(
-    config: &TenancyConfig,
-    store: &Store,
-    invalidators: &Invalidators,
-    events: &Arc<BroadcastPublisher>,
-) -> Result<OverridesProvider, TenantError> {
-    let cache = Arc::new(CachedConfigStore::from_config(
-        store.configs(),
-        &config.overrides,
-    )?);
-    invalidators.register(Arc::clone(&cache) as Arc<dyn CacheInvalidation>);
-    let service = ConfigService::from_config(Arc::clone(&cache) as _, &config.overrides)?
-        .with_publisher(Arc::clone(events) as _);
-    Ok(OverridesProvider {
-        service: Arc::new(service),
-        cache,
-        store: store.clone(),
-    })
 }
 
 /// `row_level` with the configured setting, `schema` on the PostgreSQL store (feature `sql`), and
@@ -294,27 +384,27 @@ fn isolation_registry(
     Ok(registry)
 }
 
-/// Tenant-scoped database access on the PostgreSQL store's pool, with the configured strategy
-/// (routed through a [`DatabaseRouter`](tenancy_isolation_sql::DatabaseRouter) when
-/// `isolation.servers` is set); none on another store.
+/// Tenant-scoped transactions on the PostgreSQL store's pool, isolated by `strategy` (routed
+/// through a [`DatabaseRouter`](tenancy_isolation_sql::DatabaseRouter) when `isolation.servers`
+/// is set), bridged to the task-local context as `integration.sql_context_bridge` says; none on
+/// another store.
 #[cfg(feature = "sql")]
 fn tenant_database(
     config: &TenancyConfig,
     store: &Store,
-    registry: &IsolationRegistry,
-) -> Result<Option<(crate::integration::TenantDatabase, sqlx::PgPool)>, TenantError> {
+    strategy: Arc<dyn IsolationStrategy>,
+) -> Result<Option<tenancy_isolation_sql::TenantDatabase>, TenantError> {
     let Some(pg) = store.postgres() else {
         return Ok(None);
     };
-    let strategy = registry.get(&config.isolation.strategy)?;
-    let mut db = tenancy_isolation_sql::TenantDb::new(pg.pool().clone(), strategy);
+    let mut db = tenancy_isolation_sql::TenantDatabase::new(pg.pool().clone(), strategy)
+        .with_context_bridge(config.integration.sql_context_bridge);
     if !config.isolation.servers.is_empty() {
         db = db.with_router(tenancy_isolation_sql::DatabaseRouter::from_config(
             &config.isolation,
         )?);
     }
-    let database = crate::integration::TenantDatabase::from_config(db, &config.integration);
-    Ok(Some((database, pg.pool().clone())))
+    Ok(Some(db))
 }
 
 /// The schema-per-tenant strategy on the store's pool, with the configured tenant migrations.
@@ -335,69 +425,124 @@ fn schema_strategy(
     })
 }
 
-/// Typed access to what a configured stack registered.
+/// A running tenancy stack: its parts, and the providers that boot, shut down and report on them.
+///
+/// Build one with [`configure`], [`stub`] or [`StackBuilder`]. Every part the configuration asks
+/// for is there once it is built, so the accessors return it directly. Call
+/// [`shutdown`](Self::shutdown) before dropping it: that stops background work (the change feed's
+/// listener, say) in reverse boot order, then closes the store.
+pub struct Tenancy {
+    bundle: Bundle,
+    store: Store,
+    parts: Parts,
+    integration: IntegrationConfig,
+    stopped: AtomicBool,
+}
+
+impl fmt::Debug for Tenancy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tenancy")
+            .field("providers", &self.provider_names().collect::<Vec<_>>())
+            .field("store", &self.store)
+            .field("health_timeout", &self.bundle.health_timeout())
+            .field("stopped", &self.stopped.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
 impl Tenancy {
-    /// The middleware layer that resolves each request's tenant (put it outside the guard).
+    /// The providers' names, in boot order.
+    pub fn provider_names(&self) -> impl Iterator<Item = &str> {
+        self.bundle.names()
+    }
+
+    /// The health of the stack: the store (checked once, as component `store`) and every
+    /// provider's own check, run concurrently, each bounded by the health timeout (a check that
+    /// does not answer in time counts as unhealthy); the report's status is the worst.
+    pub async fn health(&self) -> HealthReport {
+        let (store, mut components) = futures_util::future::join(
+            bounded(self.bundle.health_timeout(), self.store.health()),
+            self.bundle.health(),
+        )
+        .await;
+        components.push(("store".to_owned(), store));
+        HealthReport::from_components(components)
+    }
+
+    /// Shuts the providers down in reverse boot order, then closes the store they share (once:
+    /// later calls do nothing).
     ///
     /// # Errors
-    /// [`TenantError::Configuration`] when the stack has no resolution provider.
-    pub fn layer(&self) -> Result<TenancyLayer, TenantError> {
-        self.require::<TenancyLayer>().map(|layer| (*layer).clone())
+    /// [`ShutdownError`] listing the providers whose shutdown failed; the others were shut down,
+    /// and the store is closed all the same.
+    pub async fn shutdown(&self) -> Result<(), ShutdownError> {
+        if self.stopped.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let result = self.bundle.shutdown().await;
+        self.store.close().await;
+        result
+    }
+
+    /// The middleware layer that resolves each request's tenant (put it outside the guard).
+    #[must_use]
+    pub fn layer(&self) -> ResolveTenantLayer {
+        self.parts.layer.clone()
     }
 
     /// The guard layer that answers 403 to requests without an active tenant.
     #[must_use]
-    pub fn guard(&self) -> TenantGuardLayer {
-        TenantGuardLayer::new()
+    pub fn guard(&self) -> RequireTenantLayer {
+        RequireTenantLayer::new()
     }
 
     /// The validator (its cache is what the middleware consults).
-    ///
-    /// # Errors
-    /// [`TenantError::Configuration`] when the stack has no resolution provider.
-    pub fn validator(&self) -> Result<Arc<TenantValidator>, TenantError> {
-        self.require()
+    #[must_use]
+    pub fn validator(&self) -> &TenantValidator {
+        &self.parts.validator
     }
 
     /// The lifecycle service: create, update, activate, suspend, deactivate tenants.
-    ///
-    /// # Errors
-    /// [`TenantError::Configuration`] when the stack has no lifecycle provider.
-    pub fn lifecycle(&self) -> Result<Arc<TenantLifecycle>, TenantError> {
-        self.require()
+    #[must_use]
+    pub fn lifecycle(&self) -> &Arc<TenantLifecycle> {
+        &self.parts.lifecycle
     }
 
     /// The per-tenant configuration service (overrides over application defaults, cached).
-    ///
-    /// # Errors
-    /// [`TenantError::Configuration`] when the stack has no overrides provider.
-    pub fn config_service(&self) -> Result<Arc<ConfigService>, TenantError> {
-        self.require()
+    #[must_use]
+    pub fn config(&self) -> &Arc<ConfigService> {
+        &self.parts.config
+    }
+
+    /// The cache in front of the config store that [`config`](Self::config) reads through.
+    #[must_use]
+    pub fn config_cache(&self) -> &Arc<CachedConfigStore> {
+        &self.parts.config_cache
     }
 
     /// A new subscription to the stack's tenant events (from now on).
-    ///
-    /// # Errors
-    /// [`TenantError::Configuration`] when the stack has no lifecycle provider.
-    pub fn subscribe(&self) -> Result<broadcast::Receiver<TenantEvent>, TenantError> {
-        Ok(self.require::<BroadcastPublisher>()?.subscribe())
+    #[must_use]
+    pub fn subscribe(&self) -> broadcast::Receiver<TenantEvent> {
+        self.parts.events.subscribe()
     }
 
     /// The caches that lifecycle changes and the change feed invalidate; register the
     /// application's own tenant caches here.
-    ///
-    /// # Errors
-    /// [`TenantError::Configuration`] when the stack was not built by [`configure`].
-    pub fn invalidators(&self) -> Result<Arc<Invalidators>, TenantError> {
-        self.require()
+    #[must_use]
+    pub fn invalidators(&self) -> &Invalidators {
+        &self.parts.invalidators
+    }
+
+    /// The isolation strategies the stack knows, by name.
+    #[must_use]
+    pub fn isolation(&self) -> &IsolationRegistry {
+        &self.parts.isolation
     }
 
     /// The integration settings the stack runs with.
-    ///
-    /// # Errors
-    /// [`TenantError::Configuration`] when the stack has no integration provider.
-    pub fn integration(&self) -> Result<Arc<IntegrationConfig>, TenantError> {
-        self.require()
+    #[must_use]
+    pub fn integration(&self) -> &IntegrationConfig {
+        &self.integration
     }
 
     /// Wraps the application's cache so that keys are prefixed with `t:{tenant}:` while a tenant is
@@ -408,36 +553,21 @@ impl Tenancy {
     ///
     /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
     /// let tenancy = tenancy::configure(tenancy::TenancyConfig::stub()).await?;
-    /// let cache = tenancy.prefixed_cache(InMemoryCache::new())?;
+    /// let cache = tenancy.prefixed_cache(InMemoryCache::new());
     /// assert!(!cache.is_enabled(), "the stub runs without integration");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// # }).unwrap();
     /// ```
-    ///
-    /// # Errors
-    /// [`TenantError::Configuration`] when the stack has no integration provider.
-    pub fn prefixed_cache<C: KeyValueCache>(
-        &self,
-        inner: C,
-    ) -> Result<TenantPrefixedCache<C>, TenantError> {
-        Ok(TenantPrefixedCache::from_config(
-            inner,
-            &*self.integration()?,
-        ))
+    #[must_use]
+    pub fn prefixed_cache<C: KeyValueCache>(&self, inner: C) -> TenantPrefixedCache<C> {
+        TenantPrefixedCache::from_config(inner, &self.integration)
     }
 
-    /// Tenant-scoped database access (feature `sql`, PostgreSQL store).
-    ///
-    /// # Errors
-    /// [`TenantError::Configuration`] when the stack does not run on a PostgreSQL store.
+    /// Tenant-scoped transactions (feature `sql`): present when the stack runs on the PostgreSQL
+    /// store, absent on another store. It is `Clone`: hand it to axum handlers as state.
     #[cfg(feature = "sql")]
-    pub fn database(&self) -> Result<Arc<crate::integration::TenantDatabase>, TenantError> {
-        self.components().get().ok_or_else(|| {
-            TenantError::Configuration(
-                "tenant-scoped database access needs the PostgreSQL store: set store.url to a \
-                 postgres:// URL"
-                    .into(),
-            )
-        })
+    #[must_use]
+    pub fn database(&self) -> Option<&tenancy_isolation_sql::TenantDatabase> {
+        self.parts.database.as_ref()
     }
 }

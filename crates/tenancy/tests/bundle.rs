@@ -1,12 +1,15 @@
-//! The bundle: register and boot in order, shut down in reverse, a failed boot unwinds, health is
-//! the worst of bounded real checks.
+//! The bundle: providers boot in order, shut down in reverse, a failed boot unwinds, health is
+//! the worst of bounded real checks. Application providers join a stub stack after its own.
+
+mod common;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tenancy::core::{Components, Health, HealthStatus, Provider, TenantError};
-use tenancy::{Phase, Tenancy};
+use common::assert_providers;
+use tenancy::core::{Health, HealthStatus, Provider, TenantError};
+use tenancy::{Phase, StackBuilder, Tenancy, TenancyConfig};
 
 type Journal = Arc<Mutex<Vec<String>>>;
 
@@ -45,18 +48,8 @@ impl Provider for Recording {
         self.name
     }
 
-    async fn register(&self, components: &mut Components) -> Result<(), TenantError> {
-        self.log("register");
-        components.insert(Arc::new(self.name.to_owned()));
-        Ok(())
-    }
-
-    async fn boot(&self, components: &Components) -> Result<(), TenantError> {
+    async fn boot(&self) -> Result<(), TenantError> {
         self.log("boot");
-        assert!(
-            components.get::<String>().is_some(),
-            "boot runs after every register"
-        );
         if self.fail_boot {
             return Err(TenantError::Configuration(format!(
                 "{} cannot start",
@@ -90,32 +83,48 @@ fn entries(journal: &Journal) -> Vec<String> {
     journal.lock().unwrap().clone()
 }
 
+/// A stub stack with `providers` added after its own, started with `health_timeout` when given.
+async fn start(
+    providers: Vec<Recording>,
+    health_timeout: Option<Duration>,
+) -> Result<Tenancy, tenancy::Error> {
+    let mut builder = StackBuilder::new(TenancyConfig::stub());
+    for provider in providers {
+        builder = builder.provider(Arc::new(provider));
+    }
+    if let Some(timeout) = health_timeout {
+        builder = builder.health_timeout(timeout);
+    }
+    builder.build().await
+}
+
+/// The provider error of a failed start.
+fn provider_error(error: tenancy::Error) -> tenancy::ProviderError {
+    match error {
+        tenancy::Error::Provider(error) => error,
+        other => panic!("expected a provider error, got {other}"),
+    }
+}
+
 #[tokio::test]
 async fn boots_in_order_and_shuts_down_in_reverse_once() {
     let journal = Journal::default();
-    let mut builder = Tenancy::builder();
-    for name in ["resolution", "lifecycle", "overrides"] {
-        builder = builder.provider(Arc::new(Recording::new(name, &journal)));
-    }
-    let tenancy = builder.start().await.unwrap();
-    assert_eq!(
-        tenancy.provider_names().collect::<Vec<_>>(),
-        ["resolution", "lifecycle", "overrides"]
-    );
+    let providers = ["first", "second", "third"]
+        .map(|name| Recording::new(name, &journal))
+        .into();
+    let tenancy = start(providers, None).await.unwrap();
+    assert_providers(&tenancy, &["first", "second", "third"]);
     tenancy.shutdown().await.unwrap();
     tenancy.shutdown().await.unwrap();
     assert_eq!(
         entries(&journal),
         [
-            "register resolution",
-            "register lifecycle",
-            "register overrides",
-            "boot resolution",
-            "boot lifecycle",
-            "boot overrides",
-            "shutdown overrides",
-            "shutdown lifecycle",
-            "shutdown resolution",
+            "boot first",
+            "boot second",
+            "boot third",
+            "shutdown third",
+            "shutdown second",
+            "shutdown first",
         ]
     );
 }
@@ -125,34 +134,29 @@ async fn a_failed_boot_shuts_down_the_providers_already_booted_and_names_the_cul
     let journal = Journal::default();
     let failing = Recording {
         fail_boot: true,
-        ..Recording::new("overrides", &journal)
+        ..Recording::new("third", &journal)
     };
-    let error = Tenancy::builder()
-        .provider(Arc::new(Recording::new("resolution", &journal)))
-        .provider(Arc::new(Recording::new("lifecycle", &journal)))
-        .provider(Arc::new(failing))
-        .provider(Arc::new(Recording::new("isolation", &journal)))
-        .start()
-        .await
-        .unwrap_err();
-    assert_eq!(error.provider, "overrides");
+    let providers = vec![
+        Recording::new("first", &journal),
+        Recording::new("second", &journal),
+        failing,
+        Recording::new("fourth", &journal),
+    ];
+    let error = provider_error(start(providers, None).await.unwrap_err());
+    assert_eq!(error.provider, "third");
     assert_eq!(error.phase, Phase::Boot);
     assert_eq!(
         error.to_string(),
-        "provider `overrides` failed to boot: invalid configuration: overrides cannot start"
+        "provider `third` failed to boot: invalid configuration: third cannot start"
     );
     assert_eq!(
         entries(&journal),
         [
-            "register resolution",
-            "register lifecycle",
-            "register overrides",
-            "register isolation",
-            "boot resolution",
-            "boot lifecycle",
-            "boot overrides",
-            "shutdown lifecycle",
-            "shutdown resolution",
+            "boot first",
+            "boot second",
+            "boot third",
+            "shutdown second",
+            "shutdown first",
         ]
     );
 }
@@ -162,76 +166,39 @@ async fn health_is_the_worst_check_and_a_hung_check_turns_unhealthy() {
     let journal = Journal::default();
     let degraded = Recording {
         health: Some(Health::degraded("change feed reconnecting")),
-        ..Recording::new("change_feed", &journal)
+        ..Recording::new("feed", &journal)
     };
-    let tenancy = Tenancy::builder()
-        .provider(Arc::new(Recording::new("resolution", &journal)))
-        .provider(Arc::new(degraded))
-        .start()
+    let tenancy = start(vec![Recording::new("first", &journal), degraded], None)
         .await
         .unwrap();
     let report = tenancy.health().await;
     assert_eq!(report.status, HealthStatus::Degraded);
+    assert_eq!(report.components["first"].status, HealthStatus::Healthy);
     assert_eq!(
-        report.components["resolution"].status,
-        HealthStatus::Healthy
-    );
-    assert_eq!(
-        report.components["change_feed"].details["reason"],
+        report.components["feed"].details["reason"],
         "change feed reconnecting"
     );
+    tenancy.shutdown().await.unwrap();
 
     let hung = Recording {
         health: None,
-        ..Recording::new("lifecycle", &journal)
+        ..Recording::new("hung", &journal)
     };
-    let tenancy = Tenancy::builder()
-        .provider(Arc::new(Recording::new("resolution", &journal)))
-        .provider(Arc::new(hung))
-        .health_timeout(Duration::from_millis(50))
-        .start()
-        .await
-        .unwrap();
+    let tenancy = start(
+        vec![Recording::new("first", &journal), hung],
+        Some(Duration::from_millis(50)),
+    )
+    .await
+    .unwrap();
     let report = tenancy.health().await;
     assert_eq!(report.status, HealthStatus::Unhealthy);
+    assert_eq!(report.components["first"].status, HealthStatus::Healthy);
+    assert_eq!(report.components["store"].status, HealthStatus::Healthy);
     assert_eq!(
-        report.components["resolution"].status,
-        HealthStatus::Healthy
-    );
-    assert_eq!(
-        report.components["lifecycle"].details["reason"],
+        report.components["hung"].details["reason"],
         "health check did not answer within 50 ms"
     );
-}
-
-#[tokio::test]
-async fn a_failed_register_boots_nothing() {
-    #[derive(Debug)]
-    struct Broken;
-    #[async_trait]
-    impl Provider for Broken {
-        fn name(&self) -> &str {
-            "broken"
-        }
-        async fn register(&self, _: &mut Components) -> Result<(), TenantError> {
-            Err(TenantError::Configuration("no store".into()))
-        }
-        async fn health(&self) -> Health {
-            Health::healthy()
-        }
-    }
-    let journal = Journal::default();
-    let error = Tenancy::builder()
-        .provider(Arc::new(Recording::new("resolution", &journal)))
-        .provider(Arc::new(Broken))
-        .start()
-        .await
-        .unwrap_err();
-    assert_eq!(
-        (error.provider.as_str(), error.phase),
-        ("broken", Phase::Register)
-    );
-    assert_eq!(entries(&journal), ["register resolution"]);
+    tenancy.shutdown().await.unwrap();
 }
 
 #[tokio::test]
@@ -239,27 +206,22 @@ async fn a_failed_shutdown_is_reported_and_the_others_still_shut_down() {
     let journal = Journal::default();
     let stuck = Recording {
         fail_shutdown: true,
-        ..Recording::new("lifecycle", &journal)
+        ..Recording::new("second", &journal)
     };
-    let tenancy = Tenancy::builder()
-        .provider(Arc::new(Recording::new("resolution", &journal)))
-        .provider(Arc::new(stuck))
-        .provider(Arc::new(Recording::new("overrides", &journal)))
-        .start()
-        .await
-        .unwrap();
+    let providers = vec![
+        Recording::new("first", &journal),
+        stuck,
+        Recording::new("third", &journal),
+    ];
+    let tenancy = start(providers, None).await.unwrap();
     let error = tenancy.shutdown().await.unwrap_err();
     assert_eq!(error.failures.len(), 1);
     assert_eq!(
         error.to_string(),
-        "1 provider(s) failed to shut down: lifecycle"
+        "1 provider(s) failed to shut down: second"
     );
     assert_eq!(
-        entries(&journal)[6..],
-        [
-            "shutdown overrides",
-            "shutdown lifecycle",
-            "shutdown resolution"
-        ]
+        entries(&journal)[3..],
+        ["shutdown third", "shutdown second", "shutdown first"]
     );
 }

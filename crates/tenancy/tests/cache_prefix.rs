@@ -105,11 +105,14 @@ async fn a_configured_stack_prefixes_and_the_stub_does_not() {
     let error = tenancy::configure(tenancy::TenancyConfig::default())
         .await
         .unwrap_err();
-    assert!(error.to_string().contains("strict_membership"), "{error}");
+    assert!(
+        error.to_string().contains("resolution.membership"),
+        "{error}"
+    );
     let mut config = tenancy::TenancyConfig::default();
-    config.resolution.resolvers = Some(vec!["jwt_claim".into()]);
+    config.resolution.resolvers = Some(vec![tenancy::resolution::Builtin::JwtClaim]);
     let tenancy = tenancy::configure(config).await.unwrap();
-    let cache = tenancy.prefixed_cache(InMemoryCache::new()).unwrap();
+    let cache = tenancy.prefixed_cache(InMemoryCache::new());
     assert!(cache.is_enabled());
     let acme = tenant("acme");
     let expected = format!("t:{}:k", acme.id());
@@ -120,7 +123,7 @@ async fn a_configured_stack_prefixes_and_the_stub_does_not() {
     tenancy.shutdown().await.unwrap();
 
     let stub = tenancy::stub().await.unwrap();
-    let cache = stub.prefixed_cache(InMemoryCache::new()).unwrap();
+    let cache = stub.prefixed_cache(InMemoryCache::new());
     context::scope(tenant("acme"), async {
         assert_eq!(cache.scoped_key("k"), "k");
     })

@@ -16,7 +16,6 @@ fn defaults_without_a_file_or_environment() {
         let config = load_in(jail, None).unwrap();
         assert!(config.integration.cache_key_prefix);
         assert!(config.integration.sql_context_bridge);
-        assert_eq!(config.lifecycle.isolation_strategy, "row_level");
         assert!(config.lifecycle.auto_provision_isolation);
         assert!(!config.lifecycle.deprovision_on_deactivate);
         assert_eq!(config.isolation.strategy, "row_level");
@@ -32,11 +31,15 @@ fn defaults_without_a_file_or_environment() {
         assert_eq!(resolution.subdomain_base_domain, None);
         assert_eq!(resolution.path_pattern, "/tenants/{tenant}/");
         assert_eq!(resolution.jwt_claim_key, "tenant_id");
-        assert_eq!(resolution.validator.cache_ttl_secs, 300);
+        assert_eq!(
+            resolution.validator.cache_ttl,
+            std::time::Duration::from_secs(300)
+        );
         // jwt_claim, header, subdomain, path: subdomain joins once a base domain is set.
+        use tenancy::resolution::Builtin;
         assert_eq!(
             resolution.active_resolvers(),
-            ["jwt_claim", "header", "path"]
+            [Builtin::JwtClaim, Builtin::Header, Builtin::Path]
         );
         // A file without a `tenancy` section takes every default too.
         jail.create_file("app.yaml", "server:\n  port: 8080\n")?;
@@ -52,14 +55,24 @@ fn environment_wins_over_the_file() {
         jail.create_file(
             "app.yaml",
             "tenancy:\n  integration:\n    cache_key_prefix: false\n    sql_context_bridge: false\n  \
-             lifecycle:\n    isolation_strategy: schema\n    auto_provision_isolation: false\n",
+             lifecycle:\n    auto_provision_isolation: false\n  overrides:\n    cache_ttl: 5m\n",
         )?;
         let config = load_in(jail, Some("app.yaml")).unwrap();
         assert!(!config.integration.cache_key_prefix);
         assert!(!config.integration.sql_context_bridge);
+        assert_eq!(
+            config.overrides.cache_ttl,
+            std::time::Duration::from_secs(300)
+        );
 
         jail.set_env("TENANCY__INTEGRATION__SQL_CONTEXT_BRIDGE", "true");
+        jail.set_env("TENANCY__OVERRIDES__CACHE_TTL", "90s");
         let config = load_in(jail, Some("app.yaml")).unwrap();
+        assert_eq!(
+            config.overrides.cache_ttl,
+            std::time::Duration::from_secs(90),
+            "durations from the environment are human-readable too"
+        );
         assert!(!config.integration.cache_key_prefix, "from the file");
         assert!(
             config.integration.sql_context_bridge,
@@ -204,14 +217,21 @@ fn a_section_refusing_a_value_is_named() {
             "invalid configuration in section `tenancy.isolation`: \
              isolation.migrator_concurrency must be at least 1"
         );
+        jail.create_file("app.yaml", "tenancy:\n  overrides:\n    cache_ttl: 0s\n")?;
+        let error = load_in(jail, Some("app.yaml")).unwrap_err();
+        assert!(
+            matches!(&error, ConfigError::Section { section: "overrides", message }
+                if message.starts_with("overrides.cache_ttl")),
+            "{error}"
+        );
+        // The isolation strategy has one setting, `isolation.strategy`.
         jail.create_file(
             "app.yaml",
-            "tenancy:\n  lifecycle:\n    isolation_strategy: ' '\n",
+            "tenancy:\n  lifecycle:\n    isolation_strategy: schema\n",
         )?;
         let error = load_in(jail, Some("app.yaml")).unwrap_err();
         assert!(
-            matches!(&error, ConfigError::Section { section: "lifecycle", message }
-                if message.starts_with("lifecycle.isolation_strategy")),
+            matches!(&error, ConfigError::Invalid { key, .. } if key == "tenancy.lifecycle.isolation_strategy"),
             "{error}"
         );
         Ok(())
@@ -240,7 +260,10 @@ fn the_subdomain_resolver_without_a_base_domain_is_rejected() {
         let config = load_in(jail, Some("app.yaml")).unwrap();
         assert_eq!(
             config.resolution.active_resolvers(),
-            ["header", "subdomain"]
+            [
+                tenancy::resolution::Builtin::Header,
+                tenancy::resolution::Builtin::Subdomain
+            ]
         );
         Ok(())
     });
@@ -271,7 +294,7 @@ fn the_complete_file_of_the_configuration_reference_loads() {
         let config = load_in(jail, Some("app.yaml")).unwrap();
         assert_eq!(
             config.resolution.active_resolvers(),
-            ["jwt_claim", "header", "subdomain", "path"]
+            tenancy::resolution::Builtin::ALL
         );
         assert_eq!(config.overrides.defaults["max_users"], 50);
         assert_eq!(

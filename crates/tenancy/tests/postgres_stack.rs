@@ -6,9 +6,10 @@ mod common;
 use std::time::Duration;
 
 use common::pg::TestDb;
+use common::{assert_providers, assert_store_pinged_once, create};
 use figment::Figment;
 use figment::providers::{Format, Yaml};
-use tenancy::core::{CreateTenant, HealthReport, HealthStatus};
+use tenancy::core::{HealthReport, HealthStatus};
 use tenancy::{StackBuilder, Tenancy, TenancyConfig};
 
 fn config(url: &str) -> TenancyConfig {
@@ -47,32 +48,13 @@ async fn health_names_a_killed_listener_and_a_stopped_store_then_recovers() {
         .build()
         .await
         .unwrap();
-    assert_eq!(
-        tenancy.provider_names().collect::<Vec<_>>(),
-        [
-            "resolution",
-            "lifecycle",
-            "overrides",
-            "isolation",
-            "integration",
-            "change_feed"
-        ]
-    );
-    let acme = tenancy
-        .lifecycle()
-        .unwrap()
-        .create(CreateTenant::new("acme".parse().unwrap(), "Acme"))
-        .await
-        .unwrap()
-        .into_result()
-        .unwrap();
+    assert_providers(&tenancy, &["change_feed"]);
+    let acme = create(&tenancy, "acme").await;
     assert!(acme.is_active());
     let report = tenancy.health().await;
     assert_eq!(report.status, HealthStatus::Healthy, "{report:#?}");
-    assert_eq!(
-        report.components["resolution"].details["backend"],
-        "postgres"
-    );
+    assert_eq!(report.components["store"].details["backend"], "postgres");
+    assert_store_pinged_once(&report);
     assert_eq!(
         report.components["change_feed"].details["channel"],
         "tenancy_changes"
@@ -93,15 +75,16 @@ async fn health_names_a_killed_listener_and_a_stopped_store_then_recovers() {
     );
     assert!(report.status >= HealthStatus::Degraded);
 
-    // Stop the store: every connection gone, none allowed. The store's users turn unhealthy.
+    // Stop the store: every connection gone, none allowed. The store, and the config reads of
+    // overrides, turn unhealthy.
     db.terminate(None).await;
     let report = health_until(&tenancy, |r| {
         r.status == HealthStatus::Unhealthy
-            && r.components["resolution"].status == HealthStatus::Unhealthy
+            && r.components["store"].status == HealthStatus::Unhealthy
     })
     .await;
     assert_eq!(report.status, HealthStatus::Unhealthy, "{report:#?}");
-    for name in ["resolution", "lifecycle", "overrides"] {
+    for name in ["store", "overrides"] {
         let component = &report.components[name];
         assert_eq!(
             component.status,
@@ -148,14 +131,7 @@ async fn a_change_in_one_process_reaches_the_other_through_the_change_feed() {
     // Two stacks on one database stand for two processes of one service.
     let first = tenancy::configure(config(&db.url)).await.unwrap();
     let second = tenancy::configure(config(&db.url)).await.unwrap();
-    let acme = first
-        .lifecycle()
-        .unwrap()
-        .create(CreateTenant::new("acme".parse().unwrap(), "Acme"))
-        .await
-        .unwrap()
-        .into_result()
-        .unwrap();
+    let acme = create(&first, "acme").await;
     let id = acme.id.to_string();
     let served_by_second = app(&second);
     // The second process caches acme as active.
@@ -166,7 +142,6 @@ async fn a_change_in_one_process_reaches_the_other_through_the_change_feed() {
 
     first
         .lifecycle()
-        .unwrap()
         .suspend(acme.id, Some("unpaid".into()))
         .await
         .unwrap()

@@ -1,30 +1,98 @@
-//! The SQL context bridge: with it on, a handler begins a tenant transaction without naming the
-//! tenant; with it off, the tenant must be named.
+//! Tenant-scoped transactions from axum handlers: with the SQL context bridge on, a handler begins
+//! a transaction for the request's tenant without naming it, and row-level security keeps every
+//! other tenant's rows out of reach; with the bridge off, the tenant must be named.
 
 mod common;
 
 use std::sync::Arc;
 
-use axum::Router;
-use axum::body::Body;
-use axum::extract::State;
-use axum::routing::get;
+use common::create;
 use common::pg::TestDb;
-use http::{Request, StatusCode};
+use http::Request;
 use http_body_util::BodyExt;
-use tenancy::core::{CreateTenant, TenantError, TenantInfo};
-use tenancy::integration::TenantDatabase;
-use tenancy::{Tenancy, TenancyConfig};
+use tenancy::TenancyConfig;
+use tenancy::core::{HealthStatus, TenantError};
 use tower::ServiceExt;
 
+// getting-started: begin
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use tenancy::{Tenancy, TenantDatabase};
+
+/// Stores a note for the request's tenant.
+async fn add_note(
+    State(db): State<TenantDatabase>,
+    body: String,
+) -> Result<StatusCode, StatusCode> {
+    let mut tx = db.begin_current().await.map_err(internal)?;
+    sqlx::query(
+        "INSERT INTO notes (tenant_id, body) VALUES (current_setting('app.tenant_id')::uuid, $1)",
+    )
+    .bind(body)
+    .execute(&mut **tx)
+    .await
+    .map_err(internal)?;
+    tx.commit().await.map_err(internal)?;
+    Ok(StatusCode::CREATED)
+}
+
+/// The request's tenant's notes: row-level security hides every other tenant's.
+async fn notes(State(db): State<TenantDatabase>) -> Result<String, StatusCode> {
+    let mut tx = db.begin_current().await.map_err(internal)?;
+    let bodies: Vec<String> = sqlx::query_scalar("SELECT body FROM notes ORDER BY body")
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(internal)?;
+    Ok(bodies.join(","))
+}
+
+fn internal(error: impl std::fmt::Display) -> StatusCode {
+    tracing::error!(%error, "tenant data");
+    StatusCode::INTERNAL_SERVER_ERROR
+}
+
+fn notes_app(tenancy: &Tenancy) -> Router {
+    let db = tenancy
+        .database()
+        .expect("the stack runs on PostgreSQL")
+        .clone();
+    Router::new()
+        .route("/notes", get(notes).post(add_note))
+        .with_state(db)
+        .layer(tenancy.guard())
+        .layer(tenancy.layer())
+}
+// getting-started: end
+
+/// A stack on `url` resolving by the trusted header, with the bridge as given.
 async fn stack(url: &str, bridge: bool) -> Tenancy {
+    tenancy::configure(config(url, bridge)).await.unwrap()
+}
+
+fn config(url: &str, bridge: bool) -> TenancyConfig {
     let mut config = TenancyConfig::default();
     config.store.url = Some(url.to_owned());
     config.store.change_feed = false;
-    config.resolution.resolvers = Some(vec!["header".into()]);
-    config.resolution.trusted_resolvers = vec!["header".into()];
+    config.resolution.resolvers = Some(vec![tenancy::resolution::Builtin::Header]);
+    config.resolution.trusted_resolvers = Some(vec!["header".into()]);
     config.integration.sql_context_bridge = bridge;
-    tenancy::configure(config).await.unwrap()
+    config
+}
+
+/// Sends `method /notes` as `tenant` with `body`; the status and the response body.
+async fn send(app: &Router, method: &str, tenant: &str, body: &str) -> (StatusCode, String) {
+    let request = Request::builder()
+        .method(method)
+        .uri("/notes")
+        .header("x-tenant-id", tenant)
+        .body(axum::body::Body::from(body.to_owned()))
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8(bytes.to_vec()).unwrap())
 }
 
 /// The tenant setting a transaction runs with.
@@ -35,15 +103,66 @@ async fn setting_in(tx: &mut tenancy::isolation::TenantTransaction) -> String {
         .unwrap()
 }
 
-async fn create(tenancy: &Tenancy, slug: &str) -> TenantInfo {
-    tenancy
-        .lifecycle()
-        .unwrap()
-        .create(CreateTenant::new(slug.parse().unwrap(), slug))
+#[tokio::test]
+async fn a_handler_writes_through_the_tenant_database_and_other_tenants_cannot_read_it() {
+    let db = TestDb::create("umbrella_notes").await;
+    db.run_as_owner("CREATE TABLE public.notes (tenant_id uuid NOT NULL, body text NOT NULL)")
+        .await;
+    for statement in
+        tenancy::isolation::protect_table_sql("public.notes", "tenant_id", "app.tenant_id").unwrap()
+    {
+        db.run_as_owner(&statement).await;
+    }
+    let role = tenancy::core::conformance::test_app_role();
+    db.run_as_owner(&format!(
+        "GRANT SELECT, INSERT ON public.notes TO \"{role}\""
+    ))
+    .await;
+    // The application role: row-level security applies to it.
+    let tenancy = stack(&db.app_role_url().await, true).await;
+    let acme = create(&tenancy, "acme").await.id.to_string();
+    let globex = create(&tenancy, "globex").await.id.to_string();
+    let app = notes_app(&tenancy);
+
+    assert_eq!(
+        send(&app, "POST", &acme, "ship it").await.0,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        send(&app, "POST", &globex, "globex plan").await.0,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        send(&app, "GET", &acme, "").await,
+        (StatusCode::OK, "ship it".to_owned())
+    );
+    assert_eq!(
+        send(&app, "GET", &globex, "").await,
+        (StatusCode::OK, "globex plan".to_owned())
+    );
+    // The rows are there, one per tenant: the superuser (who bypasses policies) sees both.
+    let owner = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let all: i64 = sqlx::query_scalar("SELECT count(*) FROM public.notes")
+        .fetch_one(&owner)
         .await
-        .unwrap()
-        .into_result()
-        .unwrap()
+        .unwrap();
+    assert_eq!(all, 2);
+    owner.close().await;
+    tenancy.shutdown().await.unwrap();
+    db.drop_db().await;
+}
+
+#[test]
+fn the_getting_started_guide_shows_the_handlers_tested_here() {
+    let source = include_str!("sql_bridge.rs");
+    let begin = source.find("// getting-started: begin\n").unwrap();
+    let end = source.find("// getting-started: end").unwrap();
+    let handlers = &source[begin + "// getting-started: begin\n".len()..end];
+    let guide = include_str!("../../../docs/getting-started.md");
+    assert!(
+        guide.contains(handlers),
+        "docs/getting-started.md must show the handlers of tests/sql_bridge.rs verbatim:\n{handlers}"
+    );
 }
 
 #[tokio::test]
@@ -52,60 +171,42 @@ async fn handlers_begin_tenant_transactions_without_naming_the_tenant() {
     let tenancy = stack(&db.url, true).await;
     let acme = create(&tenancy, "acme").await;
     let globex = create(&tenancy, "globex").await;
-    let database = tenancy.database().unwrap();
+    let database = tenancy.database().unwrap().clone();
     assert!(database.is_bridged());
 
-    async fn setting(State(db): State<Arc<TenantDatabase>>) -> Result<String, StatusCode> {
-        let mut tx = db
-            .begin()
-            .await
-            .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
+    async fn setting(State(db): State<TenantDatabase>) -> Result<String, StatusCode> {
+        let mut tx = db.begin_current().await.map_err(internal)?;
         let value = setting_in(&mut tx).await;
-        tx.commit()
-            .await
-            .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
+        tx.commit().await.map_err(internal)?;
         Ok(value)
     }
     let app = Router::new()
-        .route("/setting", get(setting))
-        .with_state(Arc::clone(&database))
+        .route("/notes", get(setting))
+        .with_state(database.clone())
         .layer(tenancy.guard())
-        .layer(tenancy.layer().unwrap());
+        .layer(tenancy.layer());
     for tenant in [&acme, &globex] {
-        let request = Request::get("/setting")
-            .header("x-tenant-id", tenant.id.to_string())
-            .body(Body::empty())
-            .unwrap();
-        let response = app.clone().oneshot(request).await.unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
-        let body = response.into_body().collect().await.unwrap().to_bytes();
-        assert_eq!(body, tenant.id.to_string());
+        let id = tenant.id.to_string();
+        assert_eq!(send(&app, "GET", &id, "").await, (StatusCode::OK, id));
     }
 
     // Outside a tenant scope, the bridge fails closed.
     assert!(matches!(
-        database.begin().await,
+        database.begin_current().await,
         Err(TenantError::Resolution(_))
     ));
     // Naming the tenant always works.
-    let mut tx = database.begin_for(globex.id).await.unwrap();
+    let mut tx = database.begin(globex.id).await.unwrap();
     assert_eq!(setting_in(&mut tx).await, globex.id.to_string());
     tx.rollback().await.unwrap();
 
     let report = tenancy.health().await;
     let isolation = &report.components["isolation"];
-    assert_eq!(
-        isolation.status,
-        tenancy::core::HealthStatus::Healthy,
-        "{isolation:?}"
-    );
+    assert_eq!(isolation.status, HealthStatus::Healthy, "{isolation:?}");
     assert_eq!(isolation.details["strategy"], "row_level");
     assert!(isolation.details.contains_key("pool_size"));
-    let registry = tenancy
-        .require::<tenancy::isolation::IsolationRegistry>()
-        .unwrap();
     assert!(
-        registry.names().any(|n| n == "schema"),
+        tenancy.isolation().names().any(|n| n == "schema"),
         "schema per tenant is registered with sql"
     );
     tenancy.shutdown().await.unwrap();
@@ -121,17 +222,42 @@ async fn with_the_bridge_off_the_tenant_must_be_named() {
     assert!(!database.is_bridged());
 
     let context = tenancy::core::TenantContext::new(Arc::new(acme.clone()), Arc::from("test"));
-    let refused = tenancy::core::context::scope(context, database.begin()).await;
+    let refused = tenancy::core::context::scope(context, database.begin_current()).await;
     let Err(TenantError::Configuration(message)) = refused else {
-        panic!("begin must be refused with the bridge off");
+        panic!("begin_current must be refused with the bridge off");
     };
     assert!(
         message.contains("integration.sql_context_bridge is off"),
         "{message}"
     );
-    let mut tx = database.begin_for(acme.id).await.unwrap();
+    let mut tx = database.begin(acme.id).await.unwrap();
     assert_eq!(setting_in(&mut tx).await, acme.id.to_string());
     tx.commit().await.unwrap();
+    tenancy.shutdown().await.unwrap();
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn one_strategy_setting_provisions_tenants_and_isolates_their_transactions() {
+    let db = TestDb::create("umbrella_schema").await;
+    let mut config = config(&db.url, true);
+    config.isolation.strategy = "schema".into();
+    let tenancy = tenancy::configure(config).await.unwrap();
+    let acme = create(&tenancy, "acme").await;
+    assert_eq!(
+        tenancy.lifecycle().provisioner().strategy().name(),
+        "schema"
+    );
+    let database = tenancy.database().unwrap();
+    assert_eq!(database.strategy().name(), "schema");
+    // Provisioning made the schema that the tenant's transactions search first.
+    let mut tx = database.begin(acme.id).await.unwrap();
+    let schema: String = sqlx::query_scalar("SELECT current_schema()::text")
+        .fetch_one(&mut **tx)
+        .await
+        .unwrap();
+    assert_eq!(schema, tenancy::isolation::tenant_schema(acme.id));
+    tx.rollback().await.unwrap();
     tenancy.shutdown().await.unwrap();
     db.drop_db().await;
 }
@@ -144,10 +270,7 @@ async fn the_boot_audit_refuses_an_unprotected_table_and_passes_once_it_is_prote
     let db = TestDb::create("umbrella_audit").await;
     db.run_as_owner("CREATE TABLE public.orders (id bigint PRIMARY KEY, tenant_id uuid NOT NULL)")
         .await;
-    let mut config = TenancyConfig::default();
-    config.store.url = Some(db.app_role_url().await);
-    config.resolution.resolvers = Some(vec!["header".into()]);
-    config.resolution.trusted_resolvers = vec!["header".into()];
+    let config = config(&db.app_role_url().await, true);
     let audit = RlsAudit::from_config(&config.isolation)
         .unwrap()
         .schemas(&["public"])
@@ -178,10 +301,7 @@ async fn the_boot_audit_refuses_an_unprotected_table_and_passes_once_it_is_prote
         .build()
         .await
         .unwrap();
-    assert_eq!(
-        tenancy.health().await.status,
-        tenancy::core::HealthStatus::Healthy
-    );
+    assert_eq!(tenancy.health().await.status, HealthStatus::Healthy);
     tenancy.shutdown().await.unwrap();
     db.drop_db().await;
 }

@@ -5,12 +5,12 @@
 
 mod common;
 
-use common::{app, get_with};
+use common::{app, assert_providers, assert_store_pinged_once, create, get_with};
 use figment::Figment;
 use figment::providers::{Format, Yaml};
 use http::StatusCode;
 use tenancy::TenancyConfig;
-use tenancy::core::{CreateTenant, HealthStatus, TenantStatus};
+use tenancy::core::{HealthStatus, TenantStatus};
 
 fn config(dir: &std::path::Path) -> TenancyConfig {
     let yaml = format!(
@@ -20,7 +20,7 @@ fn config(dir: &std::path::Path) -> TenancyConfig {
   resolution:
     resolvers: [header, path]
     trusted_resolvers: []
-    strict_membership: false
+    membership: off
   lifecycle:
     auto_provision_isolation: true
 ",
@@ -33,23 +33,9 @@ fn config(dir: &std::path::Path) -> TenancyConfig {
 async fn configure_on_sqlite_serves_tenants_by_header_and_path() {
     let dir = tempfile::tempdir().unwrap();
     let tenancy = tenancy::configure(config(dir.path())).await.unwrap();
-    assert_eq!(
-        tenancy.provider_names().collect::<Vec<_>>(),
-        [
-            "resolution",
-            "lifecycle",
-            "overrides",
-            "isolation",
-            "integration"
-        ]
-    );
-    let lifecycle = tenancy.lifecycle().unwrap();
-    let acme = lifecycle
-        .create(CreateTenant::new("acme".parse().unwrap(), "Acme"))
-        .await
-        .unwrap()
-        .into_result()
-        .unwrap();
+    assert_providers(&tenancy, &[]);
+    let lifecycle = tenancy.lifecycle();
+    let acme = create(&tenancy, "acme").await;
     assert_eq!(
         acme.status,
         TenantStatus::Active,
@@ -90,7 +76,8 @@ async fn configure_on_sqlite_serves_tenants_by_header_and_path() {
 
     let report = tenancy.health().await;
     assert_eq!(report.status, HealthStatus::Healthy, "{report:?}");
-    assert_eq!(report.components["resolution"].details["backend"], "sqlite");
+    assert_eq!(report.components["store"].details["backend"], "sqlite");
+    assert_store_pinged_once(&report);
     assert_eq!(
         report.components["isolation"].details["strategy"],
         "row_level"
@@ -104,20 +91,14 @@ async fn configure_on_sqlite_serves_tenants_by_header_and_path() {
     let report = tenancy.health().await;
     assert_eq!(report.status, HealthStatus::Unhealthy, "{report:?}");
     assert_eq!(
-        report.components["resolution"].status,
+        report.components["store"].status,
         HealthStatus::Unhealthy,
         "{report:?}"
     );
 
     // The tenants outlive the stack: a second stack on the same file sees them.
     let again = tenancy::configure(config(dir.path())).await.unwrap();
-    let stored = again
-        .lifecycle()
-        .unwrap()
-        .get(acme.id)
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = again.lifecycle().get(acme.id).await.unwrap().unwrap();
     assert_eq!(stored.status, TenantStatus::Inactive);
     again.shutdown().await.unwrap();
 }
@@ -143,7 +124,7 @@ async fn strict_membership_without_a_checker_is_refused_and_a_checker_is_accepte
 
     let dir = tempfile::tempdir().unwrap();
     let mut strict = config(dir.path());
-    strict.resolution.strict_membership = true;
+    strict.resolution.membership = tenancy::MembershipMode::Strict;
     let error = tenancy::configure(strict.clone()).await.unwrap_err();
     assert!(matches!(error, tenancy::Error::Build(_)), "{error}");
     assert!(error.to_string().contains("membership"), "{error}");
@@ -154,5 +135,61 @@ async fn strict_membership_without_a_checker_is_refused_and_a_checker_is_accepte
         .await
         .unwrap();
     assert_eq!(tenancy.health().await.status, HealthStatus::Healthy);
+    tenancy.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_store_is_closed_only_after_every_provider_has_shut_down() {
+    use std::sync::{Arc, Mutex};
+    use tenancy::core::{Health, Provider, TenantError, TenantId};
+    use tenancy::lifecycle::TenantLifecycle;
+
+    /// Reads the store through the lifecycle when it shuts down; records whether that worked.
+    #[derive(Debug)]
+    struct ReadsOnShutdown {
+        lifecycle: Mutex<Option<Arc<TenantLifecycle>>>,
+        read: Arc<Mutex<Option<Result<(), String>>>>,
+    }
+    #[async_trait::async_trait]
+    impl Provider for ReadsOnShutdown {
+        fn name(&self) -> &str {
+            "reads_on_shutdown"
+        }
+        async fn shutdown(&self) -> Result<(), TenantError> {
+            let lifecycle = self.lifecycle.lock().unwrap().clone().unwrap();
+            let read = lifecycle.get(TenantId::new()).await.map(drop);
+            *self.read.lock().unwrap() = Some(read.map_err(|e| e.to_string()));
+            Ok(())
+        }
+        async fn health(&self) -> Health {
+            Health::healthy()
+        }
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let read = Arc::new(Mutex::new(None));
+    let provider = Arc::new(ReadsOnShutdown {
+        lifecycle: Mutex::new(None),
+        read: Arc::clone(&read),
+    });
+    let tenancy = tenancy::StackBuilder::new(config(dir.path()))
+        .provider(provider.clone())
+        .build()
+        .await
+        .unwrap();
+    assert_providers(&tenancy, &["reads_on_shutdown"]);
+    *provider.lifecycle.lock().unwrap() = Some(Arc::clone(tenancy.lifecycle()));
+    let acme = create(&tenancy, "acme").await;
+
+    tenancy.shutdown().await.unwrap();
+    assert_eq!(
+        *read.lock().unwrap(),
+        Some(Ok(())),
+        "the store still answers while providers shut down"
+    );
+    // Then the stack closes it: the store no longer answers.
+    let error = tenancy.lifecycle().get(acme.id).await.unwrap_err();
+    assert!(error.is_infrastructure(), "{error}");
+    // A second shutdown does nothing.
     tenancy.shutdown().await.unwrap();
 }

@@ -4,34 +4,20 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::{app, get_with};
+use common::{app, assert_providers, assert_store_pinged_once, create, get_with};
 use http::StatusCode;
-use tenancy::core::{CreateTenant, HealthStatus, TenantEventKind, TenantStatus};
+use tenancy::core::{HealthStatus, TenantEventKind, TenantStatus};
 
 #[tokio::test]
 async fn stub_resolves_by_header_guards_and_follows_lifecycle_changes() {
     let tenancy = tenancy::stub().await.unwrap();
-    assert_eq!(
-        tenancy.provider_names().collect::<Vec<_>>(),
-        [
-            "resolution",
-            "lifecycle",
-            "overrides",
-            "isolation",
-            "integration"
-        ]
-    );
-    let integration = tenancy.integration().unwrap();
+    assert_providers(&tenancy, &[]);
+    let integration = tenancy.integration();
     assert!(!integration.cache_key_prefix && !integration.sql_context_bridge);
 
-    let mut events = tenancy.subscribe().unwrap();
-    let lifecycle = tenancy.lifecycle().unwrap();
-    let acme = lifecycle
-        .create(CreateTenant::new("acme".parse().unwrap(), "Acme"))
-        .await
-        .unwrap()
-        .into_result()
-        .unwrap();
+    let mut events = tenancy.subscribe();
+    let lifecycle = tenancy.lifecycle();
+    let acme = create(&tenancy, "acme").await;
     // No provisioning in the stub: the tenant is active at once.
     assert_eq!(acme.status, TenantStatus::Active);
     assert_eq!(events.recv().await.unwrap().kind.name(), "created");
@@ -88,17 +74,8 @@ async fn stub_resolves_by_header_guards_and_follows_lifecycle_changes() {
     assert_eq!(get_with(&app, "/whoami", Some(&id)).await.0, StatusCode::OK);
 
     // Per-tenant configuration through the config service, with its event.
-    let configs = tenancy.config_service().unwrap();
-    configs
-        .set(acme.id, "theme", serde_json::json!("dark"))
-        .await
-        .unwrap()
-        .into_result()
-        .unwrap();
-    assert_eq!(
-        configs.get(acme.id, "theme").await.unwrap(),
-        Some(serde_json::json!("dark"))
-    );
+    let configs = tenancy.config();
+    set_theme_dark(configs, acme.id).await;
     let mut saw_change = false;
     while let Ok(event) = events.try_recv() {
         saw_change |= event.kind.name() == "config_changed";
@@ -118,10 +95,12 @@ async fn stub_resolves_by_header_guards_and_follows_lifecycle_changes() {
             "isolation",
             "lifecycle",
             "overrides",
-            "resolution"
+            "resolution",
+            "store"
         ])
     );
-    assert_eq!(report.components["resolution"].details["backend"], "memory");
+    assert_eq!(report.components["store"].details["backend"], "memory");
+    assert_store_pinged_once(&report);
     assert_eq!(
         report.components["lifecycle"].details["auto_provision"],
         "false"
@@ -131,31 +110,13 @@ async fn stub_resolves_by_header_guards_and_follows_lifecycle_changes() {
 
 #[tokio::test]
 async fn lifecycle_changes_invalidate_the_config_cache_too() {
-    use tenancy::overrides::CachedConfigStore;
-
     let tenancy = tenancy::stub().await.unwrap();
-    let acme = tenancy
-        .lifecycle()
-        .unwrap()
-        .create(CreateTenant::new("acme".parse().unwrap(), "Acme"))
-        .await
-        .unwrap()
-        .into_result()
-        .unwrap();
-    let configs = tenancy.config_service().unwrap();
-    configs
-        .set(acme.id, "theme", serde_json::json!("dark"))
-        .await
-        .unwrap()
-        .into_result()
-        .unwrap();
-    assert_eq!(
-        configs.get(acme.id, "theme").await.unwrap(),
-        Some(serde_json::json!("dark"))
-    );
+    let acme = create(&tenancy, "acme").await;
+    let configs = tenancy.config();
+    set_theme_dark(configs, acme.id).await;
 
     // Behind the cache's back, the stored value changes: the cache still answers the old one.
-    let cache = tenancy.require::<CachedConfigStore>().unwrap();
+    let cache = tenancy.config_cache();
     cache
         .inner()
         .set_config(acme.id, "theme", serde_json::json!("light"))
@@ -169,7 +130,6 @@ async fn lifecycle_changes_invalidate_the_config_cache_too() {
     // A lifecycle change invalidates the tenant in every registered cache, the config cache too.
     tenancy
         .lifecycle()
-        .unwrap()
         .suspend(acme.id, None)
         .await
         .unwrap()
@@ -180,9 +140,37 @@ async fn lifecycle_changes_invalidate_the_config_cache_too() {
         Some(serde_json::json!("light"))
     );
     assert_eq!(
-        tenancy.invalidators().unwrap().len(),
+        tenancy.invalidators().len(),
         2,
         "validator and config cache"
     );
     tenancy.shutdown().await.unwrap();
+}
+
+/// Sets the tenant's `theme` to `dark` and reads it back.
+async fn set_theme_dark(configs: &tenancy::ConfigService, tenant: tenancy::TenantId) {
+    configs
+        .set(tenant, "theme", serde_json::json!("dark"))
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
+    assert_eq!(
+        configs.get(tenant, "theme").await.unwrap(),
+        Some(serde_json::json!("dark"))
+    );
+}
+
+#[tokio::test]
+async fn an_isolation_strategy_the_stack_does_not_know_is_named_at_build() {
+    let mut config = tenancy::TenancyConfig::stub();
+    config.isolation.strategy = "schema".into();
+    let error = tenancy::configure(config).await.unwrap_err();
+    assert!(matches!(error, tenancy::Error::Build(_)), "{error}");
+    let message = error.to_string();
+    assert!(
+        message.contains("isolation.strategy: unknown isolation strategy \"schema\"")
+            && message.contains("registered: row_level"),
+        "{message}"
+    );
 }

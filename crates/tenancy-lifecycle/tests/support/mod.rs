@@ -261,3 +261,10 @@ impl Harness {
         self.store.get(id).await.unwrap().unwrap()
     }
 }
+
+/// The tenant of a lifecycle change that must succeed, its events published.
+pub async fn done(
+    change: impl Future<Output = Result<tenancy_lifecycle::Outcome, TenantError>>,
+) -> TenantInfo {
+    change.await.unwrap().into_result().unwrap()
+}

@@ -1,13 +1,9 @@
-//! Integration with the application's other layers: tenant-prefixed cache keys and the SQL context
-//! bridge.
+//! Integration with the application's other layers: tenant-prefixed cache keys, and the setting of
+//! the SQL context bridge ([`TenantDatabase::begin_current`](crate::TenantDatabase)).
 
 mod cache;
-#[cfg(feature = "sql")]
-pub(crate) mod sql;
 
 pub use cache::{InMemoryCache, KeyValueCache, TenantPrefixedCache};
-#[cfg(feature = "sql")]
-pub use sql::TenantDatabase;
 
 use serde::{Deserialize, Serialize};
 
@@ -23,7 +19,8 @@ pub struct IntegrationConfig {
     /// Prefix cache keys with `t:{tenant}:` while a tenant is in scope ([`TenantPrefixedCache`]).
     pub cache_key_prefix: bool,
     /// Tenant-scoped database access takes the tenant from the task-local context, so handlers
-    /// begin a transaction without naming the tenant; when off, the tenant must be named.
+    /// begin a transaction without naming the tenant (`TenantDatabase::begin_current`); when off,
+    /// the tenant must be named (`TenantDatabase::begin`).
     pub sql_context_bridge: bool,
 }
 

@@ -11,7 +11,7 @@ use axum::{Extension, Router};
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use tenancy::Tenancy;
-use tenancy::core::context;
+use tenancy::core::{CreateTenant, TenantInfo, context};
 use tenancy::resolution::ResolvedTenant;
 use tower::ServiceExt;
 
@@ -30,7 +30,44 @@ pub fn app(tenancy: &Tenancy) -> Router {
         .route("/whoami", get(whoami))
         .route("/tenants/{tenant}/whoami", get(whoami))
         .layer(tenancy.guard())
-        .layer(tenancy.layer().unwrap())
+        .layer(tenancy.layer())
+}
+
+/// The providers every configured stack boots, in order.
+pub const STACK_PROVIDERS: [&str; 5] = [
+    "resolution",
+    "lifecycle",
+    "overrides",
+    "isolation",
+    "integration",
+];
+
+/// Asserts that `tenancy` boots the stack's providers, then `more`, in that order.
+pub fn assert_providers(tenancy: &Tenancy, more: &[&str]) {
+    let expected: Vec<&str> = STACK_PROVIDERS.iter().chain(more).copied().collect();
+    assert_eq!(tenancy.provider_names().collect::<Vec<_>>(), expected);
+}
+
+/// Asserts that one health pass checked the store once: only the `store` component pings it.
+pub fn assert_store_pinged_once(report: &tenancy::HealthReport) {
+    let pinged: Vec<&str> = report
+        .components
+        .iter()
+        .filter(|(_, health)| health.details.contains_key("ping"))
+        .map(|(name, _)| name.as_str())
+        .collect();
+    assert_eq!(pinged, ["store"], "{report:#?}");
+}
+
+/// Creates the tenant `slug` (named as its slug) through the lifecycle; the stored tenant.
+pub async fn create(tenancy: &Tenancy, slug: &str) -> TenantInfo {
+    tenancy
+        .lifecycle()
+        .create(CreateTenant::new(slug.parse().unwrap(), slug))
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap()
 }
 
 /// Sends `GET uri` (with `x-tenant-id` when given); the status and body.
