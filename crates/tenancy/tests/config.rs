@@ -275,8 +275,10 @@ fn an_unknown_resolver_is_rejected_at_load() {
         jail.set_env("TENANCY__RESOLUTION__RESOLVERS", "[header, cookie]");
         let error = load_in(jail, None).unwrap_err();
         assert!(
-            matches!(&error, ConfigError::Section { section: "resolution", message }
-                if message.contains("unknown resolver `cookie`")),
+            matches!(&error, ConfigError::Invalid { key, message, .. }
+                if key == "tenancy.resolution.resolvers.1"
+                    && message.contains("found `cookie`")
+                    && message.contains("`jwt_claim`, `header`, `subdomain`, `path`")),
             "{error}"
         );
         Ok(())
