@@ -18,7 +18,8 @@ use crate::sqlite::SqliteTenantStore;
 /// A tenant and config store on PostgreSQL or SQLite, chosen by the URL's scheme.
 ///
 /// Each backend is also usable directly ([`PgTenantStore`], [`SqliteTenantStore`]); this enum is
-/// what configuration-driven code (the `tenancy` bundle, the CLI) holds.
+/// what configuration-driven code (the `tenancy` bundle, the CLI) holds, and the one place that
+/// chooses between backends.
 ///
 /// ```
 /// use tenancy_core::TenantStore;
@@ -92,12 +93,24 @@ impl SqlTenantStore {
     /// The backend's name: `postgres` or `sqlite`.
     #[must_use]
     pub fn backend(&self) -> &'static str {
+        delegate!(self, s => s.backend())
+    }
+
+    /// The PostgreSQL store, when this is one.
+    #[cfg(feature = "postgres")]
+    #[must_use]
+    pub fn postgres(&self) -> Option<&PgTenantStore> {
         match self {
-            #[cfg(feature = "postgres")]
-            Self::Postgres(_) => "postgres",
-            #[cfg(feature = "sqlite")]
-            Self::Sqlite(_) => "sqlite",
+            Self::Postgres(store) => Some(store),
+            #[allow(unreachable_patterns)]
+            _ => None,
         }
+    }
+
+    /// Closes the pool, waiting for its connections to close; every later call fails with
+    /// [`TenantError::Storage`].
+    pub async fn close(&self) {
+        delegate!(self, s => s.close().await);
     }
 
     /// Checks that the database answers within `timeout` (a cheap `SELECT 1`); returns how long it
