@@ -10,7 +10,7 @@
 use std::ops::DerefMut;
 
 use sqlx::migrate::{Migrate, MigrateError, Migration, MigrationType, Migrator};
-use sqlx::{Acquire, Database, Executor, IntoArguments, Pool, SqlSafeStr};
+use sqlx::{Database, Executor, IntoArguments, Pool, SqlSafeStr};
 use tenancy_core::TenantError;
 
 use crate::statements::{Sql, q};
@@ -93,16 +93,17 @@ impl StoreMigrations {
     where
         DB: Database,
         DB::Connection: Migrate,
-        for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>
-            + Acquire<'c, Database = DB, Connection = &'c mut DB::Connection>,
+        for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
         DB::Arguments: IntoArguments<DB>,
         (i64,): for<'r> sqlx::FromRow<'r, DB::Row>,
     {
         let mut conn = pool.acquire().await.map_err(|e| self.failed(e))?;
         let outcome = async {
             self.adopt_legacy(conn.deref_mut()).await?;
+            // `run_direct` is `run` on a connection already acquired (`run` itself takes a pool
+            // or connection through `Acquire`, whose bounds a `Send` future cannot meet here).
             self.migrator
-                .run(conn.deref_mut())
+                .run_direct(None, conn.deref_mut(), false)
                 .await
                 .map_err(|e| self.refused(e))
         }
@@ -120,8 +121,7 @@ impl StoreMigrations {
     where
         DB: Database,
         DB::Connection: Migrate,
-        for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>
-            + Acquire<'c, Database = DB, Connection = &'c mut DB::Connection>,
+        for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
         DB::Arguments: IntoArguments<DB>,
         (i64,): for<'r> sqlx::FromRow<'r, DB::Row>,
     {
@@ -141,8 +141,9 @@ impl StoreMigrations {
             if newest > self.latest {
                 return Err(newer(newest, self.latest));
             }
+            // Records the migrations up to `newest` as applied, without running them.
             self.migrator
-                .skip(&mut *conn, Some(newest))
+                .run_direct(Some(newest), &mut *conn, true)
                 .await
                 .map_err(|e| self.refused(e))?;
         }

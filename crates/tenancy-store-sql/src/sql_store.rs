@@ -115,8 +115,7 @@ impl<DB: SqlBackend> SqlStore<DB> {
     pub(crate) async fn from_parts(parts: Parts<DB>, migrate: bool) -> Result<Self, TenantError>
     where
         DB::Connection: sqlx::migrate::Migrate,
-        for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>
-            + sqlx::Acquire<'c, Database = DB, Connection = &'c mut DB::Connection>,
+        for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
         DB::Arguments: IntoArguments<DB>,
         (i64,): for<'r> sqlx::FromRow<'r, DB::Row>,
     {
@@ -169,8 +168,7 @@ impl<DB: SqlBackend> SqlStore<DB> {
     pub async fn migrate(&self) -> Result<i64, TenantError>
     where
         DB::Connection: sqlx::migrate::Migrate,
-        for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>
-            + sqlx::Acquire<'c, Database = DB, Connection = &'c mut DB::Connection>,
+        for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
         DB::Arguments: IntoArguments<DB>,
         (i64,): for<'r> sqlx::FromRow<'r, DB::Row>,
     {
