@@ -190,9 +190,7 @@ impl ConfigStore for InMemoryStore {
     }
 
     async fn get_all_config(&self, tenant: TenantId) -> Result<JsonObject, TenantError> {
-        Ok(self.read(|s| {
-            s.configs.get(&tenant).cloned().unwrap_or_default()
-        }))
+        Ok(self.read(|s| s.configs.get(&tenant).cloned().unwrap_or_default()))
     }
 
     async fn set_config(

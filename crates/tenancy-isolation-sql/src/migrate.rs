@@ -12,9 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use futures_util::StreamExt;
-use sqlx::migrate::{
-    Migrate, MigrateError, Migration as SqlxMigration, MigrationType, Migrator,
-};
+use sqlx::migrate::{Migrate, MigrateError, Migration as SqlxMigration, MigrationType, Migrator};
 use sqlx::{AssertSqlSafe, PgConnection, PgPool, SqlSafeStr};
 use tenancy_core::{TenantError, TenantId};
 
@@ -308,7 +306,10 @@ fn refused(tenant: TenantId, migrations: &[SqlxMigration], e: MigrateError) -> T
         migrations
             .iter()
             .find(|m| m.version == version)
-            .map_or_else(|| format!("{version:04}"), |m| format!("{version:04}_{}", m.description))
+            .map_or_else(
+                || format!("{version:04}"),
+                |m| format!("{version:04}_{}", m.description),
+            )
     };
     let message = match &e {
         MigrateError::ExecuteMigration(_, version) => {

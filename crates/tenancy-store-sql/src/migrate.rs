@@ -216,7 +216,13 @@ mod tests {
             newer(7, 1).to_string(),
             "migration failed: schema version 7 is newer than this binary supports (1): upgrade tenancy"
         );
-        assert!(is_gapless(&[(1, "a", String::new()), (2, "b", String::new())]));
-        assert!(!is_gapless(&[(1, "a", String::new()), (3, "b", String::new())]));
+        assert!(is_gapless(&[
+            (1, "a", String::new()),
+            (2, "b", String::new())
+        ]));
+        assert!(!is_gapless(&[
+            (1, "a", String::new()),
+            (3, "b", String::new())
+        ]));
     }
 }

@@ -351,13 +351,8 @@ impl TenantStore for {
             .bind(tenant.updated_at)
             .execute(&mut *tx)
             .await;
-        match inserted {
-            Err(e) => return Err(match violated::<DB>(&e) {
-                Some(Unique::Slug) => TenantError::SlugConflict { slug: tenant.slug },
-                Some(Unique::Id) => duplicate_id(id),
-                None => tenant_storage("creating tenant", id, e),
-            }),
-            Ok(_) => {}
+        if let Err(e) = inserted {
+            return Err(refused_write::<DB>(e, "creating tenant", id, tenant.slug));
         }
         self.notify(&mut tx, Notice::new(id, ChangeKind::Created).with_slug(tenant.slug))
             .await?;
@@ -387,10 +382,7 @@ impl TenantStore for {
             .execute(&mut *tx)
             .await;
         if let Err(e) = written {
-            return Err(match violated::<DB>(&e) {
-                Some(Unique::Slug) => TenantError::SlugConflict { slug: tenant.slug },
-                _ => fail(e),
-            });
+            return Err(refused_write::<DB>(e, "updating tenant", id, tenant.slug));
         }
         let notice = Notice::new(id, ChangeKind::Updated)
             .with_slug(old_slug)
@@ -558,8 +550,20 @@ impl ConfigStore for {
 }
 }
 
-fn violated<DB: SqlBackend>(err: &sqlx::Error) -> Option<Unique> {
-    database_error(err)
+/// The error of a tenant insert or update the database refused: a taken slug or id, or a
+/// storage failure.
+fn refused_write<DB: SqlBackend>(
+    err: sqlx::Error,
+    operation: &str,
+    id: TenantId,
+    slug: Slug,
+) -> TenantError {
+    let unique = database_error(&err)
         .filter(|db| db.is_unique_violation())
-        .and_then(|db| DB::unique_violation(db))
+        .and_then(DB::unique_violation);
+    match unique {
+        Some(Unique::Slug) => TenantError::SlugConflict { slug },
+        Some(Unique::Id) => duplicate_id(id),
+        None => tenant_storage(operation, id, err),
+    }
 }

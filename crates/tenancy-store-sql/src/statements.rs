@@ -87,10 +87,8 @@ impl Statements {
                 "UPDATE {tenants} SET status = $3, status_reason = $4, updated_at = $5 \
                  WHERE id = $1 AND status = $2",
             ),
-            set_status_reason: sql(
-                "UPDATE {tenants} SET status_reason = $3, updated_at = $4 \
-                 WHERE id = $1 AND status = $2",
-            ),
+            set_status_reason: sql("UPDATE {tenants} SET status_reason = $3, updated_at = $4 \
+                 WHERE id = $1 AND status = $2"),
             status_of: sql("SELECT status FROM {tenants} WHERE id = $1"),
             exists: sql("SELECT 1 FROM {tenants} WHERE id = $1"),
             get_config: sql("SELECT value{text} FROM {config} WHERE tenant_id = $1 AND key = $2"),
@@ -128,9 +126,19 @@ mod tests {
         let sql = Statements::new(&dialect);
         assert!(sql.get_by_id.contains("FROM \"order\".tenants t"));
         assert!(sql.get_by_id_for_update.ends_with("$1 FOR UPDATE"));
-        assert!(sql.upsert_config.ends_with("value = excluded.value, updated_at = now()"));
+        assert!(
+            sql.upsert_config
+                .ends_with("value = excluded.value, updated_at = now()")
+        );
         let all = format!("{sql:?}");
-        for placeholder in ["{tenants}", "{config}", "{json}", "{text}", "{lock}", "{touch}"] {
+        for placeholder in [
+            "{tenants}",
+            "{config}",
+            "{json}",
+            "{text}",
+            "{lock}",
+            "{touch}",
+        ] {
             assert!(!all.contains(placeholder), "{all}");
         }
     }

@@ -133,7 +133,10 @@ async fn migrations_are_idempotent_serialised_and_refuse_a_newer_schema() {
     .fetch_one(store.pool())
     .await
     .unwrap();
-    assert_eq!(versions, 1, "each migration is recorded once, with its checksum");
+    assert_eq!(
+        versions, 1,
+        "each migration is recorded once, with its checksum"
+    );
 
     sqlx::query(
         "INSERT INTO tenancy.schema_migrations \
@@ -193,17 +196,25 @@ async fn a_schema_of_the_version_table_release_is_adopted_and_a_changed_migratio
     let store = PgTenantStore::from_pool(pool.clone(), &StoreConfig::default())
         .await
         .unwrap();
-    assert_eq!(store.get(tenant.id).await.unwrap().unwrap().slug, tenant.slug);
+    assert_eq!(
+        store.get(tenant.id).await.unwrap().unwrap().slug,
+        tenant.slug
+    );
     let recorded: Vec<i64> =
         sqlx::query_scalar("SELECT version FROM tenancy.schema_migrations ORDER BY version")
             .fetch_all(&pool)
             .await
             .unwrap();
-    assert_eq!(recorded, [1], "the old table's version is recorded, not run again");
-    let old: Option<String> = sqlx::query_scalar("SELECT to_regclass('tenancy.schema_version')::text")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    assert_eq!(
+        recorded,
+        [1],
+        "the old table's version is recorded, not run again"
+    );
+    let old: Option<String> =
+        sqlx::query_scalar("SELECT to_regclass('tenancy.schema_version')::text")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
     assert_eq!(old, None, "the old version table is gone");
     assert_eq!(store.migrate().await.unwrap(), 1);
 

@@ -188,13 +188,20 @@ async fn a_database_of_the_version_table_release_is_adopted() {
         store.close().await;
     }
     let store = SqliteTenantStore::connect(&db.config).await.unwrap();
-    assert_eq!(store.get(tenant.id).await.unwrap().unwrap().slug, tenant.slug);
+    assert_eq!(
+        store.get(tenant.id).await.unwrap().unwrap().slug,
+        tenant.slug
+    );
     let recorded: Vec<i64> =
         sqlx::query_scalar("SELECT version FROM tenancy_schema_migrations ORDER BY version")
             .fetch_all(store.pool())
             .await
             .unwrap();
-    assert_eq!(recorded, [1], "the old table's version is recorded, not run again");
+    assert_eq!(
+        recorded,
+        [1],
+        "the old table's version is recorded, not run again"
+    );
     let old: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM sqlite_master WHERE name = 'tenancy_schema_version'",
     )

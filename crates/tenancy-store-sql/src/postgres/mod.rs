@@ -98,7 +98,9 @@ impl Backend for Postgres {
 fn embedded(quoted: &str) -> Vec<Embedded> {
     MIGRATIONS
         .iter()
-        .map(|(version, description, sql)| (*version, *description, sql.replace("{schema}", quoted)))
+        .map(|(version, description, sql)| {
+            (*version, *description, sql.replace("{schema}", quoted))
+        })
         .collect()
 }
 
