@@ -97,63 +97,50 @@ impl StoreMigrations {
         DB::Arguments: IntoArguments<DB>,
         (i64,): for<'r> sqlx::FromRow<'r, DB::Row>,
     {
-        let mut conn = pool.acquire().await.map_err(|e| self.failed(e))?;
+        let mut pooled = pool.acquire().await.map_err(|e| self.failed(e))?;
+        let conn = pooled.deref_mut();
         let outcome = async {
-            self.adopt_legacy(conn.deref_mut()).await?;
-            // `run_direct` is `run` on a connection already acquired (`run` itself takes a pool
-            // or connection through `Acquire`, whose bounds a `Send` future cannot meet here).
+            let legacy: i64 = sqlx::query_scalar(q(&self.legacy_exists))
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(|e| self.failed(e))?;
+            if legacy > 0 {
+                // Under the migration lock, so that concurrent processes adopt it once.
+                conn.lock().await.map_err(|e| self.refused(e))?;
+                let versions: Vec<i64> = sqlx::query_scalar(q(&self.legacy_versions))
+                    .fetch_all(&mut *conn)
+                    .await
+                    .map_err(|e| self.failed(e))?;
+                if let Some(&newest) = versions.iter().max() {
+                    if newest > self.latest {
+                        return Err(newer(newest, self.latest));
+                    }
+                    // Records the migrations up to `newest` as applied, without running them.
+                    self.migrator
+                        .run_direct(Some(newest), &mut *conn, true)
+                        .await
+                        .map_err(|e| self.refused(e))?;
+                }
+                sqlx::query(q(&self.legacy_drop))
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(|e| self.failed(e))?;
+                conn.unlock().await.map_err(|e| self.refused(e))?;
+                tracing::info!(what = %self.what, ?versions, "adopted the old version table");
+            }
+            // `run_direct` is `run` on a connection already acquired (`run` takes a pool or
+            // connection through `Acquire`, whose bounds a `Send` future cannot meet here).
             self.migrator
-                .run_direct(None, conn.deref_mut(), false)
+                .run_direct(None, &mut *conn, false)
                 .await
                 .map_err(|e| self.refused(e))
         }
         .await;
         if outcome.is_err() {
             // A failed run may still hold the migration lock of its session: end the session.
-            let _ = conn.close().await;
+            let _ = pooled.close().await;
         }
         outcome.map(|()| self.latest)
-    }
-
-    /// Records the versions an old version table lists as applied, then drops it, under the
-    /// migration lock.
-    async fn adopt_legacy<DB>(&self, conn: &mut DB::Connection) -> Result<(), TenantError>
-    where
-        DB: Database,
-        DB::Connection: Migrate,
-        for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-        DB::Arguments: IntoArguments<DB>,
-        (i64,): for<'r> sqlx::FromRow<'r, DB::Row>,
-    {
-        let found: i64 = sqlx::query_scalar(q(&self.legacy_exists))
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(|e| self.failed(e))?;
-        if found == 0 {
-            return Ok(());
-        }
-        conn.lock().await.map_err(|e| self.refused(e))?;
-        let versions: Vec<i64> = sqlx::query_scalar(q(&self.legacy_versions))
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(|e| self.failed(e))?;
-        if let Some(&newest) = versions.iter().max() {
-            if newest > self.latest {
-                return Err(newer(newest, self.latest));
-            }
-            // Records the migrations up to `newest` as applied, without running them.
-            self.migrator
-                .run_direct(Some(newest), &mut *conn, true)
-                .await
-                .map_err(|e| self.refused(e))?;
-        }
-        sqlx::query(q(&self.legacy_drop))
-            .execute(&mut *conn)
-            .await
-            .map_err(|e| self.failed(e))?;
-        conn.unlock().await.map_err(|e| self.refused(e))?;
-        tracing::info!(what = %self.what, versions = ?versions, "adopted the old version table");
-        Ok(())
     }
 
     fn failed(&self, e: sqlx::Error) -> TenantError {

@@ -282,6 +282,21 @@ impl {
             .transpose()
     }
 
+    /// Runs a conditional `UPDATE` of one tenant in `tx`; whether it changed the row.
+    async fn updated(
+        &self,
+        tx: &mut Transaction<'static, DB>,
+        update: sqlx::query::Query<'_, DB, DB::Arguments>,
+        operation: &str,
+        id: TenantId,
+    ) -> Result<bool, TenantError> {
+        let done = update
+            .execute(&mut **tx)
+            .await
+            .map_err(|e| tenant_storage(operation, id, e))?;
+        Ok(DB::rows_affected(&done) == 1)
+    }
+
     /// The tenant read in `tx` after a status change applied.
     async fn changed(
         &self,
@@ -400,18 +415,14 @@ impl TenantStore for {
     ) -> Result<TenantInfo, TenantError> {
         const OPERATION: &str = "changing tenant status";
         let mut tx = self.begin(OPERATION, id).await?;
+        let update = sqlx::query(q(&self.inner.sql.set_status))
+            .bind(Uuid::from(id))
+            .bind(change.from.as_str())
+            .bind(change.to.as_str())
+            .bind(change.reason.as_deref())
+            .bind(Utc::now());
         let applied = change.from.can_transition_to(change.to)
-            && sqlx::query(q(&self.inner.sql.set_status))
-                .bind(Uuid::from(id))
-                .bind(change.from.as_str())
-                .bind(change.to.as_str())
-                .bind(change.reason.as_deref())
-                .bind(Utc::now())
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| tenant_storage(OPERATION, id, e))
-                .map(|done| DB::rows_affected(&done))?
-                == 1;
+            && self.updated(&mut tx, update, OPERATION, id).await?;
         if !applied {
             let actual = self.status_of(&mut tx, id).await?;
             return Err(refused_status_change(id, &change, actual));
@@ -429,16 +440,12 @@ impl TenantStore for {
     ) -> Result<TenantInfo, TenantError> {
         const OPERATION: &str = "recording tenant status reason";
         let mut tx = self.begin(OPERATION, id).await?;
-        let applied = sqlx::query(q(&self.inner.sql.set_status_reason))
+        let update = sqlx::query(q(&self.inner.sql.set_status_reason))
             .bind(Uuid::from(id))
             .bind(status.as_str())
             .bind(reason.as_deref())
-            .bind(Utc::now())
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| tenant_storage(OPERATION, id, e))
-            .map(|done| DB::rows_affected(&done))?
-            == 1;
+            .bind(Utc::now());
+        let applied = self.updated(&mut tx, update, OPERATION, id).await?;
         if !applied {
             let actual = self.status_of(&mut tx, id).await?;
             return Err(refused_status_reason(id, status, actual));
