@@ -5,7 +5,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::Value;
 use tenancy_core::{
-    ConfigStore, Health, JsonObject, ListQuery, Page, Slug, StatusChange, TenantError, TenantId,
+    ConfigStore, JsonObject, ListQuery, Page, Slug, StatusChange, TenantError, TenantId,
     TenantInfo, TenantStatus, TenantStore, UpdateTenant,
 };
 
@@ -120,16 +120,6 @@ impl SqlTenantStore {
     /// [`TenantError::Storage`] when it fails or times out.
     pub async fn ping(&self, timeout: Duration) -> Result<Duration, TenantError> {
         delegate!(self, s => s.ping(timeout).await)
-    }
-
-    /// The store's health: healthy when a ping answers within `timeout`, unhealthy otherwise.
-    pub async fn health(&self, timeout: Duration) -> Health {
-        match self.ping(timeout).await {
-            Ok(took) => Health::healthy()
-                .with_detail("backend", self.backend())
-                .with_detail("ping", format!("{} ms", took.as_millis())),
-            Err(e) => Health::unhealthy(e.to_string()).with_detail("backend", self.backend()),
-        }
     }
 }
 
