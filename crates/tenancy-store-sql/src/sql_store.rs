@@ -67,7 +67,7 @@ impl SqlBackend for sqlx::Sqlite {}
 /// Both behave like [`InMemoryStore`](tenancy_core::InMemoryStore) (they pass
 /// `tenancy_core::conformance`); only their SQL differs. Slug uniqueness is a unique constraint,
 /// status changes are one conditional `UPDATE`, and every mutation is one transaction which, when
-/// the store notifies (PostgreSQL's change feed), also sends its [`ChangeNotice`].
+/// the store notifies (PostgreSQL's change feed), also sends its [`ChangeNotice`](crate::ChangeNotice).
 ///
 /// Cloning is cheap: the pool and statements are shared.
 pub struct SqlStore<DB: SqlBackend> {
