@@ -71,16 +71,7 @@ impl SqlBackend for sqlx::Sqlite {}
 ///
 /// Cloning is cheap: the pool and statements are shared.
 pub struct SqlStore<DB: SqlBackend> {
-    inner: Arc<Inner<DB>>,
-}
-
-struct Inner<DB: SqlBackend> {
-    pool: Pool<DB>,
-    sql: Statements,
-    migrations: StoreMigrations,
-    /// The change channel, when mutations notify.
-    notify: Option<Identifier>,
-    extra: DB::Extra,
+    inner: Arc<Parts<DB>>,
 }
 
 impl<DB: SqlBackend> Clone for SqlStore<DB> {
@@ -101,11 +92,12 @@ impl<DB: SqlBackend> fmt::Debug for SqlStore<DB> {
     }
 }
 
-/// What one backend gives the shared constructor.
+/// What a store is made of; each backend's constructor builds it.
 pub(crate) struct Parts<DB: SqlBackend> {
     pub(crate) pool: Pool<DB>,
     pub(crate) sql: Statements,
     pub(crate) migrations: StoreMigrations,
+    /// The change channel, when mutations notify.
     pub(crate) notify: Option<Identifier>,
     pub(crate) extra: DB::Extra,
 }
@@ -120,13 +112,7 @@ impl<DB: SqlBackend> SqlStore<DB> {
         (i64,): for<'r> sqlx::FromRow<'r, DB::Row>,
     {
         let store = Self {
-            inner: Arc::new(Inner {
-                pool: parts.pool,
-                sql: parts.sql,
-                migrations: parts.migrations,
-                notify: parts.notify,
-                extra: parts.extra,
-            }),
+            inner: Arc::new(parts),
         };
         if migrate {
             store.migrate().await?;
