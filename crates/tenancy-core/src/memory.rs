@@ -16,6 +16,8 @@ use crate::tenant::{JsonObject, TenantInfo, TenantStatus, UpdateTenant};
 struct State {
     tenants: BTreeMap<TenantId, TenantInfo>,
     slugs: HashMap<Slug, TenantId>,
+    /// Configuration overrides, by tenant (only tenants that have some).
+    configs: HashMap<TenantId, JsonObject>,
 }
 
 /// A tenant store and config store in memory: for tests, examples and single-process tools.
@@ -180,20 +182,15 @@ impl TenantStore for InMemoryStore {
 impl ConfigStore for InMemoryStore {
     async fn get_config(&self, tenant: TenantId, key: &str) -> Result<Option<Value>, TenantError> {
         Ok(self.read(|s| {
-            s.tenants
+            s.configs
                 .get(&tenant)
-                .and_then(|t| t.config.get(key))
+                .and_then(|config| config.get(key))
                 .cloned()
         }))
     }
 
     async fn get_all_config(&self, tenant: TenantId) -> Result<JsonObject, TenantError> {
-        Ok(self.read(|s| {
-            s.tenants
-                .get(&tenant)
-                .map(|t| t.config.clone())
-                .unwrap_or_default()
-        }))
+        Ok(self.read(|s| s.configs.get(&tenant).cloned().unwrap_or_default()))
     }
 
     async fn set_config(
@@ -203,11 +200,13 @@ impl ConfigStore for InMemoryStore {
         value: Value,
     ) -> Result<Option<Value>, TenantError> {
         self.write(|s| {
-            let info = s
-                .tenants
-                .get_mut(&tenant)
-                .ok_or_else(|| not_found(tenant))?;
-            Ok(info.config.insert(key.to_owned(), value))
+            if !s.tenants.contains_key(&tenant) {
+                return Err(not_found(tenant));
+            }
+            Ok(s.configs
+                .entry(tenant)
+                .or_default()
+                .insert(key.to_owned(), value))
         })
     }
 
@@ -217,11 +216,12 @@ impl ConfigStore for InMemoryStore {
         key: &str,
     ) -> Result<Option<Value>, TenantError> {
         self.write(|s| {
-            let info = s
-                .tenants
+            if !s.tenants.contains_key(&tenant) {
+                return Err(not_found(tenant));
+            }
+            Ok(s.configs
                 .get_mut(&tenant)
-                .ok_or_else(|| not_found(tenant))?;
-            Ok(info.config.remove(key))
+                .and_then(|config| config.remove(key)))
         })
     }
 }

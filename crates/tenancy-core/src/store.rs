@@ -133,7 +133,8 @@ pub trait TenantStore: Send + Sync + fmt::Debug {
     ) -> Result<TenantInfo, TenantError>;
 }
 
-/// Per-tenant configuration overrides (a JSON value per key).
+/// Per-tenant configuration overrides (a JSON value per key). This is their only home:
+/// [`TenantInfo`] does not carry them, so caching a tenant never caches its overrides.
 ///
 /// Setting or removing a key of a tenant that does not exist is [`TenantError::NotFound`].
 #[async_trait]

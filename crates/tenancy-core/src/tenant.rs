@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use crate::error::TenantError;
 use crate::id::{Slug, TenantId};
 
-/// A JSON object, as used for a tenant's `config` and `metadata`.
+/// A JSON object, as used for a tenant's `metadata` and its configuration overrides.
 pub type JsonObject = Map<String, Value>;
 
 /// The longest tenant name, in characters.
@@ -117,7 +117,8 @@ impl FromStr for TenantStatus {
     }
 }
 
-/// Everything known about a tenant.
+/// Everything known about a tenant, except its configuration overrides: only the
+/// [`ConfigStore`](crate::ConfigStore) holds those, so a cached tenant never carries stale ones.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TenantInfo {
     /// Identity; never changes.
@@ -135,9 +136,6 @@ pub struct TenantInfo {
     /// Billing plan, if any.
     #[serde(default)]
     pub plan: Option<String>,
-    /// Per-tenant configuration overrides (as the config store holds them).
-    #[serde(default)]
-    pub config: JsonObject,
     /// Free-form metadata.
     #[serde(default)]
     pub metadata: JsonObject,
@@ -161,7 +159,6 @@ impl TenantInfo {
             status: TenantStatus::Provisioning,
             status_reason: None,
             plan: command.plan,
-            config: command.config,
             metadata: command.metadata,
             created_at: now,
             updated_at: now,
@@ -210,7 +207,8 @@ fn validate_plan(plan: &str) -> Result<(), TenantError> {
     Ok(())
 }
 
-/// The command that creates a tenant.
+/// The command that creates a tenant. Configuration overrides are set through
+/// [`ConfigStore::set_config`](crate::ConfigStore::set_config) once the tenant exists.
 ///
 /// ```
 /// use tenancy_core::CreateTenant;
@@ -232,9 +230,6 @@ pub struct CreateTenant {
     /// Billing plan (1 to 64 bytes of `A-Za-z0-9-_.`).
     #[serde(default)]
     pub plan: Option<String>,
-    /// Initial configuration overrides.
-    #[serde(default)]
-    pub config: JsonObject,
     /// Initial metadata.
     #[serde(default)]
     pub metadata: JsonObject,
@@ -249,7 +244,6 @@ impl CreateTenant {
             slug,
             name: name.into(),
             plan: None,
-            config: JsonObject::new(),
             metadata: JsonObject::new(),
         }
     }

@@ -1,17 +1,19 @@
 //! Versioned tenant migrations ([`Migrations`]) and [`TenantMigrator`], which applies them to every
-//! tenant schema.
+//! tenant schema with `sqlx::migrate` (ordered, checksummed, recorded).
 //!
-//! Architecture invariant: a tenant's pending files and their `tenancy_migrations` rows are written
-//! in one transaction, together with the schema comment `tenancy:version=N`; the table is the source
-//! of truth, the comment lets one catalog query tell which schemas are current.
+//! Architecture invariant: a tenant's pending files and their rows in the schema's own
+//! `tenancy_schema_migrations` table are written in one transaction, together with the schema comment
+//! `tenancy:version=N`; the table is the source of truth, the comment lets one catalog query tell
+//! which schemas are current. Each tenant's transaction takes that schema's advisory lock, so
+//! different tenants migrate concurrently and one tenant never twice at once.
 
-use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use futures_util::StreamExt;
-use sqlx::{AssertSqlSafe, PgConnection, PgPool};
+use sqlx::migrate::{Migrate, MigrateError, Migration as SqlxMigration, MigrationType, Migrator};
+use sqlx::{AssertSqlSafe, PgConnection, PgPool, SqlSafeStr};
 use tenancy_core::{TenantError, TenantId};
 
 use crate::ident::{quote_ident, tenant_of_schema, tenant_schema};
@@ -154,12 +156,49 @@ fn migration_err(tenant: TenantId, what: &str) -> impl FnOnce(sqlx::Error) -> Te
     move |e| TenantError::migration(format!("{what} for tenant {tenant}"), e)
 }
 
+/// The table of a tenant schema that records its applied migrations.
+pub(crate) const MIGRATIONS_TABLE: &str = "tenancy_schema_migrations";
+/// The version table of releases before [`MIGRATIONS_TABLE`]; adopted and dropped when found.
+const LEGACY_TABLE: &str = "tenancy_migrations";
+
+/// `migrations` as the runner takes them.
+fn prepare(migrations: &Migrations) -> Arc<[SqlxMigration]> {
+    migrations
+        .as_slice()
+        .iter()
+        .map(|m| {
+            SqlxMigration::new(
+                i64::from(m.version),
+                m.name.clone().into(),
+                MigrationType::Simple,
+                AssertSqlSafe(m.sql.clone()).into_sql_str(),
+                false,
+            )
+        })
+        .collect()
+}
+
+/// A runner for one tenant schema: its table in that schema, no lock of its own (each tenant's
+/// transaction takes the schema's advisory lock instead, so tenants migrate concurrently).
+fn schema_migrator(migrations: Vec<SqlxMigration>, quoted_schema: &str) -> Migrator {
+    let mut migrator = Migrator::with_migrations(migrations);
+    migrator.dangerous_set_table_name(records_table(quoted_schema));
+    migrator.set_locking(false);
+    migrator
+}
+
+/// The migrations table of the schema `quoted_schema`.
+fn records_table(quoted_schema: &str) -> String {
+    format!("{quoted_schema}.{MIGRATIONS_TABLE}")
+}
+
 /// Applies `migrations` not yet recorded in the tenant schema, on `conn` inside the caller's
 /// transaction; records them and the schema comment in that transaction. Returns how many ran.
-pub(crate) async fn apply_pending(
+async fn apply_pending(
     conn: &mut PgConnection,
     tenant: TenantId,
-    migrations: &Migrations,
+    migrations: &[SqlxMigration],
+    latest: u32,
     grant_to: Option<&str>,
 ) -> Result<usize, TenantError> {
     let schema = tenant_schema(tenant);
@@ -169,62 +208,30 @@ pub(crate) async fn apply_pending(
         .execute(&mut *conn)
         .await
         .map_err(migration_err(tenant, "locking the schema"))?;
-    sqlx::raw_sql(AssertSqlSafe(format!(
-        "CREATE TABLE IF NOT EXISTS {quoted}.tenancy_migrations (\
-         version integer PRIMARY KEY, name text NOT NULL, \
-         applied_at timestamptz NOT NULL DEFAULT now())"
-    )))
-    .execute(&mut *conn)
-    .await
-    .map_err(migration_err(tenant, "creating the migrations table"))?;
-    let applied: HashSet<i32> = sqlx::query_scalar(AssertSqlSafe(format!(
-        "SELECT version FROM {quoted}.tenancy_migrations"
-    )))
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(migration_err(tenant, "reading applied migrations"))?
-    .into_iter()
-    .collect();
+    // Every migration runs with the tenant schema first on the search path.
     crate::tx::set_search_path(&mut *conn, tenant, &schema).await?;
-    let mut ran = 0;
-    for migration in migrations.as_slice() {
-        let version = i32::try_from(migration.version)
-            .map_err(|_| TenantError::invalid("migration", "version above i32::MAX"))?;
-        if applied.contains(&version) {
-            continue;
-        }
-        sqlx::raw_sql(AssertSqlSafe(migration.sql.as_str()))
-            .execute(&mut *conn)
-            .await
-            .map_err(|e| {
-                TenantError::migration(
-                    format!(
-                        "migration {:04}_{} for tenant {tenant}",
-                        migration.version, migration.name
-                    ),
-                    e,
-                )
-            })?;
-        sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO {quoted}.tenancy_migrations (version, name) VALUES ($1, $2)"
-        )))
-        .bind(version)
-        .bind(&migration.name)
-        .execute(&mut *conn)
+    let migrator = schema_migrator(migrations.to_vec(), &quoted);
+    let refused = |e: MigrateError| refused(tenant, migrations, e);
+    let table = records_table(&quoted);
+    conn.ensure_migrations_table(&table)
         .await
-        .map_err(migration_err(tenant, "recording a migration"))?;
-        ran += 1;
-    }
-    let version = applied
+        .map_err(refused)?;
+    adopt_legacy(&mut *conn, tenant, migrations, &quoted).await?;
+    let applied = conn
+        .list_applied_migrations(&table)
+        .await
+        .map_err(refused)?;
+    let ran = migrations
         .iter()
-        .copied()
-        .filter_map(|v| u32::try_from(v).ok())
-        .chain(migrations.as_slice().iter().map(|m| m.version))
-        .max()
-        .unwrap_or(0);
+        .filter(|m| !applied.iter().any(|a| a.version == m.version))
+        .count();
+    migrator
+        .run_direct(None, &mut *conn, false)
+        .await
+        .map_err(refused)?;
     // COMMENT takes no bind parameters; the value is a number we format.
     sqlx::raw_sql(AssertSqlSafe(format!(
-        "COMMENT ON SCHEMA {quoted} IS '{VERSION_COMMENT_PREFIX}{version}'"
+        "COMMENT ON SCHEMA {quoted} IS '{VERSION_COMMENT_PREFIX}{latest}'"
     )))
     .execute(&mut *conn)
     .await
@@ -241,6 +248,85 @@ pub(crate) async fn apply_pending(
         .map_err(migration_err(tenant, "granting the application role"))?;
     }
     Ok(ran)
+}
+
+/// Records the versions a schema's old version table lists as applied (without running them),
+/// then drops that table.
+async fn adopt_legacy(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    migrations: &[SqlxMigration],
+    quoted: &str,
+) -> Result<(), TenantError> {
+    let legacy = format!("{quoted}.{LEGACY_TABLE}");
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        .bind(&legacy)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(migration_err(tenant, "looking for the old version table"))?;
+    if !exists {
+        return Ok(());
+    }
+    let versions: Vec<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT version::bigint FROM {legacy}"
+    )))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(migration_err(tenant, "reading the old version table"))?;
+    let known: Vec<SqlxMigration> = migrations
+        .iter()
+        .filter(|m| versions.contains(&m.version))
+        .cloned()
+        .collect();
+    if let Some(unknown) = versions
+        .iter()
+        .find(|v| !known.iter().any(|m| m.version == **v))
+    {
+        return Err(refused(
+            tenant,
+            migrations,
+            MigrateError::VersionMissing(*unknown),
+        ));
+    }
+    schema_migrator(known, quoted)
+        .run_direct(None, &mut *conn, true)
+        .await
+        .map_err(|e| refused(tenant, migrations, e))?;
+    sqlx::raw_sql(AssertSqlSafe(format!("DROP TABLE {legacy}")))
+        .execute(&mut *conn)
+        .await
+        .map_err(migration_err(tenant, "dropping the old version table"))?;
+    tracing::debug!(tenant_id = %tenant, ?versions, "adopted the old version table");
+    Ok(())
+}
+
+/// The error of a refused or failed run on a tenant schema.
+fn refused(tenant: TenantId, migrations: &[SqlxMigration], e: MigrateError) -> TenantError {
+    let file = |version: i64| {
+        migrations
+            .iter()
+            .find(|m| m.version == version)
+            .map_or_else(
+                || format!("{version:04}"),
+                |m| format!("{version:04}_{}", m.description),
+            )
+    };
+    let message = match &e {
+        MigrateError::ExecuteMigration(_, version) => {
+            format!("migration {} for tenant {tenant}", file(*version))
+        }
+        MigrateError::VersionMissing(version) => format!(
+            "tenant {tenant}: its schema records migration {version:04}, which this binary does \
+             not have: migrate with the release that has it"
+        ),
+        MigrateError::VersionMismatch(version) => format!(
+            "tenant {tenant}: migration {} differs from the one recorded when it was applied: \
+             released migrations must not change",
+            file(*version)
+        ),
+        other => format!("migrating tenant {tenant}: {other}"),
+    };
+    TenantError::migration(message, e)
 }
 
 /// What one tenant's migration came to, passed to the progress callback.
@@ -308,6 +394,8 @@ impl MigrationReport {
 pub struct TenantMigrator {
     pool: PgPool,
     migrations: Arc<Migrations>,
+    /// `migrations` as the runner takes them.
+    prepared: Arc<[SqlxMigration]>,
     concurrency: usize,
     grant_to: Option<String>,
 }
@@ -318,6 +406,7 @@ impl TenantMigrator {
     pub fn new(pool: PgPool, migrations: Migrations) -> Self {
         Self {
             pool,
+            prepared: prepare(&migrations),
             migrations: Arc::new(migrations),
             concurrency: 2,
             grant_to: None,
@@ -347,8 +436,21 @@ impl TenantMigrator {
         &self.migrations
     }
 
-    pub(crate) fn grant_role(&self) -> Option<&str> {
-        self.grant_to.as_deref()
+    /// Applies the pending migrations to the tenant's schema in the caller's transaction `conn`
+    /// (recording them and the schema comment there too); returns how many ran.
+    pub(crate) async fn apply_pending(
+        &self,
+        conn: &mut PgConnection,
+        tenant: TenantId,
+    ) -> Result<usize, TenantError> {
+        apply_pending(
+            conn,
+            tenant,
+            &self.prepared,
+            self.migrations.latest(),
+            self.grant_to.as_deref(),
+        )
+        .await
     }
 
     /// Every tenant schema and the version its comment records, from one catalog query.
@@ -388,7 +490,7 @@ impl TenantMigrator {
             .begin()
             .await
             .map_err(migration_err(tenant, "beginning the migration"))?;
-        let ran = apply_pending(&mut tx, tenant, &self.migrations, self.grant_role()).await?;
+        let ran = self.apply_pending(&mut tx, tenant).await?;
         tx.commit()
             .await
             .map_err(migration_err(tenant, "committing the migration"))?;

@@ -8,7 +8,7 @@ use tenancy_core::{IsolationPlan, IsolationStep, IsolationStrategy, TenantError,
 
 use crate::config::DeprovisionPolicy;
 use crate::ident::{archived_schema, quote_ident, tenant_schema};
-use crate::migrate::{Migrations, TenantMigrator, apply_pending};
+use crate::migrate::{Migrations, TenantMigrator};
 
 /// Schema per tenant (`schema`): each tenant's tables live in the schema `tenant_<32 hex>`, derived
 /// from its id alone and always quoted; each tenant transaction sets `search_path` to that schema
@@ -88,13 +88,7 @@ impl IsolationStrategy for SchemaStrategy {
         .execute(&mut *tx)
         .await
         .map_err(Self::db_err(tenant, "creating the schema"))?;
-        let ran = apply_pending(
-            &mut tx,
-            tenant,
-            self.migrator.migrations(),
-            self.migrator.grant_role(),
-        )
-        .await?;
+        let ran = self.migrator.apply_pending(&mut tx, tenant).await?;
         tx.commit()
             .await
             .map_err(Self::db_err(tenant, "committing provisioning"))?;

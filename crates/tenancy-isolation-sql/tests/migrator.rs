@@ -50,9 +50,9 @@ async fn comment_version(db: &TestDb, tenant: TenantId) -> Option<String> {
     .unwrap()
 }
 
-async fn applied_versions(db: &TestDb, tenant: TenantId) -> Vec<i32> {
+async fn applied_versions(db: &TestDb, tenant: TenantId) -> Vec<i64> {
     sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT version FROM \"{}\".tenancy_migrations ORDER BY version",
+        "SELECT version FROM \"{}\".tenancy_schema_migrations ORDER BY version",
         tenant_schema(tenant)
     )))
     .fetch_all(&db.admin)
@@ -149,7 +149,7 @@ async fn two_hundred_schemas_stop_at_a_failure_resume_and_noop_from_one_query() 
     let mut locker = db.admin.begin().await.unwrap();
     for t in &tenants {
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "LOCK TABLE \"{}\".tenancy_migrations IN ACCESS EXCLUSIVE MODE",
+            "LOCK TABLE \"{}\".tenancy_schema_migrations IN ACCESS EXCLUSIVE MODE",
             tenant_schema(*t)
         )))
         .execute(&mut *locker)
@@ -170,5 +170,53 @@ async fn two_hundred_schemas_stop_at_a_failure_resume_and_noop_from_one_query() 
     assert_eq!(report.catalog_queries, 1);
     assert_eq!(report.tenant_transactions, 0);
     assert!(report.done.is_empty() && report.is_complete());
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schemas_of_the_version_table_release_are_adopted_and_changed_files_refused() {
+    let db = TestDb::new("migadopt").await;
+    // A schema as the release with a plain version table left it: migration 1 applied.
+    let tenant = TenantId::new();
+    let schema = tenant_schema(tenant);
+    db.exec(&format!(
+        "CREATE SCHEMA \"{schema}\"; \
+         CREATE TABLE \"{schema}\".notes (id int PRIMARY KEY, body text); \
+         CREATE TABLE \"{schema}\".tenancy_migrations (version integer PRIMARY KEY, \
+             name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now()); \
+         INSERT INTO \"{schema}\".tenancy_migrations (version, name) VALUES (1, 'notes'); \
+         COMMENT ON SCHEMA \"{schema}\" IS 'tenancy:version=1'"
+    ))
+    .await;
+    let migrator = TenantMigrator::new(db.admin.clone(), v2());
+    let report = migrator.run(|_| {}).await.unwrap();
+    assert!(report.is_complete(), "{:?}", report.failed);
+    assert_eq!(report.done, [tenant]);
+    assert_eq!(
+        applied_versions(&db, tenant).await,
+        [1, 2],
+        "1 adopted, 2 applied"
+    );
+    let old: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT to_regclass('\"{schema}\".tenancy_migrations')::text"
+    )))
+    .fetch_one(&db.admin)
+    .await
+    .unwrap();
+    assert_eq!(old, None, "the old version table is gone");
+
+    // A released file that changed is refused, naming it; nothing of the run is kept.
+    let mut changed = v2().as_slice().to_vec();
+    changed[0] = Migration::new(1, "notes", "CREATE TABLE notes (id bigint PRIMARY KEY)").unwrap();
+    changed.push(Migration::new(3, "more", "CREATE TABLE more (id int)").unwrap());
+    let migrator = TenantMigrator::new(db.admin.clone(), Migrations::new(changed).unwrap());
+    let err = migrator.migrate_tenant(tenant).await.unwrap_err();
+    assert!(err.to_string().contains("0001_notes differs"), "{err}");
+
+    // A schema recording a migration this binary does not have is refused too.
+    let migrator = TenantMigrator::new(db.admin.clone(), Migrations::new(v1()).unwrap());
+    let err = migrator.migrate_tenant(tenant).await.unwrap_err();
+    assert!(err.to_string().contains("records migration 0002"), "{err}");
+    assert_eq!(applied_versions(&db, tenant).await, [1, 2]);
     db.drop().await;
 }

@@ -107,7 +107,7 @@ async fn a_transaction_sees_only_its_tenant_schema() {
     strategy.provision(a).await.unwrap();
     assert_eq!(read_notes(&tenants, a).await.unwrap(), ["a note"]);
     let applied: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT count(*) FROM \"{}\".tenancy_migrations",
+        "SELECT count(*) FROM \"{}\".tenancy_schema_migrations",
         tenant_schema(a)
     )))
     .fetch_one(&db.admin)

@@ -1,12 +1,15 @@
 //! SQL tenant and config store for the `tenancy` library, and the PostgreSQL change feed.
 //!
-//! - [`PgTenantStore`] (feature `postgres`) and [`SqliteTenantStore`] (feature `sqlite`) implement
+//! - [`SqlStore`] is the store, written once for every backend: [`PgTenantStore`] (feature
+//!   `postgres`) and [`SqliteTenantStore`] (feature `sqlite`) implement
 //!   [`TenantStore`](tenancy_core::TenantStore) and [`ConfigStore`](tenancy_core::ConfigStore)
 //!   with the same behaviour and errors as [`InMemoryStore`](tenancy_core::InMemoryStore): both
-//!   pass `tenancy_core::conformance`. [`SqlTenantStore`] picks one from a URL.
-//! - Each store embeds its own versioned migrations. PostgreSQL tables live in their own schema
-//!   (default `tenancy`); running the migrations again is harmless, and a binary older than the
-//!   schema refuses it with [`TenantError::Migration`](tenancy_core::TenantError::Migration).
+//!   pass `tenancy_core::conformance`. [`SqlTenantStore`] picks one from a URL; it is the only
+//!   place that chooses between backends.
+//! - Each store embeds its migrations and runs them with `sqlx::migrate` (ordered, checksummed,
+//!   recorded). PostgreSQL tables live in their own schema (default `tenancy`); running the
+//!   migrations again is harmless, and a binary older than the schema refuses it with
+//!   [`TenantError::Migration`](tenancy_core::TenantError::Migration).
 //! - Slug uniqueness is a unique constraint (reported as `SlugConflict`); status changes are one
 //!   conditional `UPDATE`; every mutation is one transaction.
 //! - [`ChangeFeed`] (PostgreSQL): every mutation sends a [`ChangeNotice`] with `pg_notify` in its
@@ -16,11 +19,10 @@
 //!
 //! [`StoreConfig`] is the `store` section of the tenancy configuration.
 //!
-//! Design: one concrete type per backend rather than one store generic over `sqlx::Database`.
-//! The SQL differs (schema-qualified statements, `jsonb`, `FOR UPDATE` and `pg_notify` in
-//! PostgreSQL; `BEGIN IMMEDIATE` and BLOB ids in SQLite), and a generic store would carry a bound
-//! per bound type; what is the same is shared instead: row decoding and validation, error mapping,
-//! the status-change decision, paging, the migration plan and the ping.
+//! Design: one store generic over the database ([`SqlBackend`]); the statements are written once
+//! with placeholders that each backend's dialect fills (table names, JSON casts, row locks), and
+//! a backend adds only what is its own: connecting, its migrations, how it reports a broken
+//! unique constraint, and (PostgreSQL) the change feed.
 //!
 //! ```
 //! # #[cfg(feature = "sqlite")]
@@ -45,23 +47,29 @@
 )]
 
 mod config;
-#[cfg(feature = "postgres")]
-mod notice;
 
 pub use config::StoreConfig;
-#[cfg(feature = "postgres")]
-pub use notice::{ChangeKind, ChangeNotice};
 
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod error;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod migrate;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
+mod notice;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod row;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod shared;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
+mod sql_store;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+mod statements;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod store;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub use notice::{ChangeKind, ChangeNotice};
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub use sql_store::{SqlBackend, SqlStore};
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub use store::SqlTenantStore;
 

@@ -1,9 +1,9 @@
 //! Row mapping shared by both backends: a tenant row as the database returns it, and its
 //! conversion (with validation) into a [`TenantInfo`].
 //!
-//! Both backends select JSON columns as text (`metadata`, and `config` as a JSON array of
-//! `[key, value_text]` pairs), so one parser turns every unreadable stored value into a
-//! [`TenantError::Storage`] naming the tenant and the key instead of a panic or a bare driver error.
+//! Both backends select JSON columns as text, so one parser turns every unreadable stored value
+//! into a [`TenantError::Storage`] naming the tenant and the column or key instead of a panic or a
+//! bare driver error.
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -20,7 +20,6 @@ pub(crate) struct TenantRow {
     status_reason: Option<String>,
     plan: Option<String>,
     metadata: String,
-    config: String,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -43,7 +42,6 @@ where
             status_reason: row.try_get("status_reason")?,
             plan: row.try_get("plan")?,
             metadata: row.try_get("metadata")?,
-            config: row.try_get("config")?,
             created_at: row.try_get("created_at")?,
             updated_at: row.try_get("updated_at")?,
         })
@@ -75,25 +73,11 @@ impl TenantRow {
             status,
             status_reason: self.status_reason,
             plan: self.plan,
-            config: parse_config_pairs(id, &self.config)?,
             metadata,
             created_at: self.created_at,
             updated_at: self.updated_at,
         })
     }
-}
-
-/// Parses the `[[key, value_text], ...]` aggregate of a tenant's config rows.
-fn parse_config_pairs(tenant: TenantId, pairs: &str) -> Result<JsonObject, TenantError> {
-    let pairs: Vec<(String, String)> =
-        serde_json::from_str(pairs).map_err(|e| corrupt(tenant, "config rows", e))?;
-    pairs
-        .into_iter()
-        .map(|(key, text)| {
-            let value = parse_config_value(tenant, &key, &text)?;
-            Ok((key, value))
-        })
-        .collect()
 }
 
 /// Parses one stored config value.
@@ -151,7 +135,7 @@ pub(crate) fn page(mut rows: Vec<TenantRow>, limit: u32) -> Result<Page<TenantIn
 mod tests {
     use super::*;
 
-    fn row(config: &str, metadata: &str, status: &str) -> TenantRow {
+    fn row(metadata: &str, status: &str) -> TenantRow {
         TenantRow {
             id: Uuid::nil(),
             slug: "acme".into(),
@@ -160,7 +144,6 @@ mod tests {
             status_reason: None,
             plan: None,
             metadata: metadata.into(),
-            config: config.into(),
             created_at: Utc::now(),
             updated_at: Utc::now(),
         }
@@ -168,15 +151,7 @@ mod tests {
 
     #[test]
     fn valid_rows_convert() {
-        let info = row(
-            r#"[["theme","\"dark\""],["n","3"]]"#,
-            r#"{"a":1}"#,
-            "active",
-        )
-        .into_info()
-        .unwrap();
-        assert_eq!(info.config["theme"], "dark");
-        assert_eq!(info.config["n"], 3);
+        let info = row(r#"{"a":1}"#, "active").into_info().unwrap();
         assert_eq!(info.metadata["a"], 1);
         assert_eq!(info.status, TenantStatus::Active);
     }
@@ -184,15 +159,15 @@ mod tests {
     #[test]
     fn unreadable_rows_are_storage_errors_naming_what() {
         let cases = [
-            (
-                row(r#"[["theme","{oops"]]"#, "{}", "active"),
-                "config key \"theme\"",
-            ),
-            (row("[]", "[1]", "active"), "column metadata"),
-            (row("[]", "{}", "deleted"), "column status"),
+            (row("[1]", "active"), "column metadata"),
+            (row("{}", "deleted"), "column status"),
         ];
-        for (row, what) in cases {
-            let err = row.into_info().unwrap_err();
+        let config = parse_config_value(TenantId::from(Uuid::nil()), "theme", "{oops");
+        for (err, what) in cases
+            .into_iter()
+            .map(|(row, what)| (row.into_info().unwrap_err(), what))
+            .chain([(config.unwrap_err(), "config key \"theme\"")])
+        {
             let message = err.to_string();
             assert!(matches!(err, TenantError::Storage { .. }), "{message}");
             assert!(message.contains(what), "{message}");

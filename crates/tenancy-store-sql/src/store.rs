@@ -5,7 +5,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::Value;
 use tenancy_core::{
-    ConfigStore, Health, JsonObject, ListQuery, Page, Slug, StatusChange, TenantError, TenantId,
+    ConfigStore, JsonObject, ListQuery, Page, Slug, StatusChange, TenantError, TenantId,
     TenantInfo, TenantStatus, TenantStore, UpdateTenant,
 };
 
@@ -18,7 +18,8 @@ use crate::sqlite::SqliteTenantStore;
 /// A tenant and config store on PostgreSQL or SQLite, chosen by the URL's scheme.
 ///
 /// Each backend is also usable directly ([`PgTenantStore`], [`SqliteTenantStore`]); this enum is
-/// what configuration-driven code (the `tenancy` bundle, the CLI) holds.
+/// what configuration-driven code (the `tenancy` bundle, the CLI) holds, and the one place that
+/// chooses between backends.
 ///
 /// ```
 /// use tenancy_core::TenantStore;
@@ -92,12 +93,24 @@ impl SqlTenantStore {
     /// The backend's name: `postgres` or `sqlite`.
     #[must_use]
     pub fn backend(&self) -> &'static str {
+        delegate!(self, s => s.backend())
+    }
+
+    /// The PostgreSQL store, when this is one.
+    #[cfg(feature = "postgres")]
+    #[must_use]
+    pub fn postgres(&self) -> Option<&PgTenantStore> {
         match self {
-            #[cfg(feature = "postgres")]
-            Self::Postgres(_) => "postgres",
-            #[cfg(feature = "sqlite")]
-            Self::Sqlite(_) => "sqlite",
+            Self::Postgres(store) => Some(store),
+            #[allow(unreachable_patterns)]
+            _ => None,
         }
+    }
+
+    /// Closes the pool, waiting for its connections to close; every later call fails with
+    /// [`TenantError::Storage`].
+    pub async fn close(&self) {
+        delegate!(self, s => s.close().await);
     }
 
     /// Checks that the database answers within `timeout` (a cheap `SELECT 1`); returns how long it
@@ -107,16 +120,6 @@ impl SqlTenantStore {
     /// [`TenantError::Storage`] when it fails or times out.
     pub async fn ping(&self, timeout: Duration) -> Result<Duration, TenantError> {
         delegate!(self, s => s.ping(timeout).await)
-    }
-
-    /// The store's health: healthy when a ping answers within `timeout`, unhealthy otherwise.
-    pub async fn health(&self, timeout: Duration) -> Health {
-        match self.ping(timeout).await {
-            Ok(took) => Health::healthy()
-                .with_detail("backend", self.backend())
-                .with_detail("ping", format!("{} ms", took.as_millis())),
-            Err(e) => Health::unhealthy(e.to_string()).with_detail("backend", self.backend()),
-        }
     }
 }
 

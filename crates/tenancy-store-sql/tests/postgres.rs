@@ -84,7 +84,7 @@ async fn connects_from_a_url_into_a_custom_schema() {
         tables,
         [
             "tenant_registry.config",
-            "tenant_registry.schema_version",
+            "tenant_registry.schema_migrations",
             "tenant_registry.tenants"
         ],
         "the store's tables live in its own schema, nowhere else"
@@ -127,16 +127,25 @@ async fn migrations_are_idempotent_serialised_and_refuse_a_newer_schema() {
         "running again is harmless"
     );
     assert_eq!(store.get(tenant.id).await.unwrap().unwrap().id, tenant.id);
-    let versions: i64 = sqlx::query_scalar("SELECT count(*) FROM tenancy.schema_version")
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
-    assert_eq!(versions, 1, "each migration is recorded once");
+    let versions: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM tenancy.schema_migrations WHERE success AND length(checksum) > 0",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        versions, 1,
+        "each migration is recorded once, with its checksum"
+    );
 
-    sqlx::query("INSERT INTO tenancy.schema_version (version, description) VALUES (7, 'future')")
-        .execute(store.pool())
-        .await
-        .unwrap();
+    sqlx::query(
+        "INSERT INTO tenancy.schema_migrations \
+         (version, description, success, checksum, execution_time) \
+         VALUES (7, 'future', true, '\\x00', 0)",
+    )
+    .execute(store.pool())
+    .await
+    .unwrap();
     let err = PgTenantStore::from_pool(db.pool(1).await, &StoreConfig::default())
         .await
         .unwrap_err();
@@ -146,6 +155,101 @@ async fn migrations_are_idempotent_serialised_and_refuse_a_newer_schema() {
         "migration failed: schema version 7 is newer than this binary supports (1): upgrade tenancy"
     );
     drop(stores);
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_of_the_version_table_release_is_adopted_and_a_changed_migration_refused() {
+    let db = TestDb::new().await;
+    let pool = db.pool(2).await;
+    // The schema as the release with a plain version table left it, with one tenant.
+    let tenant = new_tenant("legacy");
+    sqlx::raw_sql(
+        "CREATE SCHEMA tenancy; \
+         CREATE TABLE tenancy.schema_version (version bigint PRIMARY KEY, \
+             description text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now()); \
+         INSERT INTO tenancy.schema_version (version, description) \
+             VALUES (1, 'tenants and config overrides'); \
+         CREATE TABLE tenancy.tenants (id uuid PRIMARY KEY, \
+             slug text NOT NULL CONSTRAINT tenants_slug_key UNIQUE, name text NOT NULL, \
+             status text NOT NULL, status_reason text, plan text, \
+             metadata jsonb NOT NULL DEFAULT '{}'::jsonb, created_at timestamptz NOT NULL, \
+             updated_at timestamptz NOT NULL); \
+         CREATE TABLE tenancy.config (tenant_id uuid NOT NULL REFERENCES tenancy.tenants (id) \
+             ON DELETE CASCADE, key text NOT NULL, value jsonb NOT NULL, \
+             updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (tenant_id, key))",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO tenancy.tenants (id, slug, name, status, created_at, updated_at) \
+         VALUES ($1, $2, $3, 'provisioning', now(), now())",
+    )
+    .bind(tenancy_core::Uuid::from(tenant.id))
+    .bind(tenant.slug.as_str())
+    .bind(&tenant.name)
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    let store = PgTenantStore::from_pool(pool.clone(), &StoreConfig::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get(tenant.id).await.unwrap().unwrap().slug,
+        tenant.slug
+    );
+    let recorded: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM tenancy.schema_migrations ORDER BY version")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        recorded,
+        [1],
+        "the old table's version is recorded, not run again"
+    );
+    let old: Option<String> =
+        sqlx::query_scalar("SELECT to_regclass('tenancy.schema_version')::text")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(old, None, "the old version table is gone");
+    assert_eq!(store.migrate().await.unwrap(), 1);
+
+    // A recorded migration whose text differs from the embedded one is refused.
+    sqlx::query("UPDATE tenancy.schema_migrations SET checksum = '\\x00' WHERE version = 1")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let err = store.migrate().await.unwrap_err();
+    assert!(matches!(err, TenantError::Migration { .. }), "{err}");
+    assert!(err.to_string().contains("migration 1 differs"), "{err}");
+    drop(store);
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_table_newer_than_the_binary_is_refused() {
+    let db = TestDb::new().await;
+    let pool = db.pool(1).await;
+    sqlx::raw_sql(
+        "CREATE SCHEMA tenancy; \
+         CREATE TABLE tenancy.schema_version (version bigint PRIMARY KEY, \
+             description text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now()); \
+         INSERT INTO tenancy.schema_version (version, description) VALUES (1, 'a'), (2, 'b')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let err = PgTenantStore::from_pool(pool, &StoreConfig::default())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "migration failed: schema version 2 is newer than this binary supports (1): upgrade tenancy"
+    );
     db.drop_db().await;
 }
 

@@ -65,6 +65,10 @@ async fn an_unreadable_config_row_is_a_storage_error_naming_tenant_and_key() {
     let store = SqliteTenantStore::connect(&db.config).await.unwrap();
     let tenant = store.create(new_tenant("corrupt")).await.unwrap();
     let healthy = store.create(new_tenant("healthy")).await.unwrap();
+    store
+        .set_config(tenant.id, "theme", serde_json::json!("light"))
+        .await
+        .unwrap();
     sqlx::query(
         "UPDATE tenancy_config SET value = '{not json' WHERE key = 'theme' AND tenant_id = ?1",
     )
@@ -81,8 +85,9 @@ async fn an_unreadable_config_row_is_a_storage_error_naming_tenant_and_key() {
     };
     check(store.get_config(tenant.id, "theme").await.unwrap_err());
     check(store.get_all_config(tenant.id).await.unwrap_err());
-    check(store.get(tenant.id).await.unwrap_err());
-    check(store.list(Default::default()).await.unwrap_err());
+    // The tenant itself stays readable: its overrides are not part of it.
+    assert_eq!(store.get(tenant.id).await.unwrap().unwrap().id, tenant.id);
+    assert_eq!(store.list(Default::default()).await.unwrap().items.len(), 2);
 
     // Other tenants are unaffected. Overwriting or removing the value fails without changing
     // anything: the unreadable row is kept for repair, not silently dropped.
@@ -127,8 +132,9 @@ async fn migrations_run_twice_harmlessly_and_refuse_a_newer_schema() {
     );
 
     sqlx::query(
-        "INSERT INTO tenancy_schema_version (version, description, applied_at) \
-         VALUES (7, 'from the future', '2030-01-01T00:00:00Z')",
+        "INSERT INTO tenancy_schema_migrations \
+         (version, description, success, checksum, execution_time) \
+         VALUES (7, 'from the future', 1, x'00', 0)",
     )
     .execute(store.pool())
     .await
@@ -139,6 +145,70 @@ async fn migrations_run_twice_harmlessly_and_refuse_a_newer_schema() {
         err.to_string(),
         "migration failed: schema version 7 is newer than this binary supports (1): upgrade tenancy"
     );
+}
+
+#[tokio::test]
+async fn a_database_of_the_version_table_release_is_adopted() {
+    let db = temp_db();
+    let tenant = new_tenant("legacy");
+    {
+        // The database as the release with a plain version table left it, with one tenant.
+        let store = SqliteTenantStore::connect(&StoreConfig {
+            migrate: false,
+            ..db.config.clone()
+        })
+        .await
+        .unwrap();
+        sqlx::raw_sql(
+            "CREATE TABLE tenancy_schema_version (version INTEGER PRIMARY KEY NOT NULL, \
+                 description TEXT NOT NULL, applied_at TEXT NOT NULL); \
+             INSERT INTO tenancy_schema_version VALUES (1, 'tenants and config overrides', '2025-01-01'); \
+             CREATE TABLE tenancy_tenants (id BLOB PRIMARY KEY NOT NULL, slug TEXT NOT NULL UNIQUE, \
+                 name TEXT NOT NULL, status TEXT NOT NULL, status_reason TEXT, plan TEXT, \
+                 metadata TEXT NOT NULL DEFAULT '{}', created_at TEXT NOT NULL, \
+                 updated_at TEXT NOT NULL); \
+             CREATE TABLE tenancy_config (tenant_id BLOB NOT NULL REFERENCES tenancy_tenants (id) \
+                 ON DELETE CASCADE, key TEXT NOT NULL, value TEXT NOT NULL, \
+                 PRIMARY KEY (tenant_id, key)) WITHOUT ROWID;",
+        )
+        .execute(store.pool())
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO tenancy_tenants (id, slug, name, status, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, 'provisioning', ?4, ?4)",
+        )
+        .bind(tenancy_core::Uuid::from(tenant.id))
+        .bind(tenant.slug.as_str())
+        .bind(&tenant.name)
+        .bind(tenant.created_at)
+        .execute(store.pool())
+        .await
+        .unwrap();
+        store.close().await;
+    }
+    let store = SqliteTenantStore::connect(&db.config).await.unwrap();
+    assert_eq!(
+        store.get(tenant.id).await.unwrap().unwrap().slug,
+        tenant.slug
+    );
+    let recorded: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM tenancy_schema_migrations ORDER BY version")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+    assert_eq!(
+        recorded,
+        [1],
+        "the old table's version is recorded, not run again"
+    );
+    let old: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM sqlite_master WHERE name = 'tenancy_schema_version'",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(old, 0, "the old version table is gone");
 }
 
 #[tokio::test]
@@ -172,20 +242,9 @@ async fn ping_reports_a_closed_pool() {
     let store = SqlTenantStore::connect(&db.config).await.unwrap();
     let timeout = std::time::Duration::from_secs(2);
     assert!(store.ping(timeout).await.is_ok());
-    assert_eq!(
-        store.health(timeout).await.status,
-        tenancy_core::HealthStatus::Healthy
-    );
-    let SqlTenantStore::Sqlite(inner) = &store else {
-        panic!("a sqlite URL opens the SQLite store")
-    };
-    inner.pool().close().await;
+    store.close().await;
     let err = store.ping(timeout).await.unwrap_err();
     assert!(matches!(err, TenantError::Storage { .. }), "{err}");
-    assert_eq!(
-        store.health(timeout).await.status,
-        tenancy_core::HealthStatus::Unhealthy
-    );
     assert!(matches!(
         store.get(tenancy_core::TenantId::new()).await,
         Err(TenantError::Storage { .. })

@@ -72,11 +72,7 @@ impl Store {
     #[cfg(feature = "postgres")]
     pub(crate) fn postgres(&self) -> Option<&tenancy_store_sql::PgTenantStore> {
         match self {
-            Self::Sql { store, .. } => match store.as_ref() {
-                SqlTenantStore::Postgres(pg) => Some(pg),
-                #[allow(unreachable_patterns)]
-                _ => None,
-            },
+            Self::Sql { store, .. } => store.postgres(),
             Self::Memory(_) => None,
         }
     }
@@ -88,14 +84,7 @@ impl Store {
         match self {
             Self::Memory(_) => {}
             #[cfg(any(feature = "postgres", feature = "sqlite"))]
-            Self::Sql { store, .. } => match store.as_ref() {
-                #[cfg(feature = "postgres")]
-                SqlTenantStore::Postgres(pg) => pg.pool().close().await,
-                #[cfg(feature = "sqlite")]
-                SqlTenantStore::Sqlite(sqlite) => sqlite.pool().close().await,
-                // The enum is non-exhaustive; a backend added later closes when dropped.
-                _ => {}
-            },
+            Self::Sql { store, .. } => store.close().await,
         }
     }
 

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgListener, PgNotification, PgPool, PgPoolOptions};
 use tenancy_core::{CacheInvalidation, Health, Invalidators, TenantError};
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::config::Identifier;
@@ -71,14 +71,16 @@ impl Shared {
 /// it listens again it flushes them again. It reconnects with exponential backoff.
 ///
 /// Health: healthy while listening, degraded while reconnecting. Stop it with
-/// [`shutdown`](Self::shutdown) (dropping it stops the task too).
+/// [`shutdown`](Self::shutdown), which cancels the task and waits for it (dropping the feed
+/// cancels the task too).
 ///
 /// A SQLite store is single-process and has no feed: in-process invalidation through the
 /// lifecycle service is enough there.
 #[derive(Debug)]
 pub struct ChangeFeed {
     shared: Arc<Shared>,
-    stop: watch::Sender<bool>,
+    cancel: CancellationToken,
+    /// The listening task, until [`shutdown`](Self::shutdown) takes it to wait for it.
     task: Mutex<Option<JoinHandle<()>>>,
     pool: PgPool,
 }
@@ -115,18 +117,18 @@ impl ChangeFeed {
                 notices: 0,
             }),
         });
-        let (stop, stopped) = watch::channel(false);
+        let cancel = CancellationToken::new();
         let task = tokio::spawn(run(
             listener,
             pool.clone(),
             settings,
             invalidators,
             Arc::clone(&shared),
-            stopped,
+            cancel.clone(),
         ));
         Ok(Self {
             shared,
-            stop,
+            cancel,
             task: Mutex::new(Some(task)),
             pool,
         })
@@ -151,9 +153,10 @@ impl ChangeFeed {
         self.shared.read(|s| s.notices)
     }
 
-    /// Stops the task and closes its connection. Calling it again does nothing.
+    /// Cancels the task, waits for it to end, and closes its connection. Calling it again does
+    /// nothing.
     pub async fn shutdown(&self) {
-        let _ = self.stop.send(true);
+        self.cancel.cancel();
         let task = self
             .task
             .lock()
@@ -170,7 +173,7 @@ impl ChangeFeed {
 
 impl Drop for ChangeFeed {
     fn drop(&mut self) {
-        let _ = self.stop.send(true);
+        self.cancel.cancel();
     }
 }
 
@@ -199,10 +202,10 @@ async fn run(
     settings: FeedSettings,
     invalidators: Invalidators,
     shared: Arc<Shared>,
-    mut stopped: watch::Receiver<bool>,
+    cancel: CancellationToken,
 ) {
     loop {
-        let reason = match receive(&mut listener, &invalidators, &shared, &mut stopped).await {
+        let reason = match receive(&mut listener, &invalidators, &shared, &cancel).await {
             Ended::Stopped => break,
             Ended::Lost(reason) => reason,
         };
@@ -213,7 +216,7 @@ async fn run(
                 .with_detail("channel", &settings.channel);
         });
         invalidators.invalidate_all().await;
-        listener = match reconnect(&pool, &settings, &shared, &mut stopped).await {
+        listener = match reconnect(&pool, &settings, &shared, &cancel).await {
             Some(listener) => listener,
             None => break,
         };
@@ -233,11 +236,11 @@ async fn receive(
     listener: &mut PgListener,
     invalidators: &Invalidators,
     shared: &Shared,
-    stopped: &mut watch::Receiver<bool>,
+    cancel: &CancellationToken,
 ) -> Ended {
     loop {
         let received = tokio::select! {
-            _ = stopped.wait_for(|stop| *stop) => return Ended::Stopped,
+            () = cancel.cancelled() => return Ended::Stopped,
             received = listener.try_recv() => received,
         };
         match received {
@@ -267,20 +270,22 @@ async fn apply(notification: &PgNotification, invalidators: &Invalidators) {
     }
 }
 
-/// Reconnects with exponential backoff; `None` when stopped meanwhile.
+/// Reconnects with exponential backoff; `None` when cancelled meanwhile.
 async fn reconnect(
     pool: &PgPool,
     settings: &FeedSettings,
     shared: &Shared,
-    stopped: &mut watch::Receiver<bool>,
+    cancel: &CancellationToken,
 ) -> Option<PgListener> {
     let mut delay = settings.min_backoff;
     loop {
-        tokio::select! {
-            _ = stopped.wait_for(|stop| *stop) => return None,
-            () = tokio::time::sleep(delay) => {}
-        }
-        match listen(pool, &settings.channel).await {
+        cancel
+            .run_until_cancelled(tokio::time::sleep(delay))
+            .await?;
+        match cancel
+            .run_until_cancelled(listen(pool, &settings.channel))
+            .await?
+        {
             Ok(listener) => return Some(listener),
             Err(e) => {
                 warn!(channel = %settings.channel, error = %e, retry_in = ?delay, "change feed could not reconnect");
