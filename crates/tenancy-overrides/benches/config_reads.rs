@@ -20,15 +20,19 @@ fn config_reads(c: &mut Criterion) {
         .expect("runtime");
     let store = Arc::new(InMemoryStore::new());
     let tenant = rt.block_on(async {
-        let mut info = TenantInfo::from_command(
+        let info = TenantInfo::from_command(
             CreateTenant::new("bench".parse().expect("slug"), "Bench"),
             chrono::Utc::now(),
         )
         .expect("tenant");
+        let id = store.create(info).await.expect("create").id;
         for i in 0..20 {
-            info.config.insert(format!("key_{i}"), json!(i));
+            store
+                .set_config(id, &format!("key_{i}"), json!(i))
+                .await
+                .expect("override");
         }
-        store.create(info).await.expect("create").id
+        id
     });
     let config: OverridesConfig =
         serde_json::from_value(json!({"defaults": {"max_users": 50}})).expect("config");
