@@ -125,7 +125,7 @@ pub(crate) async fn tenants(
                     text
                 })
             }
-            TenantsCommand::Show { tenant } => out.tenant(&find(&lifecycle, tenant).await?),
+            TenantsCommand::Show { tenant } => out.tenant(&find(lifecycle, tenant).await?),
             TenantsCommand::Update {
                 tenant,
                 name,
@@ -133,7 +133,7 @@ pub(crate) async fn tenants(
                 plan,
                 clear_plan,
             } => {
-                let id = find(&lifecycle, tenant).await?.id;
+                let id = find(lifecycle, tenant).await?.id;
                 let update = UpdateTenant {
                     slug,
                     name,
@@ -147,15 +147,15 @@ pub(crate) async fn tenants(
                 out.tenant(&lifecycle.update(id, &update).await?.into_tenant())
             }
             TenantsCommand::Activate { tenant } => {
-                let id = find(&lifecycle, tenant).await?.id;
+                let id = find(lifecycle, tenant).await?.id;
                 out.tenant(&lifecycle.activate(id).await?.into_tenant())
             }
             TenantsCommand::Suspend { tenant, reason } => {
-                let id = find(&lifecycle, tenant).await?.id;
+                let id = find(lifecycle, tenant).await?.id;
                 out.tenant(&lifecycle.suspend(id, reason).await?.into_tenant())
             }
             TenantsCommand::Deactivate { tenant } => {
-                let id = find(&lifecycle, tenant).await?.id;
+                let id = find(lifecycle, tenant).await?.id;
                 out.tenant(&lifecycle.deactivate(id).await?.into_tenant())
             }
         }
@@ -185,7 +185,7 @@ pub(crate) async fn config(
         let service = tenancy.config();
         match command {
             ConfigCommand::Get { tenant, key } => {
-                let id = find(&lifecycle, tenant).await?.id;
+                let id = find(lifecycle, tenant).await?.id;
                 match service.get(id, &key).await? {
                     Some(value) => out.emit(&value, || format!("{value}\n")),
                     None => Err(CliError::Findings(format!(
@@ -194,18 +194,18 @@ pub(crate) async fn config(
                 }
             }
             ConfigCommand::Set { tenant, key, .. } => {
-                let id = find(&lifecycle, tenant).await?.id;
+                let id = find(lifecycle, tenant).await?.id;
                 let value = value.unwrap_or_default();
                 let change = service.set(id, &key, value).await?;
                 changed(out, &key, change.old.as_ref(), change.new.as_ref())
             }
             ConfigCommand::Unset { tenant, key } => {
-                let id = find(&lifecycle, tenant).await?.id;
+                let id = find(lifecycle, tenant).await?.id;
                 let change = service.remove(id, &key).await?;
                 changed(out, &key, change.old.as_ref(), change.new.as_ref())
             }
             ConfigCommand::Effective { tenant } => {
-                let id = find(&lifecycle, tenant).await?.id;
+                let id = find(lifecycle, tenant).await?.id;
                 let effective = service.effective(id).await?;
                 let rows: Vec<[String; 2]> = effective
                     .iter()
