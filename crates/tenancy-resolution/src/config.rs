@@ -298,7 +298,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn defaults_match_the_original() {
+    fn defaults_are_the_documented_ones() {
         let config = ResolutionConfig::default();
         assert_eq!(
             config.active_resolvers(),
