@@ -17,7 +17,14 @@ use std::time::{Duration, Instant};
 use crate::{Result, cargo};
 
 /// The server variants, in the order of the report; the first is the baseline of the ratios.
-const VARIANTS: [&str; 4] = ["bare", "handwritten", "layer", "layer_guard"];
+const VARIANTS: [&str; 6] = [
+    "bare",
+    "handwritten",
+    "layer",
+    "layer_guard",
+    "handwritten_around",
+    "layer_around",
+];
 
 /// Two request counts per measurement, and how many times each variant is measured.
 const DEFAULT_REQUESTS: (u64, u64) = (2_000, 12_000);

@@ -12,7 +12,10 @@
 //!   parses the UUID, looks it up in a `HashMap<TenantId, Arc<TenantInfo>>`, puts the `Arc` in
 //!   the request extensions and answers 403 when there is none;
 //! - `layer`: the router behind the tenancy middleware as one layer that answers the 403 itself;
-//! - `layer_guard`: the router behind the tenancy middleware and the separate guard.
+//! - `layer_guard`: the router behind the tenancy middleware and the separate guard;
+//! - `handwritten_around`, `layer_around`: the same middleware wrapped around the router as a
+//!   tower service (`Layer::layer(&layer, router)`) instead of added with `Router::layer`, which
+//!   boxes every layer's service and future.
 //!
 //! The tenancy variants use only the header resolver, trusted, with membership off, on an
 //! `InMemoryStore` holding one active tenant whose validator cache entry is warm before the
@@ -52,6 +55,8 @@ enum Variant {
     Handwritten,
     Layer,
     LayerGuard,
+    HandwrittenAround,
+    LayerAround,
 }
 
 impl Variant {
@@ -61,6 +66,8 @@ impl Variant {
             "handwritten" => Some(Self::Handwritten),
             "layer" => Some(Self::Layer),
             "layer_guard" => Some(Self::LayerGuard),
+            "handwritten_around" => Some(Self::HandwrittenAround),
+            "layer_around" => Some(Self::LayerAround),
             _ => None,
         }
     }
@@ -77,7 +84,9 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let Some(variant) = args.first().and_then(|name| Variant::parse(name)) else {
-        eprintln!("usage: instructions <bare|handwritten|layer|layer_guard>");
+        eprintln!(
+            "usage: instructions <bare|handwritten|layer|layer_guard|handwritten_around|layer_around>"
+        );
         return ExitCode::from(2);
     };
     let served = tokio::runtime::Builder::new_current_thread()
@@ -98,19 +107,31 @@ fn main() -> ExitCode {
 async fn serve(variant: Variant) -> Result<(), Box<dyn Error>> {
     let (tenant, validator) = one_active_tenant().await?;
     let router = Router::new().route("/whoami", get(|| async { "ok" }));
-    let app = match variant {
-        Variant::Bare => router,
-        Variant::Handwritten => {
-            let tenants = HashMap::from([(tenant.id, Arc::new(tenant.clone()))]);
-            router.layer(HandwrittenLayer {
-                tenants: Arc::new(tenants),
-            })
-        }
-        Variant::Layer => with_tenancy(router, validator, false)?,
-        Variant::LayerGuard => with_tenancy(router, validator, true)?,
+    let handwritten = || HandwrittenLayer {
+        tenants: Arc::new(HashMap::from([(tenant.id, Arc::new(tenant.clone()))])),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     println!("listening {} tenant {}", listener.local_addr()?, tenant.id);
+    match variant {
+        Variant::Bare => serve_one(listener, router).await,
+        Variant::Handwritten => serve_one(listener, router.layer(handwritten())).await,
+        Variant::Layer => serve_one(listener, with_tenancy(router, validator, false)?).await,
+        Variant::LayerGuard => serve_one(listener, with_tenancy(router, validator, true)?).await,
+        Variant::HandwrittenAround => serve_one(listener, handwritten().layer(router)).await,
+        Variant::LayerAround => {
+            let layer = ResolveTenantLayer::new(&header_only_config(), validator)?;
+            serve_one(listener, layer.require_tenant().layer(router)).await
+        }
+    }
+}
+
+/// Serves the one connection `listener` accepts with `app`, to its end.
+async fn serve_one<S>(listener: tokio::net::TcpListener, app: S) -> Result<(), Box<dyn Error>>
+where
+    S: Service<Request<hyper::body::Incoming>, Response = Response> + Clone + Send + 'static,
+    S::Error: Into<Box<dyn Error + Send + Sync>>,
+    S::Future: Send + 'static,
+{
     let (stream, _) = listener.accept().await?;
     stream.set_nodelay(true)?;
     hyper::server::conn::http1::Builder::new()
@@ -192,9 +213,9 @@ struct Handwritten<S> {
     tenants: Arc<HashMap<TenantId, Arc<TenantInfo>>>,
 }
 
-impl<S> Service<Request<Body>> for Handwritten<S>
+impl<S, B> Service<Request<B>> for Handwritten<S>
 where
-    S: Service<Request<Body>, Response = Response>,
+    S: Service<Request<B>, Response = Response>,
 {
     type Response = Response;
     type Error = S::Error;
@@ -204,7 +225,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
         let tenant = request
             .headers()
             .get(&X_TENANT_ID)

@@ -85,10 +85,26 @@ fn coarse(ttl: Duration) -> coarsetime::Duration {
     ttl.min(MAX).into()
 }
 
-/// A cache of at most `capacity` entries.
+/// How many entries a cache sized for `capacity` keys holds at most, with `shards` shards.
 ///
-/// quick_cache gives each shard `ceil(weight / shards)`; a weight that the shard count divides
-/// keeps the total at or under `capacity`. Shards hold at least 32 entries each.
+/// Keys hash unevenly over shards, and quick_cache bounds each shard alone: a shard given exactly
+/// `capacity / shards` overflows as soon as more keys than the average hash to it, and then
+/// evicts keys the cache as a whole has room for (a cyclic pass over as many tenants as the
+/// capacity then missed a third of its lookups). Each shard gets room for its share plus four
+/// standard deviations of the binomial spread, so `capacity` keys fit whatever their hashes: about
+/// 4% more entries at 100,000, 11% at 10,000.
+fn max_entries(capacity: u64, shards: u64) -> u64 {
+    let share = capacity.div_ceil(shards);
+    if shards == 1 {
+        return share;
+    }
+    // 4 sigma of Binomial(capacity, 1/shards), at most `share`: sqrt(share) is within 1 of it.
+    let slack = 4 * (share.isqrt() + 1);
+    (share + slack.min(share)) * shards
+}
+
+/// A cache that holds `capacity` keys without evicting any (and at most [`max_entries`]).
+/// Shards hold at least 32 entries each.
 fn bounded_cache<K, V>(capacity: u64) -> Result<Cache<K, V>, TenantError>
 where
     K: Eq + std::hash::Hash,
@@ -103,7 +119,7 @@ where
         .shards(usize::try_from(shards).unwrap_or(1))
         // Only a sizing hint (tables grow past it); bounded so a huge capacity allocates nothing up front.
         .estimated_items_capacity(usize::try_from(capacity.min(65_536)).unwrap_or(65_536))
-        .weight_capacity(capacity / shards * shards)
+        .weight_capacity(max_entries(capacity, shards))
         .build()
         .map_err(|err| {
             TenantError::Configuration(format!("resolution.validator cache options: {err:?}"))
@@ -120,6 +136,8 @@ where
 ///
 /// - Tenants are cached by id, one entry per tenant, so `cache_capacity` counts tenants; a second
 ///   cache of as many entries maps slugs to ids. A tenant loaded by either is reachable by both.
+///   Shards are sized with headroom for uneven hashing, so `cache_capacity` tenants fit without
+///   eviction; the cache holds at most a few percent more.
 /// - Found tenants stay `cache_ttl`, unknown keys `negative_ttl` (an expired entry is a miss); at
 ///   most `cache_capacity` tenants (S3-FIFO eviction).
 /// - Concurrent misses on one key make one store call; store failures are not cached and come back
@@ -414,10 +432,17 @@ impl TenantValidator {
         u64::try_from(self.shared.ids.len()).unwrap_or(u64::MAX)
     }
 
-    /// The most tenants the cache holds.
+    /// How many tenants the cache holds without evicting any (`cache_capacity`).
     #[must_use]
     pub fn capacity(&self) -> u64 {
         self.shared.capacity
+    }
+
+    /// The most tenants (and unknown ids) the cache ever holds: [`capacity`](Self::capacity) plus
+    /// the headroom its shards get for uneven hashing.
+    #[must_use]
+    pub fn max_entries(&self) -> u64 {
+        self.shared.ids.capacity()
     }
 }
 
