@@ -97,7 +97,7 @@ pub(crate) fn instructions(args: &[&str]) -> Result {
             }
             let figure = (ir2 - ir1) as f64 / (n2 - n1) as f64;
             println!(
-                "    round {round} {variant:<12} Ir({n1}) = {ir1:>14}  Ir({n2}) = {ir2:>14}  \
+                "    round {round} {variant:<18} Ir({n1}) = {ir1:>14}  Ir({n2}) = {ir2:>14}  \
                  -> {figure:.1} instructions/request"
             );
             figures.push(figure);
@@ -238,7 +238,7 @@ fn measure(server: &Path, variant: &str, n: u64, out: &Path) -> Result<u64> {
     }
     let total = total_instructions(&data)?;
     println!(
-        "    {variant:<12} {n:>6} requests: {total:>14} Ir ({:.1} s under callgrind)",
+        "    {variant:<18} {n:>6} requests: {total:>14} Ir ({:.1} s under callgrind)",
         started.elapsed().as_secs_f64()
     );
     Ok(total)
@@ -351,7 +351,7 @@ fn report(per_request: &[Vec<f64>]) {
         .map(|r| format!(" {:>10}", format!("round {r}")))
         .collect();
     println!(
-        "    {:<12}{header} {:>8} {:>9}",
+        "    {:<18}{header} {:>8} {:>9}",
         "variant", "spread", "/ bare"
     );
     let mut noisy = Vec::new();
@@ -365,7 +365,7 @@ fn report(per_request: &[Vec<f64>]) {
         }
         let cells: String = figures.iter().map(|f| format!(" {f:>10.1}")).collect();
         println!(
-            "    {variant:<12}{cells} {:>7.3}% {:>8.3}x",
+            "    {variant:<18}{cells} {:>7.3}% {:>8.3}x",
             spread * 100.0,
             mean(figures) / baseline
         );
