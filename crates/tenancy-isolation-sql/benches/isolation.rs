@@ -20,7 +20,7 @@ use sqlx::{AssertSqlSafe, PgPool};
 use tenancy_core::conformance::{test_app_role, test_database_url};
 use tenancy_core::{IsolationStrategy, TenantId};
 use tenancy_isolation_sql::{
-    DeprovisionPolicy, Migration, Migrations, RowLevelStrategy, SchemaStrategy, TenantDb,
+    DeprovisionPolicy, Migration, Migrations, RowLevelStrategy, SchemaStrategy, TenantDatabase,
     TenantMigrator, protect_table_sql,
 };
 
@@ -185,7 +185,7 @@ async fn row_level_bench(owner: &PgPool, app: &PgPool, role: &str) {
     let tenants: Vec<TenantId> = (1..=100)
         .map(|n| format!("00000000-0000-7000-8000-{n:012}").parse().unwrap())
         .collect();
-    let db = TenantDb::new(app.clone(), Arc::new(RowLevelStrategy::default()));
+    let db = TenantDatabase::new(app.clone(), Arc::new(RowLevelStrategy::default()));
 
     let rls_op = |tenant: TenantId| {
         let db = &db;

@@ -74,4 +74,4 @@ pub use schema::SchemaStrategy;
 #[cfg(feature = "sql")]
 pub use store::{PgIsolationStore, STORE_SCHEMA};
 #[cfg(feature = "sql")]
-pub use tx::{TenantDatabase, TenantDb, TenantTransaction};
+pub use tx::{TenantDatabase, TenantTransaction};

@@ -21,13 +21,13 @@ use crate::migrate::{Migrations, TenantMigrator};
 /// ```no_run
 /// use std::sync::Arc;
 /// use tenancy_core::IsolationStrategy;
-/// use tenancy_isolation_sql::{DeprovisionPolicy, Migrations, SchemaStrategy, TenantDb, TenantMigrator};
+/// use tenancy_isolation_sql::{DeprovisionPolicy, Migrations, SchemaStrategy, TenantDatabase, TenantMigrator};
 ///
 /// # async fn example(owner: sqlx::PgPool, app: sqlx::PgPool, tenant: tenancy_core::TenantId) -> Result<(), tenancy_core::TenantError> {
 /// let migrator = TenantMigrator::new(owner.clone(), Migrations::from_dir("migrations/tenant")?).grant_to("app")?;
 /// let schema = Arc::new(SchemaStrategy::new(owner, migrator, DeprovisionPolicy::Rename));
 /// schema.provision(tenant).await?;
-/// let db = TenantDb::new(app, schema);
+/// let db = TenantDatabase::new(app, schema);
 /// let tx = db.begin(tenant).await?; // search_path = "tenant_<hex>", pg_temp
 /// tx.commit().await?;
 /// # Ok(()) }

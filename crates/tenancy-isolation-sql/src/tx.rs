@@ -45,9 +45,6 @@ pub struct TenantDatabase {
     from_context: bool,
 }
 
-/// The former name of [`TenantDatabase`].
-pub type TenantDb = TenantDatabase;
-
 impl TenantDatabase {
     /// Tenant transactions on `pool` (the application role's pool), isolated by `strategy`;
     /// [`begin_current`](Self::begin_current) takes the tenant from the context.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use common::TestDb;
 use tenancy_core::{IsolationStrategy, TenantError, TenantId};
 use tenancy_isolation_sql::{
-    DeprovisionPolicy, Migration, Migrations, SchemaStrategy, TenantDb, TenantMigrator,
+    DeprovisionPolicy, Migration, Migrations, SchemaStrategy, TenantDatabase, TenantMigrator,
     tenant_of_schema, tenant_schema, validate_identifier,
 };
 
@@ -25,7 +25,10 @@ fn notes_migrations() -> Migrations {
 
 /// A schema strategy (DDL as the superuser, DML granted to the application role), and a `public`
 /// table named like the tenant table, holding a row no tenant may ever read.
-async fn setup(prefix: &str, policy: DeprovisionPolicy) -> (TestDb, Arc<SchemaStrategy>, TenantDb) {
+async fn setup(
+    prefix: &str,
+    policy: DeprovisionPolicy,
+) -> (TestDb, Arc<SchemaStrategy>, TenantDatabase) {
     let db = TestDb::with_app_connections(prefix, 1).await;
     db.exec(&format!(
         "CREATE TABLE public.notes (id int, body text); \
@@ -38,11 +41,11 @@ async fn setup(prefix: &str, policy: DeprovisionPolicy) -> (TestDb, Arc<SchemaSt
         .grant_to(&db.app_role())
         .unwrap();
     let strategy = Arc::new(SchemaStrategy::new(db.admin.clone(), migrator, policy));
-    let tenants = TenantDb::new(db.app.clone(), strategy.clone());
+    let tenants = TenantDatabase::new(db.app.clone(), strategy.clone());
     (db, strategy, tenants)
 }
 
-async fn write_note(tenants: &TenantDb, tenant: TenantId, body: &str) {
+async fn write_note(tenants: &TenantDatabase, tenant: TenantId, body: &str) {
     let mut tx = tenants.begin(tenant).await.unwrap();
     sqlx::query("INSERT INTO notes (body) VALUES ($1)")
         .bind(body)
@@ -52,7 +55,10 @@ async fn write_note(tenants: &TenantDb, tenant: TenantId, body: &str) {
     tx.commit().await.unwrap();
 }
 
-async fn read_notes(tenants: &TenantDb, tenant: TenantId) -> Result<Vec<String>, TenantError> {
+async fn read_notes(
+    tenants: &TenantDatabase,
+    tenant: TenantId,
+) -> Result<Vec<String>, TenantError> {
     let mut tx = tenants.begin(tenant).await?;
     let notes = sqlx::query_scalar("SELECT body FROM notes ORDER BY id")
         .fetch_all(&mut **tx)
