@@ -188,6 +188,33 @@ fn validate_name(name: &str) -> Result<(), TenantError> {
             "must not contain control characters",
         ));
     }
+    if name.chars().any(is_bidi_control) {
+        return Err(TenantError::invalid(
+            "name",
+            "must not contain bidirectional formatting characters (U+202A-U+202E, \
+             U+2066-U+2069, U+200E, U+200F, U+061C): they reorder the text around them where \
+             names are printed, such as in terminals",
+        ));
+    }
+    Ok(())
+}
+
+/// The characters that change the direction of the text around them.
+fn is_bidi_control(c: char) -> bool {
+    matches!(
+        c,
+        '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}'
+    )
+}
+
+fn validate_slug(slug: &Slug) -> Result<(), TenantError> {
+    if TenantId::try_from(slug.as_str().as_bytes()).is_ok() {
+        return Err(TenantError::invalid(
+            "slug",
+            "must not be shaped like a tenant id (a UUID): it would shadow that id in paths and \
+             admin URLs that accept either",
+        ));
+    }
     Ok(())
 }
 
@@ -267,6 +294,7 @@ impl CreateTenant {
     /// # Errors
     /// [`TenantError::InvalidInput`] naming the field.
     pub fn validate(&self) -> Result<(), TenantError> {
+        validate_slug(&self.slug)?;
         validate_name(&self.name)?;
         if let Some(plan) = &self.plan {
             validate_plan(plan)?;
@@ -325,6 +353,9 @@ impl UpdateTenant {
     /// # Errors
     /// [`TenantError::InvalidInput`] naming the field.
     pub fn validate(&self) -> Result<(), TenantError> {
+        if let Some(slug) = &self.slug {
+            validate_slug(slug)?;
+        }
         if let Some(name) = &self.name {
             validate_name(name)?;
         }
@@ -360,6 +391,37 @@ impl UpdateTenant {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slugs_shaped_like_ids_and_names_with_bidi_controls_are_refused() {
+        let id = TenantId::new();
+        for shaped in [id.to_string(), id.as_uuid().simple().to_string()] {
+            let command = CreateTenant::new(shaped.parse().unwrap(), "Acme");
+            let err = command.validate().unwrap_err().to_string();
+            assert!(err.contains("shaped like a tenant id"), "{err}");
+        }
+        // Hex that is not a UUID is an ordinary slug.
+        CreateTenant::new("deadbeef".parse().unwrap(), "Acme")
+            .validate()
+            .unwrap();
+        for name in ["Acme\u{202E}moc.evil", "\u{2066}Acme", "Ac\u{200F}me"] {
+            let err = CreateTenant::new("acme".parse().unwrap(), name)
+                .validate()
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("bidirectional"), "{err}");
+        }
+        let update = UpdateTenant {
+            name: Some("Acme\u{202E}".into()),
+            ..UpdateTenant::default()
+        };
+        assert!(update.validate().is_err());
+        let update = UpdateTenant {
+            slug: Some(id.to_string().parse().unwrap()),
+            ..UpdateTenant::default()
+        };
+        assert!(update.validate().is_err());
+    }
 
     #[test]
     fn transition_table_is_exactly_the_documented_one() {
