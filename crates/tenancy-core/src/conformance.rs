@@ -14,7 +14,7 @@
 use std::sync::Arc;
 
 use chrono::Utc;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::error::TenantError;
 use crate::id::{Slug, TenantId, TenantRef};
@@ -55,6 +55,7 @@ pub async fn run_all<S: Store + 'static>(store: Arc<S>) {
     status_changes(&*store).await;
     status_reasons(&*store).await;
     racing_status_changes(store.clone()).await;
+    concurrent_first_writes_of_a_key(store.clone(), 30).await;
     config_values(&*store).await;
 }
 
@@ -183,6 +184,46 @@ pub async fn concurrent_creates_of_one_slug<S: Store + 'static>(store: Arc<S>, n
         (won, conflicts),
         (1, n - 1),
         "exactly one concurrent create wins"
+    );
+}
+
+/// `n` concurrent `set_config` calls of one key not stored yet report old values consistent with
+/// one serial order: exactly one finds no old value, every other finds the value of exactly one
+/// earlier write, and the value left stored is the one no write found.
+pub async fn concurrent_first_writes_of_a_key<S: Store + 'static>(store: Arc<S>, n: usize) {
+    let tenant = store
+        .create(new_tenant("first-writes"))
+        .await
+        .expect("create");
+    let handles: Vec<_> = (0..n)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move { store.set_config(tenant.id, "fresh", Value::from(i)).await })
+        })
+        .collect();
+    let mut olds = Vec::with_capacity(n);
+    for handle in handles {
+        olds.push(handle.await.expect("task").expect("set_config"));
+    }
+    let firsts = olds.iter().filter(|old| old.is_none()).count();
+    assert_eq!(firsts, 1, "exactly one write found no old value: {olds:?}");
+    let mut found: Vec<u64> = olds.iter().flatten().filter_map(Value::as_u64).collect();
+    found.sort_unstable();
+    found.dedup();
+    assert_eq!(
+        found.len(),
+        n - 1,
+        "each earlier write was found exactly once: {olds:?}"
+    );
+    let last = store
+        .get_config(tenant.id, "fresh")
+        .await
+        .expect("get_config")
+        .and_then(|v| v.as_u64())
+        .expect("a value is stored");
+    assert!(
+        !found.contains(&last),
+        "the stored value {last} was overwritten: {olds:?}"
     );
 }
 

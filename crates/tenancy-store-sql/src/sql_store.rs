@@ -480,6 +480,17 @@ impl ConfigStore for {
         let fail = |e| tenant_storage("setting config", tenant, e);
         let text = to_json_text(&value)?;
         let mut tx = self.begin("setting config", tenant).await?;
+        // Concurrent first writes of a key lock no row of the config table: without this, each
+        // would report no old value and announce its own change as the first.
+        let exists = sqlx::query(q(&sql.lock_tenant))
+            .bind(Uuid::from(tenant))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(fail)?
+            .is_some();
+        if !exists {
+            return Err(not_found(tenant));
+        }
         let old: Option<String> = sqlx::query_scalar(q(&sql.get_config_for_update))
             .bind(Uuid::from(tenant))
             .bind(key)

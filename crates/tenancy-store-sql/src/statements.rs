@@ -47,6 +47,7 @@ pub(crate) struct Statements {
     pub(crate) set_status_reason: Sql,
     pub(crate) status_of: Sql,
     pub(crate) exists: Sql,
+    pub(crate) lock_tenant: Sql,
     pub(crate) get_config: Sql,
     pub(crate) get_config_for_update: Sql,
     pub(crate) get_all_config: Sql,
@@ -91,6 +92,9 @@ impl Statements {
                  WHERE id = $1 AND status = $2"),
             status_of: sql("SELECT status FROM {tenants} WHERE id = $1"),
             exists: sql("SELECT 1 FROM {tenants} WHERE id = $1"),
+            // Taken by every config write of a tenant first: writes of a key not stored yet have no
+            // row to lock, so they serialize on the tenant's.
+            lock_tenant: sql("SELECT 1 FROM {tenants} WHERE id = $1{lock}"),
             get_config: sql("SELECT value{text} FROM {config} WHERE tenant_id = $1 AND key = $2"),
             get_config_for_update: sql(
                 "SELECT value{text} FROM {config} WHERE tenant_id = $1 AND key = $2{lock}",

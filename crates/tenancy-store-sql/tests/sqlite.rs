@@ -42,11 +42,11 @@ async fn an_in_memory_database_is_one_database_for_the_whole_pool() {
     let store = Arc::new(SqliteTenantStore::connect(&config).await.unwrap());
     conformance::run_all(store.clone()).await;
     // The suite's tenants (7 listed, 1 read, 2 conflicting, 1 race winner, 1 updated, 1 status,
-    // 1 status reason, 10 racing, 1 config), written through many pooled connections, are all in
-    // one database.
+    // 1 status reason, 10 racing, 1 concurrent config writes, 1 config), written through many
+    // pooled connections, are all in one database.
     assert_eq!(
         store.list(Default::default()).await.unwrap().items.len(),
-        25
+        26
     );
 }
 
