@@ -402,8 +402,8 @@ impl TenantLifecycle {
 
     /// Provisions a `provisioning` tenant and makes it `active`, then publishes `event`. On
     /// failure the error is recorded on the tenant, which stays `provisioning`. When a concurrent
-    /// call made the tenant active first, the job is done and this call publishes nothing (that
-    /// call did).
+    /// call changed the tenant first (made it active, or deactivated it), this call publishes
+    /// nothing and answers the tenant as that call left it.
     async fn provision_and_activate(
         &self,
         tenant: &TenantInfo,
@@ -422,10 +422,12 @@ impl TenantLifecycle {
                 self.publish(&mut outcome.publish_errors, id, event).await;
                 Ok(outcome)
             }
-            Err(TenantError::StatusConflict {
-                actual: TenantStatus::Active,
-                ..
-            }) => Ok(Outcome::new(self.load(id).await?)),
+            // Another call changed the tenant meanwhile (made it active, or deactivated it while
+            // it was provisioned): the tenant exists, in the state that call left it in.
+            Err(TenantError::StatusConflict { actual, .. }) => {
+                tracing::info!(tenant_id = %id, status = %actual, "changed while provisioned; keeping its status");
+                Ok(Outcome::new(self.load(id).await?))
+            }
             Err(error) => Err(error),
         }
     }

@@ -514,3 +514,40 @@ async fn concurrent_retries_activate_once_and_announce_once() {
         assert_eq!(h.publisher.names(), ["provisioned"], "round {round}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_that_a_deactivation_overtakes_answers_the_tenant_it_created() {
+    let h = Arc::new(Harness::new());
+    let pause = Arc::new(tokio::sync::Barrier::new(2));
+    *h.strategy.pause.lock().unwrap() = Some(pause.clone());
+    let create = {
+        let h = h.clone();
+        tokio::spawn(async move {
+            h.lifecycle
+                .create(CreateTenant::new("racy".parse().unwrap(), "Racy"))
+                .await
+        })
+    };
+    // The tenant is stored as provisioning and being provisioned: deactivate it now.
+    pause.wait().await;
+    let racy = h
+        .lifecycle
+        .find(&tenancy_core::TenantRef::Slug("racy".parse().unwrap()))
+        .await
+        .unwrap()
+        .unwrap();
+    done(h.lifecycle.deactivate(racy.id)).await;
+    pause.wait().await;
+    let created = create
+        .await
+        .unwrap()
+        .expect("the tenant was created: the answer says so, not a conflict");
+    let tenant = created.into_tenant();
+    assert_eq!(tenant.id, racy.id);
+    assert_eq!(
+        tenant.status,
+        TenantStatus::Inactive,
+        "as the deactivation left it"
+    );
+    assert_eq!(h.stored(racy.id).await.status, TenantStatus::Inactive);
+}

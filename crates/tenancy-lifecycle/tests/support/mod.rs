@@ -59,6 +59,9 @@ pub struct TestStrategy {
     pub store: Option<Arc<InMemoryStore>>,
     /// When set, every provision waits here, so concurrent callers are provisioning together.
     pub barrier: Mutex<Option<Arc<tokio::sync::Barrier>>>,
+    /// When set (a barrier of two), a provision waits here twice: once to say it has begun, once
+    /// for the test to let it finish, so the test can act in between.
+    pub pause: Mutex<Option<Arc<tokio::sync::Barrier>>>,
 }
 
 impl TestStrategy {
@@ -81,6 +84,11 @@ impl IsolationStrategy for TestStrategy {
         let barrier = self.barrier.lock().unwrap().clone();
         if let Some(barrier) = barrier {
             barrier.wait().await;
+        }
+        let pause = self.pause.lock().unwrap().clone();
+        if let Some(pause) = pause {
+            pause.wait().await;
+            pause.wait().await;
         }
         if let Some(store) = &self.store
             && let Some(info) = store.get(tenant).await?
