@@ -173,6 +173,14 @@ pub(crate) enum TenantsCommand {
         /// Tenant id or slug.
         tenant: TenantArg,
     },
+    /// Finish the provisioning of tenants left `provisioning` (a create interrupted before its
+    /// activation); exits 1 when one still fails.
+    Recover {
+        /// Only tenants unchanged for at least this long (`30s`, `5m`, `1h`): younger ones may be
+        /// in the middle of a create in another process.
+        #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+        older_than: std::time::Duration,
+    },
 }
 
 #[derive(Debug, Subcommand)]

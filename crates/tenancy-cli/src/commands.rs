@@ -126,6 +126,36 @@ pub(crate) async fn tenants(
                 })
             }
             TenantsCommand::Show { tenant } => out.tenant(&find(lifecycle, tenant).await?),
+            TenantsCommand::Recover { older_than } => {
+                let recovery = lifecycle.recover_stuck(older_than).await?;
+                let failed: Vec<_> = recovery
+                    .failed
+                    .iter()
+                    .map(|(id, error)| json!({ "id": id, "error": error.to_string() }))
+                    .collect();
+                out.emit(
+                    &json!({ "recovered": recovery.recovered, "failed": failed }),
+                    || {
+                        let mut text = format!(
+                            "recovered {} tenant(s), {} still failing\n",
+                            recovery.recovered.len(),
+                            recovery.failed.len()
+                        );
+                        text.push_str(&output::tenant_table(&recovery.recovered));
+                        for (id, error) in &recovery.failed {
+                            text.push_str(&format!("failed: {id}: {error}\n"));
+                        }
+                        text
+                    },
+                )?;
+                match recovery.failed.first() {
+                    None => Ok(()),
+                    Some((id, _)) => Err(CliError::Findings(format!(
+                        "{} tenant(s) still provisioning, the first {id}: see the errors above",
+                        recovery.failed.len()
+                    ))),
+                }
+            }
             TenantsCommand::Update {
                 tenant,
                 name,

@@ -29,7 +29,9 @@ use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
-use tenancy::core::{CreateTenant, HealthStatus, ListQuery, TenantInfo};
+use tenancy::core::{
+    CreateTenant, HealthStatus, ListQuery, Slug, TenantError, TenantInfo, TenantRef, TenantStatus,
+};
 use tenancy::overrides::ConfigService;
 use tenancy::resolution::{AuthenticatedUser, Builtin, MembershipMode, ResolutionConfig, Tenant};
 use tenancy::{Tenancy, TenancyConfig};
@@ -212,7 +214,13 @@ async fn prepare(
     Ok((app, seeded, tenants))
 }
 
-/// Creates acme and globex (active) and initech (suspended) when the store has no tenant.
+/// The override set on `initech` as the seed's last step: a store holding `acme` without it holds
+/// a seed a previous start left half done.
+const SEEDED: &str = "demo.seeded";
+
+/// Creates acme and globex (active) and initech (suspended) when the store has no tenant, and
+/// completes a seed that a previous start left half done (stopped between two steps). Every step
+/// is idempotent: a create resumes a tenant left provisioning.
 async fn seed(tenancy: &Tenancy) -> Result<bool, CliError> {
     let lifecycle = Arc::clone(tenancy.lifecycle());
     let first = lifecycle
@@ -222,28 +230,58 @@ async fn seed(tenancy: &Tenancy) -> Result<bool, CliError> {
         })
         .await?;
     if !first.items.is_empty() {
-        return Ok(false);
+        let acme = lifecycle.find(&TenantRef::Slug(seed_slug("acme")?)).await?;
+        let initech = lifecycle
+            .find(&TenantRef::Slug(seed_slug("initech")?))
+            .await?;
+        let done = match initech {
+            Some(initech) => tenancy.config().get(initech.id, SEEDED).await?.is_some(),
+            None => false,
+        };
+        // Someone else's tenants, or a seed that finished: leave them be.
+        if acme.is_none() || done {
+            return Ok(false);
+        }
+        tracing::warn!("completing the demo seed a previous start left half done");
     }
     for (slug, name, plan) in [
         ("acme", "Acme Corporation", "pro"),
         ("globex", "Globex Corporation", "free"),
         ("initech", "Initech", "free"),
     ] {
-        let slug = slug
-            .parse()
-            .map_err(|e| CliError::Usage(format!("seed slug {slug}: {e}")))?;
-        let tenant = lifecycle
+        let slug = seed_slug(slug)?;
+        let tenant = match lifecycle
             .create(CreateTenant::new(slug, name).with_plan(plan))
-            .await?
-            .into_tenant();
-        if tenant.slug.as_str() == "initech" {
-            let _ = lifecycle
-                .suspend(tenant.id, Some("demo: invoices unpaid".into()))
+            .await
+        {
+            Ok(outcome) => outcome.into_tenant(),
+            // Made by the start that stopped half way.
+            Err(TenantError::SlugConflict { .. }) => lifecycle
+                .find(&TenantRef::Slug(slug))
                 .await?
-                .into_tenant();
+                .ok_or_else(|| CliError::Usage(format!("seed tenant {slug} vanished")))?,
+            Err(other) => return Err(other.into()),
+        };
+        if tenant.slug.as_str() == "initech" {
+            if tenant.status == TenantStatus::Active {
+                let _ = lifecycle
+                    .suspend(tenant.id, Some("demo: invoices unpaid".into()))
+                    .await?
+                    .into_tenant();
+            }
+            tenancy
+                .config()
+                .set(tenant.id, SEEDED, serde_json::Value::Bool(true))
+                .await?
+                .into_result()?;
         }
     }
     Ok(true)
+}
+
+fn seed_slug(slug: &str) -> Result<Slug, CliError> {
+    slug.parse()
+        .map_err(|e| CliError::Usage(format!("seed slug {slug}: {e}")))
 }
 
 /// The whole application: tenant API, health, admin API.

@@ -52,6 +52,9 @@ pub(crate) fn admin_config(
     // A command serves no requests, so it has no users to check memberships of (an application
     // configured with strict membership gives its checker in code, which the command cannot).
     config.resolution.membership = tenancy::resolution::MembershipMode::Off;
+    // Recovering stuck tenants is a command of its own (`tenants recover`), not a side effect of
+    // every other one.
+    config.lifecycle.recover_after = None;
     Ok((config, backend))
 }
 

@@ -493,3 +493,59 @@ fn the_demo_binary_serves_and_stops_cleanly_on_ctrl_c() {
     assert!(status.success(), "{status}: {stderr}");
     assert!(stderr.contains("stopped cleanly"), "{stderr}");
 }
+
+#[test]
+fn recover_finishes_tenants_left_provisioning() {
+    use tenancy::StoreConfig;
+    use tenancy::core::{StatusChange, TenantStatus, TenantStore};
+    use tenancy::store_sql::SqliteTenantStore;
+
+    let db = Db::new();
+    db.ok(&["tenants", "create", "--slug", "stuck", "--name", "Stuck"]);
+    let id: tenancy::core::TenantId = db.ok(&["--json", "tenants", "show", "stuck"]).json()["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // Back to provisioning, as a create that stopped before its activation leaves a tenant.
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let store = SqliteTenantStore::connect(&StoreConfig::with_url(&db.url))
+            .await
+            .unwrap();
+        for (from, to) in [
+            (TenantStatus::Active, TenantStatus::Inactive),
+            (TenantStatus::Inactive, TenantStatus::Provisioning),
+        ] {
+            let change = StatusChange {
+                from,
+                to,
+                reason: None,
+            };
+            store.set_status(id, change).await.unwrap();
+        }
+        store.close().await;
+    });
+    assert_eq!(
+        field(&db.ok(&["tenants", "show", "stuck"]).stdout, "status"),
+        "provisioning"
+    );
+    // Other commands leave it be; `recover` with a threshold it is younger than does too.
+    let young = db
+        .ok(&["--json", "tenants", "recover", "--older-than", "1h"])
+        .json();
+    assert_eq!(young["recovered"], serde_json::json!([]));
+    let run = db
+        .ok(&["--json", "tenants", "recover", "--older-than", "0s"])
+        .json();
+    assert_eq!(run["recovered"][0]["slug"], "stuck");
+    assert_eq!(run["failed"], serde_json::json!([]));
+    assert_eq!(
+        field(&db.ok(&["tenants", "show", "stuck"]).stdout, "status"),
+        "active"
+    );
+    db.fails(
+        2,
+        &["tenants", "recover", "--older-than", "soon"],
+        "older-than",
+    );
+}

@@ -525,3 +525,78 @@ async fn bad_options_are_refused_before_serving() {
         assert!(err.to_string().contains("whitespace"), "{token:?}: {err}");
     }
 }
+
+#[tokio::test]
+async fn a_seed_left_half_done_is_completed_at_the_next_start() {
+    use tenancy::StoreConfig;
+    use tenancy::core::{ConfigStore, StatusChange, TenantStatus, TenantStore};
+    use tenancy::store_sql::SqliteTenantStore;
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("demo.db").display());
+    // A first start that stopped after storing acme (before its activation) and initech active
+    // (before its suspension, the seed's last step).
+    let first = demo::start(DemoOptions::new(
+        "127.0.0.1:0".parse().unwrap(),
+        url.clone(),
+    ))
+    .await
+    .unwrap();
+    let acme = first.tenant("acme").unwrap().clone();
+    let initech = first.tenant("initech").unwrap().clone();
+    first.shutdown().await.unwrap();
+    let store = SqliteTenantStore::connect(&StoreConfig::with_url(&url))
+        .await
+        .unwrap();
+    let status = |from, to| StatusChange {
+        from,
+        to,
+        reason: None,
+    };
+    store
+        .set_status(
+            acme.id,
+            status(TenantStatus::Active, TenantStatus::Inactive),
+        )
+        .await
+        .unwrap();
+    store
+        .set_status(
+            acme.id,
+            status(TenantStatus::Inactive, TenantStatus::Provisioning),
+        )
+        .await
+        .unwrap();
+    store
+        .set_status(
+            initech.id,
+            status(TenantStatus::Suspended, TenantStatus::Active),
+        )
+        .await
+        .unwrap();
+    store
+        .remove_config(initech.id, "demo.seeded")
+        .await
+        .unwrap();
+    store.close().await;
+
+    let second = demo::start(DemoOptions::new("127.0.0.1:0".parse().unwrap(), url))
+        .await
+        .unwrap();
+    assert!(second.seeded(), "the seed was completed");
+    assert_eq!(
+        second.tenant("acme").unwrap().id,
+        acme.id,
+        "acme resumed, not made again"
+    );
+    assert_eq!(second.tenant("acme").unwrap().status, TenantStatus::Active);
+    assert_eq!(
+        second.tenant("globex").unwrap().status,
+        TenantStatus::Active
+    );
+    assert_eq!(
+        second.tenant("initech").unwrap().status,
+        TenantStatus::Suspended
+    );
+    second.shutdown().await.unwrap();
+}

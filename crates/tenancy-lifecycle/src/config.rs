@@ -1,5 +1,7 @@
 //! [`LifecycleConfig`], the `lifecycle` section of the tenancy configuration.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
 /// How tenants are provisioned and deprovisioned (the `lifecycle` configuration section).
@@ -25,6 +27,10 @@ pub struct LifecycleConfig {
     pub auto_provision_isolation: bool,
     /// Whether deactivating a tenant deprovisions its isolation (default `false`).
     pub deprovision_on_deactivate: bool,
+    /// At start-up, finish the provisioning of tenants left `provisioning` for longer than this
+    /// (a crash between a create and its activation); default `5m`, `null` to skip the sweep.
+    #[serde(with = "humantime_serde")]
+    pub recover_after: Option<Duration>,
 }
 
 impl Default for LifecycleConfig {
@@ -32,6 +38,7 @@ impl Default for LifecycleConfig {
         Self {
             auto_provision_isolation: true,
             deprovision_on_deactivate: false,
+            recover_after: Some(Duration::from_secs(300)),
         }
     }
 }

@@ -54,4 +54,4 @@ mod service;
 pub use config::LifecycleConfig;
 pub use outcome::Outcome;
 pub use provisioner::Provisioner;
-pub use service::TenantLifecycle;
+pub use service::{Recovery, TenantLifecycle};

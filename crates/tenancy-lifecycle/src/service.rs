@@ -3,15 +3,25 @@
 use std::error::Error;
 use std::fmt::Write as _;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::Utc;
 use tenancy_core::{
     CacheInvalidation as _, CreateTenant, EventPublisher, Invalidators, IsolationStrategy,
-    ListQuery, NoopPublisher, Page, StatusChange, TenantError, TenantEvent, TenantEventKind,
-    TenantId, TenantInfo, TenantRef, TenantStatus, TenantStore, UpdateTenant,
+    ListQuery, MAX_PAGE_SIZE, NoopPublisher, Page, StatusChange, TenantError, TenantEvent,
+    TenantEventKind, TenantId, TenantInfo, TenantRef, TenantStatus, TenantStore, UpdateTenant,
 };
 
 use crate::config::LifecycleConfig;
+
+/// What [`TenantLifecycle::recover_stuck`] did.
+#[derive(Debug, Default)]
+pub struct Recovery {
+    /// The tenants whose provisioning was finished, as stored after it.
+    pub recovered: Vec<TenantInfo>,
+    /// The tenants whose provisioning failed again, with the error (also recorded on them).
+    pub failed: Vec<(TenantId, TenantError)>,
+}
 use crate::outcome::Outcome;
 use crate::provisioner::Provisioner;
 
@@ -139,17 +149,37 @@ impl TenantLifecycle {
     /// Creates a tenant: validates the command, stores the tenant as `provisioning` (publishing
     /// `created`), provisions its isolation, then makes it `active` (publishing `provisioned`).
     ///
+    /// Idempotent for a tenant left half made: when the slug belongs to a tenant still
+    /// `provisioning` (a create that crashed, or failed to provision, before it finished), the
+    /// create resumes that tenant's provisioning and answers it, as stored (its name and plan are
+    /// the first create's). Concurrent creates of one slug therefore all answer the one tenant the
+    /// store let exactly one of them insert.
+    ///
     /// # Errors
     /// - [`TenantError::InvalidInput`] for an invalid command (nothing stored);
-    /// - [`TenantError::SlugConflict`] when the slug is taken (the store decides atomically, so of
-    ///   concurrent creates of one slug exactly one succeeds);
+    /// - [`TenantError::SlugConflict`] when the slug belongs to a tenant past provisioning (the
+    ///   store decides atomically which create inserts);
     /// - the provisioner's error: the tenant is then stored as `provisioning`, with the error as its
     ///   status reason; find it by slug and call [`retry_provisioning`](Self::retry_provisioning);
     /// - the store's error.
     #[tracing::instrument(name = "create_tenant", skip_all, fields(slug = %command.slug))]
     pub async fn create(&self, command: CreateTenant) -> Result<Outcome, TenantError> {
         let tenant = TenantInfo::from_command(command, Utc::now())?;
-        let tenant = self.store.create(tenant).await?;
+        let slug = tenant.slug;
+        let tenant = match self.store.create(tenant).await {
+            Ok(tenant) => tenant,
+            Err(conflict @ TenantError::SlugConflict { .. }) => {
+                return match self.store.find(&TenantRef::Slug(slug)).await? {
+                    Some(stranded) if stranded.status == TenantStatus::Provisioning => {
+                        tracing::info!(tenant_id = %stranded.id, "slug held by a tenant left provisioning: resuming it");
+                        self.provision_and_activate(&stranded, TenantEventKind::Provisioned)
+                            .await
+                    }
+                    _ => Err(conflict),
+                };
+            }
+            Err(other) => return Err(other),
+        };
         self.invalidators.invalidate_tenant(tenant.id).await;
         self.invalidators.invalidate_slug(&tenant.slug).await;
         tracing::info!(tenant_id = %tenant.id, "tenant created; provisioning");
@@ -189,6 +219,56 @@ impl TenantLifecycle {
             }
             Some(refusal) => Err(refusal),
         }
+    }
+
+    /// Finishes every tenant left `provisioning` for longer than `older_than` (a create or a
+    /// re-activation that crashed, or whose provisioning failed): each is provisioned again and
+    /// made `active`, as [`retry_provisioning`](Self::retry_provisioning) does. Run it at start-up
+    /// (the `tenancy` stack does, after `lifecycle.recover_after`) or from the command line
+    /// (`tenancy tenants recover`). It pages through every tenant, so its cost grows with their
+    /// number; tenants changed meanwhile are left as they are.
+    ///
+    /// # Errors
+    /// The store's error while listing; a tenant that fails again is reported in
+    /// [`Recovery::failed`] (its error recorded on it) and the sweep goes on.
+    #[tracing::instrument(skip_all)]
+    pub async fn recover_stuck(&self, older_than: Duration) -> Result<Recovery, TenantError> {
+        let cutoff =
+            Utc::now() - chrono::Duration::from_std(older_than).unwrap_or(chrono::Duration::MAX);
+        let mut recovery = Recovery::default();
+        let mut after = None;
+        loop {
+            let page = self
+                .store
+                .list(ListQuery {
+                    after,
+                    limit: MAX_PAGE_SIZE,
+                    ..ListQuery::default()
+                })
+                .await?;
+            for tenant in &page.items {
+                if tenant.status != TenantStatus::Provisioning || tenant.updated_at > cutoff {
+                    continue;
+                }
+                match self.retry_provisioning(tenant.id).await {
+                    Ok(outcome) => recovery.recovered.push(outcome.into_tenant()),
+                    Err(error) => {
+                        tracing::warn!(tenant_id = %tenant.id, error = %describe(&error), "recovery failed");
+                        recovery.failed.push((tenant.id, error));
+                    }
+                }
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        tracing::info!(
+            recovered = recovery.recovered.len(),
+            failed = recovery.failed.len(),
+            "recovery sweep done"
+        );
+        Ok(recovery)
     }
 
     /// Updates the fields given (slug, name, plan, metadata) and publishes `updated` naming the

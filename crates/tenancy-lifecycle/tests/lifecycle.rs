@@ -551,3 +551,73 @@ async fn a_create_that_a_deactivation_overtakes_answers_the_tenant_it_created() 
     );
     assert_eq!(h.stored(racy.id).await.status, TenantStatus::Inactive);
 }
+
+#[tokio::test]
+async fn a_create_of_a_slug_left_provisioning_resumes_that_tenant() {
+    let h = Harness::new();
+    // A create that stored the tenant and stopped there (a crash before its activation).
+    let stranded = h.tenant_in("acme", TenantStatus::Provisioning).await;
+    let resumed = done(
+        h.lifecycle
+            .create(CreateTenant::new("acme".parse().unwrap(), "Acme Again")),
+    )
+    .await;
+    assert_eq!(
+        resumed.id, stranded.id,
+        "the stranded tenant, not a new one"
+    );
+    assert_eq!(resumed.status, TenantStatus::Active);
+    assert_eq!(resumed.name, "Tenant", "as the first create stored it");
+    assert_eq!(h.strategy.provisions.load(Ordering::SeqCst), 1);
+    // Once active, the slug is taken.
+    let again = h
+        .lifecycle
+        .create(CreateTenant::new("acme".parse().unwrap(), "Acme"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(again, TenantError::SlugConflict { .. }),
+        "{again:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_recovery_sweep_finishes_tenants_stuck_provisioning() {
+    let h = Harness::new();
+    let stuck = h.tenant_in("stuck", TenantStatus::Provisioning).await;
+    let active = h.tenant_in("fine", TenantStatus::Active).await;
+    let off = h.tenant_in("off", TenantStatus::Inactive).await;
+    // Younger than the threshold: left alone (another process may be provisioning it).
+    let early = h
+        .lifecycle
+        .recover_stuck(std::time::Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert!(early.recovered.is_empty() && early.failed.is_empty());
+    assert_eq!(h.stored(stuck.id).await.status, TenantStatus::Provisioning);
+
+    h.strategy.fail_provision.store(true, Ordering::SeqCst);
+    let failing = h
+        .lifecycle
+        .recover_stuck(std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(failing.failed.len(), 1);
+    assert_eq!(failing.failed[0].0, stuck.id);
+    let reason = h.stored(stuck.id).await.status_reason.unwrap_or_default();
+    assert!(reason.contains("permission denied"), "{reason}");
+
+    h.strategy.fail_provision.store(false, Ordering::SeqCst);
+    let recovery = h
+        .lifecycle
+        .recover_stuck(std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(
+        recovery.recovered.iter().map(|t| t.id).collect::<Vec<_>>(),
+        [stuck.id]
+    );
+    assert_eq!(h.stored(stuck.id).await.status, TenantStatus::Active);
+    assert_eq!(h.stored(active.id).await.status, TenantStatus::Active);
+    assert_eq!(h.stored(off.id).await.status, TenantStatus::Inactive);
+}

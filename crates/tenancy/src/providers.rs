@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use tenancy_core::{Health, Provider};
+use tenancy_core::{Health, Provider, TenantError};
 use tenancy_lifecycle::TenantLifecycle;
 use tenancy_overrides::ConfigService;
 use tenancy_resolution::TenantValidator;
@@ -34,12 +34,33 @@ impl Provider for ResolutionProvider {
 #[derive(Debug)]
 pub(crate) struct LifecycleProvider {
     pub(crate) lifecycle: Arc<TenantLifecycle>,
+    /// `lifecycle.recover_after`: at boot, finish tenants left provisioning longer than this.
+    pub(crate) recover_after: Option<std::time::Duration>,
 }
 
 #[async_trait]
 impl Provider for LifecycleProvider {
     fn name(&self) -> &str {
         "lifecycle"
+    }
+
+    /// Runs the recovery sweep. Its failures are logged, never fatal: a tenant that cannot be
+    /// provisioned now keeps its error recorded and the stack serves every other tenant.
+    async fn boot(&self) -> Result<(), TenantError> {
+        let Some(older_than) = self.recover_after else {
+            return Ok(());
+        };
+        match self.lifecycle.recover_stuck(older_than).await {
+            Ok(recovery) => {
+                for (tenant, error) in &recovery.failed {
+                    tracing::warn!(tenant_id = %tenant, error = %error, "tenant still provisioning after the recovery sweep");
+                }
+            }
+            Err(error) => {
+                tracing::error!(error = %error, "the recovery sweep could not list tenants");
+            }
+        }
+        Ok(())
     }
 
     async fn health(&self) -> Health {
@@ -93,12 +114,12 @@ impl Provider for IsolationProvider {
     }
 
     #[cfg(feature = "sql")]
-    async fn boot(&self) -> Result<(), tenancy_core::TenantError> {
+    async fn boot(&self) -> Result<(), TenantError> {
         let Some(audit) = &self.audit else {
             return Ok(());
         };
         let Some(database) = &self.database else {
-            return Err(tenancy_core::TenantError::Configuration(
+            return Err(TenantError::Configuration(
                 "a row-level-security audit was requested, but the stack has no PostgreSQL \
                  store to audit: set store.url to a postgres:// URL"
                     .into(),

@@ -237,6 +237,7 @@ impl StackBuilder {
             }),
             Arc::new(LifecycleProvider {
                 lifecycle: Arc::clone(&parts.lifecycle),
+                recover_after: config.lifecycle.recover_after,
             }),
             Arc::new(OverridesProvider {
                 service: Arc::clone(&parts.config),

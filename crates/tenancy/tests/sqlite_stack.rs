@@ -193,3 +193,47 @@ async fn the_store_is_closed_only_after_every_provider_has_shut_down() {
     // A second shutdown does nothing.
     tenancy.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn booting_finishes_tenants_left_provisioning() {
+    use tenancy::core::{StatusChange, TenantStore};
+    use tenancy::store_sql::SqliteTenantStore;
+
+    let dir = tempfile::tempdir().unwrap();
+    let tenancy = tenancy::configure(config(dir.path())).await.unwrap();
+    let acme = create(&tenancy, "acme").await;
+    tenancy.shutdown().await.unwrap();
+    // Back to provisioning, as a create that stopped before its activation leaves a tenant.
+    let store = SqliteTenantStore::connect(&config(dir.path()).store)
+        .await
+        .unwrap();
+    for (from, to) in [
+        (TenantStatus::Active, TenantStatus::Inactive),
+        (TenantStatus::Inactive, TenantStatus::Provisioning),
+    ] {
+        let change = StatusChange {
+            from,
+            to,
+            reason: None,
+        };
+        store.set_status(acme.id, change).await.unwrap();
+    }
+    store.close().await;
+
+    // Younger than `lifecycle.recover_after` (default 5m): left for whoever is provisioning it.
+    let young = tenancy::configure(config(dir.path())).await.unwrap();
+    let stored = young.lifecycle().get(acme.id).await.unwrap().unwrap();
+    assert_eq!(stored.status, TenantStatus::Provisioning);
+    young.shutdown().await.unwrap();
+
+    let mut sweeping = config(dir.path());
+    sweeping.lifecycle.recover_after = Some(std::time::Duration::ZERO);
+    let recovered = tenancy::configure(sweeping).await.unwrap();
+    let stored = recovered.lifecycle().get(acme.id).await.unwrap().unwrap();
+    assert_eq!(
+        stored.status,
+        TenantStatus::Active,
+        "the boot's recovery sweep finished it"
+    );
+    recovered.shutdown().await.unwrap();
+}
