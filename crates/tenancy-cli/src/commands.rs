@@ -25,7 +25,7 @@ pub(crate) struct Output {
 
 impl Output {
     fn print(self, text: &str) {
-        print!("{text}");
+        output::out(text);
     }
 
     /// Prints `value` as JSON, or `human` as text.

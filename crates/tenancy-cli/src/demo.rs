@@ -515,11 +515,11 @@ impl Demo {
 /// cleanly.
 pub(crate) async fn run(options: DemoOptions) -> Result<(), CliError> {
     let demo = start(options).await?;
-    println!("{}", demo.banner()?);
+    crate::output::out(&format!("{}\n", demo.banner()?));
     stop_signal().await?;
-    eprintln!("shutting down...");
+    crate::output::err_line("shutting down...");
     demo.shutdown().await?;
-    eprintln!("stopped cleanly");
+    crate::output::err_line("stopped cleanly");
     Ok(())
 }
 

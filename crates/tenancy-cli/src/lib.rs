@@ -67,7 +67,7 @@ where
         .unwrap_or_else(|_| EnvFilter::new(if demo { "info,sqlx=warn" } else { "warn" }));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| output::Lossy(std::io::stderr()))
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -77,14 +77,14 @@ where
     {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("tenancy: cannot start the async runtime: {e}");
+            output::err_line(&format!("tenancy: cannot start the async runtime: {e}"));
             return ExitCode::from(1);
         }
     };
     match runtime.block_on(dispatch(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("tenancy: {e}");
+            output::err_line(&format!("tenancy: {e}"));
             e.exit_code()
         }
     }

@@ -100,3 +100,35 @@ mod tests {
         assert_eq!(out, "A    LONGER\nxyz  1\nx    22\n");
     }
 }
+
+/// A writer that reports every write as done, whatever happens to it: logging and messages must
+/// never take a request or the shutdown down because stderr or stdout was closed or filled (the
+/// standard `eprintln!` panics then, and the log formatter reports its own failures with it).
+#[derive(Debug)]
+pub(crate) struct Lossy<W>(pub(crate) W);
+
+impl<W: std::io::Write> std::io::Write for Lossy<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = self.0.write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = self.0.flush();
+        Ok(())
+    }
+}
+
+/// Prints `text` on stdout, best effort (see [`Lossy`]).
+pub(crate) fn out(text: &str) {
+    use std::io::Write as _;
+    let _ = Lossy(std::io::stdout().lock()).write_all(text.as_bytes());
+}
+
+/// Prints `text` and a new line on stderr, best effort (see [`Lossy`]).
+pub(crate) fn err_line(text: &str) {
+    use std::io::Write as _;
+    let mut stderr = Lossy(std::io::stderr().lock());
+    let _ = stderr.write_all(text.as_bytes());
+    let _ = stderr.write_all(b"\n");
+}

@@ -420,19 +420,19 @@ fn a_config_file_configures_the_commands() {
 
 /// `tenancy demo` as a user runs it: it serves, and Ctrl-C (SIGINT) stops it cleanly with status 0.
 #[cfg(unix)]
-#[test]
-fn the_demo_binary_serves_and_stops_cleanly_on_ctrl_c() {
-    use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+/// The demo binary on `db`, its stderr sent to `stderr`; returns it with its address, once its
+/// banner (read from its stdout) says it serves.
+fn spawn_demo(db: &Db, stderr: std::process::Stdio) -> (std::process::Child, String, String) {
+    use std::io::{BufRead as _, BufReader};
     use std::process::Stdio;
 
-    let db = Db::new();
     let mut child = Command::new(env!("CARGO_BIN_EXE_tenancy"))
         .args(["demo", "--addr", "127.0.0.1:0"])
         .env("TENANCY_DATABASE_URL", &db.url)
         .env("TENANCY_ADMIN_TOKEN", "token-from-the-environment")
-        .env_remove("RUST_LOG")
+        .env("RUST_LOG", "debug")
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(stderr)
         .spawn()
         .unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
@@ -446,6 +446,44 @@ fn the_demo_binary_serves_and_stops_cleanly_on_ctrl_c() {
         .and_then(|line| line.strip_prefix("tenancy demo listening on http://"))
         .unwrap()
         .to_owned();
+    (child, addr, banner)
+}
+
+/// One HTTP/1.1 exchange with the demo: the whole response.
+fn http(addr: &str, request: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(stream, "{request}").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+/// Sends `signal` and waits, at most 30 s, for the demo to exit.
+fn stop_demo(child: &mut std::process::Child, signal: &str) -> std::process::ExitStatus {
+    let status = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // Bounded: a demo that does not stop is killed and the test fails.
+    for _ in 0..300 {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    child.kill().unwrap();
+    panic!("the demo did not stop within 30 s of {signal}");
+}
+
+#[test]
+fn the_demo_binary_serves_and_stops_cleanly_on_ctrl_c() {
+    use std::io::Read as _;
+    use std::process::Stdio;
+
+    let db = Db::new();
+    let (mut child, addr, banner) = spawn_demo(&db, Stdio::piped());
     assert!(
         banner.contains("Admin token: token-from-the-environment"),
         "{banner}"
@@ -453,36 +491,16 @@ fn the_demo_binary_serves_and_stops_cleanly_on_ctrl_c() {
     for slug in ["acme", "globex", "initech"] {
         assert!(banner.contains(slug), "{banner}");
     }
-
-    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
-    write!(
-        stream,
-        "GET /tenants/acme/api/whoami HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
+    let response = http(
+        &addr,
+        &format!(
+            "GET /tenants/acme/api/whoami HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        ),
+    );
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.contains(r#""resolved_by":"path""#), "{response}");
 
-    let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    // Bounded: a demo that does not stop is killed and the test fails.
-    let mut status = None;
-    for _ in 0..300 {
-        status = child.try_wait().unwrap();
-        if status.is_some() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    let Some(status) = status else {
-        child.kill().unwrap();
-        panic!("the demo did not stop within 30 s of SIGINT");
-    };
+    let status = stop_demo(&mut child, "-INT");
     let mut stderr = String::new();
     child
         .stderr
@@ -492,6 +510,38 @@ fn the_demo_binary_serves_and_stops_cleanly_on_ctrl_c() {
         .unwrap();
     assert!(status.success(), "{status}: {stderr}");
     assert!(stderr.contains("stopped cleanly"), "{stderr}");
+}
+
+#[test]
+fn a_closed_stderr_takes_down_no_request_and_no_shutdown() {
+    let db = Db::new();
+    // Every log line and message goes to a pipe nobody reads any more: each write fails.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let (mut child, addr, _) = spawn_demo(&db, writer.into());
+    let body = r#"{"slug":"umbrella","name":"Umbrella"}"#;
+    let created = http(
+        &addr,
+        &format!(
+            "POST /admin/tenants HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+             Authorization: Bearer token-from-the-environment\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    assert!(created.starts_with("HTTP/1.1 201"), "{created}");
+    let served = http(
+        &addr,
+        &format!(
+            "GET /tenants/umbrella/api/whoami HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        ),
+    );
+    assert!(
+        served.starts_with("HTTP/1.1 200"),
+        "created and active: {served}"
+    );
+    let status = stop_demo(&mut child, "-TERM");
+    assert!(status.success(), "{status}");
 }
 
 #[test]
