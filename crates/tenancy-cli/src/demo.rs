@@ -43,6 +43,7 @@ use crate::admin::{self, AdminState};
 use crate::auth::{self, DemoMembership, TokenKeys};
 use crate::error::CliError;
 use crate::http::ApiError;
+use crate::serve::ServeLimits;
 use crate::stack;
 
 /// The base domain of the demo's subdomain resolver (`acme.localhost`).
@@ -63,6 +64,8 @@ pub struct DemoOptions {
     pub admin_token: Option<String>,
     /// The HS256 secret of user tokens (at least 32 bytes); generated when `None`.
     pub jwt_secret: Option<String>,
+    /// The limits of the HTTP edge (timeouts, connection cap, shutdown deadline).
+    pub limits: ServeLimits,
 }
 
 impl DemoOptions {
@@ -74,6 +77,7 @@ impl DemoOptions {
             database: database.into(),
             admin_token: None,
             jwt_secret: None,
+            limits: ServeLimits::default(),
         }
     }
 }
@@ -174,13 +178,10 @@ pub async fn start(options: DemoOptions) -> Result<Demo, CliError> {
         }
     };
     let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await
-    });
+    let limits = options.limits;
+    let server = tokio::spawn(crate::serve::serve(listener, app, limits, async {
+        let _ = stopped.await;
+    }));
     tracing::info!(%addr, "demo listening");
     Ok(Demo {
         addr,

@@ -31,6 +31,7 @@ pub mod demo;
 mod error;
 mod http;
 mod output;
+pub mod serve;
 mod stack;
 
 use std::ffi::OsString;
