@@ -12,9 +12,9 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::Sqlite;
 use sqlx::error::DatabaseError;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::{Connection as _, Sqlite};
 use tenancy_core::TenantError;
 
 use crate::config::StoreConfig;
@@ -130,7 +130,17 @@ impl SqlStore<Sqlite> {
             .busy_timeout(Duration::from_secs(10));
         let mut pool = SqlitePoolOptions::new()
             .max_connections(config.max_connections)
-            .acquire_timeout(config.acquire_timeout());
+            .acquire_timeout(config.acquire_timeout())
+            // SQLite rolls a transaction back by itself on some errors ("database or disk is
+            // full"); the connection then still counts the transaction as open and would refuse
+            // every later one. Such a connection is closed rather than pooled again.
+            .after_release(|conn, _| {
+                let reusable = !conn.is_in_transaction();
+                if !reusable {
+                    tracing::warn!("closing a SQLite connection left inside a failed transaction");
+                }
+                Box::pin(std::future::ready(Ok(reusable)))
+            });
         if is_in_memory(url) {
             // An in-memory database lives as long as one connection to it: keep one open.
             pool = pool
@@ -146,7 +156,9 @@ impl SqlStore<Sqlite> {
     }
 
     /// Wraps an existing pool (which must enable foreign keys, as sqlx does by default), running
-    /// the migrations when `migrate` is set.
+    /// the migrations when `migrate` is set. Give the pool the `after_release` check
+    /// [`connect`](Self::connect) uses (close a connection still inside a transaction), or a
+    /// write that fails with a full disk leaves connections that refuse every later write.
     ///
     /// # Errors
     /// [`TenantError::Migration`] when migrating fails.

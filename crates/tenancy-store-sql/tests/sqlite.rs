@@ -250,3 +250,53 @@ async fn ping_reports_a_closed_pool() {
         Err(TenantError::Storage { .. })
     ));
 }
+
+/// Sets SQLite's page limit (the "disk size") on both connections of a two-connection pool.
+async fn set_page_limit(pool: &sqlx::SqlitePool, pages: i64) {
+    let mut first = pool.acquire().await.unwrap();
+    let mut second = pool.acquire().await.unwrap();
+    for conn in [&mut first, &mut second] {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "PRAGMA max_page_count = {pages}"
+        )))
+        .execute(&mut **conn)
+        .await
+        .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_recover_once_a_full_disk_has_room_again() {
+    let db = temp_db();
+    let config = StoreConfig {
+        max_connections: 2,
+        ..db.config.clone()
+    };
+    let store = SqliteTenantStore::connect(&config).await.unwrap();
+    let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    // The disk is full: the file cannot grow past its size now.
+    set_page_limit(store.pool(), pages).await;
+    let mut full = None;
+    for i in 0..500 {
+        let mut tenant = new_tenant(&format!("t{i}"));
+        tenant.name = format!("tenant {i} {}", "x".repeat(150));
+        if let Err(error) = store.create(tenant).await {
+            full = Some(error);
+            break;
+        }
+    }
+    let full = full.expect("the disk filled up");
+    assert!(full.to_string().contains("full"), "{full}");
+
+    // Room again: every pooled connection, including those that saw the failure, writes.
+    set_page_limit(store.pool(), 1_000_000).await;
+    for i in 0..10 {
+        store
+            .create(new_tenant(&format!("after{i}")))
+            .await
+            .unwrap_or_else(|e| panic!("write {i} after room was freed: {e}"));
+    }
+}
