@@ -1,7 +1,11 @@
 //! The `tenancy` binary on a temporary SQLite file: each command's output and exit status, tables
 //! and `--json`, and bad input (a clear message, a non-zero status, nothing changed).
 
+mod common;
+
 use std::process::Command;
+
+use common::{http, spawn_demo, stop_demo};
 
 use serde_json::Value;
 
@@ -420,70 +424,13 @@ fn a_config_file_configures_the_commands() {
 
 /// `tenancy demo` as a user runs it: it serves, and Ctrl-C (SIGINT) stops it cleanly with status 0.
 #[cfg(unix)]
-/// The demo binary on `db`, its stderr sent to `stderr`; returns it with its address, once its
-/// banner (read from its stdout) says it serves.
-fn spawn_demo(db: &Db, stderr: std::process::Stdio) -> (std::process::Child, String, String) {
-    use std::io::{BufRead as _, BufReader};
-    use std::process::Stdio;
-
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tenancy"))
-        .args(["demo", "--addr", "127.0.0.1:0"])
-        .env("TENANCY_DATABASE_URL", &db.url)
-        .env("TENANCY_ADMIN_TOKEN", "token-from-the-environment")
-        .env("RUST_LOG", "debug")
-        .stdout(Stdio::piped())
-        .stderr(stderr)
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut banner = String::new();
-    while !banner.contains("Ctrl-C stops the server") {
-        assert_ne!(stdout.read_line(&mut banner).unwrap(), 0, "{banner}");
-    }
-    let addr = banner
-        .lines()
-        .next()
-        .and_then(|line| line.strip_prefix("tenancy demo listening on http://"))
-        .unwrap()
-        .to_owned();
-    (child, addr, banner)
-}
-
-/// One HTTP/1.1 exchange with the demo: the whole response.
-fn http(addr: &str, request: &str) -> String {
-    use std::io::{Read as _, Write as _};
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    write!(stream, "{request}").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    response
-}
-
-/// Sends `signal` and waits, at most 30 s, for the demo to exit.
-fn stop_demo(child: &mut std::process::Child, signal: &str) -> std::process::ExitStatus {
-    let status = Command::new("kill")
-        .args([signal, &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    // Bounded: a demo that does not stop is killed and the test fails.
-    for _ in 0..300 {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    child.kill().unwrap();
-    panic!("the demo did not stop within 30 s of {signal}");
-}
-
 #[test]
 fn the_demo_binary_serves_and_stops_cleanly_on_ctrl_c() {
     use std::io::Read as _;
     use std::process::Stdio;
 
     let db = Db::new();
-    let (mut child, addr, banner) = spawn_demo(&db, Stdio::piped());
+    let (mut child, addr, banner) = spawn_demo(&db.url, Stdio::piped());
     assert!(
         banner.contains("Admin token: token-from-the-environment"),
         "{banner}"
@@ -518,7 +465,7 @@ fn a_closed_stderr_takes_down_no_request_and_no_shutdown() {
     // Every log line and message goes to a pipe nobody reads any more: each write fails.
     let (reader, writer) = std::io::pipe().unwrap();
     drop(reader);
-    let (mut child, addr, _) = spawn_demo(&db, writer.into());
+    let (mut child, addr, _) = spawn_demo(&db.url, writer.into());
     let body = r#"{"slug":"umbrella","name":"Umbrella"}"#;
     let created = http(
         &addr,

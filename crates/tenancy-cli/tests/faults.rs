@@ -1,0 +1,218 @@
+//! Faults: the demo killed with SIGKILL in the middle of concurrent admin writes, round after
+//! round, restarted on the same store (a SQLite file; a PostgreSQL database): every acknowledged
+//! write is there and active, the recovery leaves no tenant `provisioning`, and the store is
+//! intact.
+
+mod common;
+
+use std::collections::HashSet;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use std::io::{Read as _, Write as _};
+
+use common::{ADMIN_TOKEN, spawn_demo};
+use serde_json::Value;
+
+/// Concurrent writers per round.
+const WRITERS: usize = 6;
+/// Rounds of writes cut by a kill; the kill lands at a different moment in each.
+const ROUNDS: u64 = 6;
+
+/// `POST /admin/tenants` for `slug`: the response's status, or `None` when the server is gone.
+fn create(addr: &str, slug: &str) -> Option<u16> {
+    let body = format!(r#"{{"slug":"{slug}","name":"Tenant {slug}"}}"#);
+    let request = format!(
+        "POST /admin/tenants HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+         Authorization: Bearer {ADMIN_TOKEN}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .ok()?;
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    response.get(9..12)?.parse().ok()
+}
+
+/// Runs the `tenancy` command on `database`, with `--json`; returns its status and output.
+fn tenancy(database: &str, args: &[&str]) -> (i32, Value) {
+    let output = Command::new(env!("CARGO_BIN_EXE_tenancy"))
+        .arg("--json")
+        .args(args)
+        .env("TENANCY_DATABASE_URL", database)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    let json = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
+    (output.status.code().unwrap_or(-1), json)
+}
+
+/// Every tenant of `database`: slug -> status.
+fn all_tenants(database: &str) -> Vec<(String, String)> {
+    let mut tenants = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let mut args = vec!["tenants", "list", "--limit", "1000"];
+        if let Some(after) = &after {
+            args.extend(["--after", after.as_str()]);
+        }
+        let (code, page) = tenancy(database, &args);
+        assert_eq!(code, 0, "{page}");
+        for tenant in page["items"].as_array().unwrap() {
+            tenants.push((
+                tenant["slug"].as_str().unwrap().to_owned(),
+                tenant["status"].as_str().unwrap().to_owned(),
+            ));
+        }
+        match page["next"].as_str() {
+            Some(next) => after = Some(next.to_owned()),
+            None => return tenants,
+        }
+    }
+}
+
+/// One round: the demo on `database`, `WRITERS` clients creating tenants as fast as they can, a
+/// SIGKILL after `after`. Returns the slugs whose create was acknowledged (201).
+fn killed_round(database: &str, round: u64, after: Duration) -> Vec<String> {
+    let (mut child, addr, _) = spawn_demo(database, Stdio::null());
+    let acknowledged = Arc::new(Mutex::new(Vec::new()));
+    let gone = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|writer| {
+            let (addr, acknowledged, gone) =
+                (addr.clone(), Arc::clone(&acknowledged), Arc::clone(&gone));
+            std::thread::spawn(move || {
+                // Bounded: at most 10,000 creates per writer.
+                for n in 0..10_000 {
+                    if gone.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let slug = format!("r{round}-w{writer}-n{n}");
+                    match create(&addr, &slug) {
+                        Some(201) => acknowledged.lock().unwrap().push(slug),
+                        // Refused while the store was busy: not acknowledged, nothing promised.
+                        Some(500..=599) => {}
+                        Some(other) => panic!("create {slug} answered {other}"),
+                        None => return,
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(after);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    gone.store(true, Ordering::SeqCst);
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    let acknowledged = std::mem::take(&mut *acknowledged.lock().unwrap());
+    assert!(
+        !acknowledged.is_empty(),
+        "round {round} acknowledged no write"
+    );
+    acknowledged
+}
+
+/// The rounds on `database`, then the checks.
+fn kill_rounds(database: &str) {
+    let mut acknowledged = Vec::new();
+    for round in 0..ROUNDS {
+        acknowledged.extend(killed_round(
+            database,
+            round,
+            Duration::from_millis(400 + 137 * round),
+        ));
+    }
+    // A restart serves again (and completes its own seed if a kill cut it).
+    let (mut child, addr, banner) = spawn_demo(database, Stdio::null());
+    assert!(banner.contains("acme"), "{banner}");
+    assert_eq!(create(&addr, "after-the-kills"), Some(201));
+    common::stop_demo(&mut child, "-TERM");
+
+    let (code, recovery) = tenancy(database, &["tenants", "recover", "--older-than", "0s"]);
+    assert_eq!(code, 0, "{recovery}");
+    eprintln!(
+        "{} acknowledged creates over {ROUNDS} killed rounds; the recovery finished {} tenant(s) \
+         a kill left provisioning",
+        acknowledged.len(),
+        recovery["recovered"].as_array().map_or(0, Vec::len)
+    );
+    let tenants = all_tenants(database);
+    let by_slug: std::collections::HashMap<_, _> = tenants.iter().cloned().collect();
+    for slug in &acknowledged {
+        assert_eq!(
+            by_slug.get(slug).map(String::as_str),
+            Some("active"),
+            "acknowledged create {slug}"
+        );
+    }
+    let provisioning: Vec<_> = tenants
+        .iter()
+        .filter(|(_, status)| status == "provisioning")
+        .collect();
+    assert!(
+        provisioning.is_empty(),
+        "left provisioning: {provisioning:?}"
+    );
+    let unique: HashSet<_> = tenants.iter().map(|(slug, _)| slug).collect();
+    assert_eq!(unique.len(), tenants.len(), "a slug stored twice");
+    for seed in ["acme", "globex", "initech"] {
+        assert!(by_slug.contains_key(seed), "the seed's {seed}");
+    }
+}
+
+#[test]
+fn sigkill_during_writes_loses_no_acknowledged_write_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("faults.db").display());
+    kill_rounds(&url);
+    let integrity: String = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let store =
+            tenancy::store_sql::SqliteTenantStore::connect(&tenancy::StoreConfig::with_url(&url))
+                .await
+                .unwrap();
+        let integrity = sqlx::query_scalar("PRAGMA integrity_check")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        store.close().await;
+        integrity
+    });
+    assert_eq!(integrity, "ok");
+}
+
+#[test]
+fn sigkill_during_writes_loses_no_acknowledged_write_on_postgres() {
+    use sqlx::{Connection as _, Executor as _};
+
+    let admin_url = tenancy_core::conformance::test_database_url();
+    let name = format!("tenancy_faults_{}", tenancy_core::TenantId::new().simple());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+        admin
+            .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .await
+            .unwrap();
+    });
+    let (base, _) = admin_url.rsplit_once('/').unwrap();
+    kill_rounds(&format!("{base}/{name}"));
+    runtime.block_on(async {
+        let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+        admin
+            .execute(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE {name} WITH (FORCE)"
+            )))
+            .await
+            .unwrap();
+    });
+}
