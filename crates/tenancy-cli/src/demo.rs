@@ -294,11 +294,12 @@ fn app(
     let api = Router::new()
         .route("/whoami", get(whoami))
         .route("/config", get(effective_config));
+    // Route layers: a path no route matches is a 404, not a request without a tenant.
     let tenant_api = Router::new()
         .nest("/api", api.clone())
         .nest("/tenants/{slug}/api", api)
-        .layer(tenancy.layer().require_tenant())
-        .layer(middleware::from_fn_with_state(
+        .route_layer(tenancy.layer().require_tenant())
+        .route_layer(middleware::from_fn_with_state(
             Arc::clone(keys),
             auth::authenticate,
         ))
@@ -306,7 +307,9 @@ fn app(
     Ok(Router::new()
         .merge(tenant_api)
         .route("/healthz", get(healthz).with_state(Arc::clone(tenancy)))
-        .nest("/admin", admin::router(admin)))
+        .nest("/admin", admin::router(admin))
+        .fallback(crate::http::not_found)
+        .method_not_allowed_fallback(crate::http::method_not_allowed))
 }
 
 async fn whoami(

@@ -600,3 +600,58 @@ async fn a_seed_left_half_done_is_completed_at_the_next_start() {
     );
     second.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn every_error_is_json_and_unknown_routes_are_404() {
+    let f = start().await;
+    let expect_json = |response: reqwest::Response, status: StatusCode, code: &'static str| async move {
+        assert_eq!(response.status(), status);
+        assert_eq!(response.headers()["content-type"], "application/json");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"], code, "{body}");
+    };
+    let url = |path: &str| format!("{}{path}", f.base);
+    // A path no route serves, with or without a tenant.
+    for path in ["/nope", "/api/nope", "/tenants/acme/api/nope"] {
+        let response = f.http.get(url(path)).send().await.unwrap();
+        expect_json(response, StatusCode::NOT_FOUND, "not_found").await;
+    }
+    let response = f.http.post(url("/healthz")).send().await.unwrap();
+    expect_json(
+        response,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+    )
+    .await;
+    // JSON bodies need a JSON content type, and a size within the limit.
+    let admin = url("/admin/tenants");
+    let response = f
+        .http
+        .post(&admin)
+        .bearer_auth(f.demo.admin_token())
+        .body(r#"{"slug":"plain","name":"Plain"}"#)
+        .send()
+        .await
+        .unwrap();
+    expect_json(
+        response,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    )
+    .await;
+    let response = f
+        .http
+        .post(&admin)
+        .bearer_auth(f.demo.admin_token())
+        .header("content-type", "application/json")
+        .body(format!(
+            r#"{{"slug":"big","name":"{}"}}"#,
+            "x".repeat(3 * 1024 * 1024)
+        ))
+        .send()
+        .await
+        .unwrap();
+    expect_json(response, StatusCode::PAYLOAD_TOO_LARGE, "invalid_body").await;
+    assert_eq!(f.tenant_count().await, 3, "nothing created");
+    f.demo.shutdown().await.unwrap();
+}
