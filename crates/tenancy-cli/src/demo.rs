@@ -124,6 +124,44 @@ pub struct Demo {
     tenancy: Arc<Tenancy>,
     stop: Option<oneshot::Sender<()>>,
     server: JoinHandle<std::io::Result<()>>,
+    /// Held while the demo serves a SQLite file: a second demo on it refuses to start.
+    _lock: Option<std::fs::File>,
+}
+
+/// Takes the lock that keeps a second demo off the SQLite file of `database` (a file beside it,
+/// `<file>.demo-lock`, locked exclusively for as long as the demo runs; the system releases it
+/// when the process ends, also when it is killed). Two demos on one file would each serve from
+/// caches the other's changes never invalidate (SQLite has no change feed).
+fn lock_sqlite_file(database: &str) -> Result<Option<std::fs::File>, CliError> {
+    let Some(file) = stack::sqlite_file(database) else {
+        return Ok(None);
+    };
+    let mut path = file.as_os_str().to_owned();
+    path.push(".demo-lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| {
+            CliError::io(
+                format!("opening {}", std::path::Path::new(&path).display()),
+                e,
+            )
+        })?;
+    match lock.try_lock() {
+        Ok(()) => Ok(Some(lock)),
+        Err(std::fs::TryLockError::WouldBlock) => Err(CliError::Usage(format!(
+            "another `tenancy demo` serves {}: two demos on one SQLite file would serve stale \
+             data to each other (SQLite has no change feed); stop the other one, or give this one \
+             another --database",
+            file.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(CliError::io(
+            format!("locking {}", std::path::Path::new(&path).display()),
+            e,
+        )),
+    }
 }
 
 /// Builds the stack on `options.database`, seeds an empty store with acme and globex (active) and
@@ -153,6 +191,7 @@ pub async fn start(options: DemoOptions) -> Result<Demo, CliError> {
     let jwt_secret = options.jwt_secret.unwrap_or_else(auth::random_secret);
     let keys = Arc::new(TokenKeys::new(&jwt_secret)?);
     let config = config(&options.database)?;
+    let lock = lock_sqlite_file(&options.database)?;
 
     let listener = TcpListener::bind(options.addr)
         .await
@@ -194,6 +233,7 @@ pub async fn start(options: DemoOptions) -> Result<Demo, CliError> {
         tenancy,
         stop: Some(stop),
         server,
+        _lock: lock,
     })
 }
 

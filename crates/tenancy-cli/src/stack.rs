@@ -30,6 +30,16 @@ pub(crate) fn backend(url: &str) -> Result<Backend, CliError> {
 }
 
 /// The URL without its password, for messages.
+/// The file a `sqlite:` URL names; `None` for an in-memory database or another backend.
+pub(crate) fn sqlite_file(url: &str) -> Option<&Path> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let in_memory = path.is_empty() || path == ":memory:" || query.contains("mode=memory");
+    (!in_memory).then_some(Path::new(path))
+}
+
 pub(crate) fn redact(url: &str) -> String {
     tenancy::core::redact_url(url)
 }
@@ -67,6 +77,18 @@ pub(crate) fn store(url: &str) -> Result<StoreConfig, CliError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sqlite_urls_name_their_file() {
+        assert_eq!(
+            sqlite_file("sqlite://data/t.db?mode=rwc"),
+            Some(Path::new("data/t.db"))
+        );
+        assert_eq!(sqlite_file("sqlite:t.db"), Some(Path::new("t.db")));
+        assert_eq!(sqlite_file("sqlite::memory:"), None);
+        assert_eq!(sqlite_file("sqlite://x.db?mode=memory"), None);
+        assert_eq!(sqlite_file("postgres://db/x"), None);
+    }
 
     #[test]
     fn urls_are_recognised_and_passwords_never_echoed() {

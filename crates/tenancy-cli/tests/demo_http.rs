@@ -655,3 +655,21 @@ async fn every_error_is_json_and_unknown_routes_are_404() {
     assert_eq!(f.tenant_count().await, 3, "nothing created");
     f.demo.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_second_demo_on_the_same_sqlite_file_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("shared.db").display());
+    let options = || DemoOptions::new("127.0.0.1:0".parse().unwrap(), url.clone());
+    let first = demo::start(options()).await.unwrap();
+    let refused = demo::start(options()).await.unwrap_err().to_string();
+    assert!(
+        refused.contains("another `tenancy demo` serves"),
+        "{refused}"
+    );
+    first.shutdown().await.unwrap();
+    // Once the first has stopped, the file is free again.
+    let second = demo::start(options()).await.unwrap();
+    assert!(!second.seeded(), "the first demo's seed is there");
+    second.shutdown().await.unwrap();
+}
