@@ -13,7 +13,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::error::DatabaseError;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+};
 use sqlx::{Connection as _, Sqlite};
 use tenancy_core::TenantError;
 
@@ -122,26 +124,38 @@ impl SqlStore<Sqlite> {
     pub async fn connect(config: &StoreConfig) -> Result<Self, TenantError> {
         config.validate()?;
         let url = config.require_url()?;
-        let options = SqliteConnectOptions::from_str(url)
+        let mut options = SqliteConnectOptions::from_str(url)
             .map_err(|e| TenantError::Configuration(format!("store.url is not a SQLite URL: {e}")))?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
+        if !is_in_memory(url) {
+            // The file is created once, here; the pool's connections never create it again, so
+            // a file deleted under a running store makes them fail rather than start an empty
+            // database in its place.
+            let created = SqliteConnection::connect_with(&options)
+                .await
+                .map_err(|e| storage("opening the SQLite store", e))?;
+            let _ = created.close().await;
+            options = options.create_if_missing(false);
+        }
         let mut pool = SqlitePoolOptions::new()
             .max_connections(config.max_connections)
-            .acquire_timeout(config.acquire_timeout())
+            .acquire_timeout(config.acquire_timeout());
+        if !is_in_memory(url) {
             // SQLite rolls a transaction back by itself on some errors ("database or disk is
             // full"); the connection then still counts the transaction as open and would refuse
-            // every later one. Such a connection is closed rather than pooled again.
-            .after_release(|conn, _| {
+            // every later one. Such a connection is closed rather than pooled again. (Not for an
+            // in-memory database: closing its connections would lose it.)
+            pool = pool.after_release(|conn, _| {
                 let reusable = !conn.is_in_transaction();
                 if !reusable {
                     tracing::warn!("closing a SQLite connection left inside a failed transaction");
                 }
                 Box::pin(std::future::ready(Ok(reusable)))
             });
-        if is_in_memory(url) {
+        } else {
             // An in-memory database lives as long as one connection to it: keep one open.
             pool = pool
                 .min_connections(1)
@@ -180,6 +194,55 @@ impl SqlStore<Sqlite> {
             extra: (),
         };
         Self::from_parts(parts, migrate).await
+    }
+}
+
+impl SqlStore<Sqlite> {
+    /// Checks that the database can still be written, within `timeout`: its file is still where
+    /// it was opened (a deleted file takes writes that vanish with the process), and a write
+    /// transaction commits (it does not on a read-only file, and it needs room on the disk for
+    /// one page).
+    ///
+    /// # Errors
+    /// [`TenantError::Storage`] naming what failed.
+    pub async fn check_writable(&self, timeout: Duration) -> Result<(), TenantError> {
+        let pool = self.pool();
+        let probe = async {
+            let file: Option<String> =
+                sqlx::query_scalar("SELECT file FROM pragma_database_list WHERE name = 'main'")
+                    .fetch_optional(pool)
+                    .await
+                    .map_err(|e| storage("reading the SQLite file's name", e))?;
+            if let Some(file) = file.filter(|file| !file.is_empty())
+                && !std::path::Path::new(&file).exists()
+            {
+                return Err(TenantError::storage(
+                    format!("the SQLite file {file} was deleted"),
+                    std::io::Error::from(std::io::ErrorKind::NotFound),
+                ));
+            }
+            let write = async {
+                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                let version: i64 = sqlx::query_scalar("PRAGMA user_version")
+                    .fetch_one(&mut *tx)
+                    .await?;
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "PRAGMA user_version = {version}"
+                )))
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await
+            };
+            write
+                .await
+                .map_err(|e| storage("writing to the SQLite store", e))
+        };
+        tokio::time::timeout(timeout, probe).await.map_err(|e| {
+            TenantError::storage(
+                format!("the SQLite store took more than {timeout:?} to take a write"),
+                e,
+            )
+        })?
     }
 }
 

@@ -121,6 +121,20 @@ impl SqlTenantStore {
     pub async fn ping(&self, timeout: Duration) -> Result<Duration, TenantError> {
         delegate!(self, s => s.ping(timeout).await)
     }
+
+    /// Checks that the store takes writes (SQLite: its file is still there and a write
+    /// transaction commits); PostgreSQL answers for itself, so its check is the ping.
+    ///
+    /// # Errors
+    /// [`TenantError::Storage`] naming what failed.
+    pub async fn check_writable(&self, timeout: Duration) -> Result<(), TenantError> {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(store) => store.check_writable(timeout).await,
+            #[allow(unreachable_patterns)]
+            _ => self.ping(timeout).await.map(drop),
+        }
+    }
 }
 
 #[async_trait]

@@ -300,3 +300,46 @@ async fn writes_recover_once_a_full_disk_has_room_again() {
             .unwrap_or_else(|e| panic!("write {i} after room was freed: {e}"));
     }
 }
+
+#[tokio::test]
+async fn a_store_that_cannot_take_writes_says_so() {
+    let db = temp_db();
+    let store = SqliteTenantStore::connect(&db.config).await.unwrap();
+    let timeout = std::time::Duration::from_secs(5);
+    store.check_writable(timeout).await.unwrap();
+    store.create(new_tenant("acme")).await.unwrap();
+    store.close().await;
+
+    // Opened read-only: reads work, the write check fails.
+    let read_only = StoreConfig {
+        migrate: false,
+        ..StoreConfig::with_url(format!("{}?mode=ro", db.config.url.as_deref().unwrap()))
+    };
+    let store = SqliteTenantStore::connect(&read_only).await.unwrap();
+    assert!(store.ping(timeout).await.is_ok());
+    let err = store.check_writable(timeout).await.unwrap_err().to_string();
+    assert!(err.contains("readonly"), "{err}");
+    store.close().await;
+
+    // The file deleted under a running store: writes would vanish with the process.
+    let store = SqliteTenantStore::connect(&db.config).await.unwrap();
+    let path = db
+        .config
+        .url
+        .as_deref()
+        .unwrap()
+        .trim_start_matches("sqlite://")
+        .to_owned();
+    std::fs::remove_file(&path).unwrap();
+    // Pooled connections opened before still reach the unlinked file, new ones cannot open it:
+    // either way the check fails, and no empty database is created in its place.
+    let err = store.check_writable(timeout).await.unwrap_err().to_string();
+    assert!(
+        err.contains("was deleted") || err.contains("unable to open database file"),
+        "{err}"
+    );
+    assert!(
+        !std::path::Path::new(&path).exists(),
+        "the deleted file was created again"
+    );
+}

@@ -102,11 +102,22 @@ impl Store {
         }
     }
 
-    /// Healthy when [`ping`](Self::ping) succeeds.
+    /// Healthy when [`ping`](Self::ping) succeeds and the store takes writes (a SQLite file
+    /// deleted, read-only or on a full disk is unhealthy).
     pub(crate) async fn health(&self) -> Health {
         let health = match self.ping().await {
             Ok(took) => Health::healthy().with_detail("ping", format!("{} ms", took.as_millis())),
             Err(e) => Health::unhealthy(e.to_string()),
+        };
+        #[cfg(any(feature = "postgres", feature = "sqlite"))]
+        let health = match self {
+            Self::Sql { store, timeout } if store.backend() == "sqlite" => {
+                match store.check_writable(*timeout).await {
+                    Ok(()) => health.with_detail("writable", "yes"),
+                    Err(e) => Health::unhealthy(e.to_string()),
+                }
+            }
+            _ => health,
         };
         health.with_detail("backend", self.backend())
     }

@@ -237,3 +237,21 @@ async fn booting_finishes_tenants_left_provisioning() {
     );
     recovered.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn health_reports_a_sqlite_file_that_cannot_take_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let tenancy = tenancy::configure(config(dir.path())).await.unwrap();
+    let report = tenancy.health().await;
+    assert_eq!(report.components["store"].details["writable"], "yes");
+    assert_eq!(report.status, HealthStatus::Healthy);
+    std::fs::remove_file(dir.path().join("tenants.db")).unwrap();
+    let report = tenancy.health().await;
+    assert_eq!(
+        report.components["store"].status,
+        HealthStatus::Unhealthy,
+        "{report:?}"
+    );
+    assert_eq!(report.status, HealthStatus::Unhealthy);
+    let _ = tenancy.shutdown().await;
+}
