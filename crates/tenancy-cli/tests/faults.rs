@@ -1,7 +1,8 @@
 //! Faults: the demo killed with SIGKILL in the middle of concurrent admin writes, round after
 //! round, restarted on the same store (a SQLite file; a PostgreSQL database): every acknowledged
 //! write is there and active, the recovery leaves no tenant `provisioning`, and the store is
-//! intact.
+//! intact. And PostgreSQL lost mid-traffic (every connection cut, new ones refused) then back:
+//! 503 meanwhile, served again without a restart, nothing acknowledged lost.
 
 mod common;
 
@@ -21,6 +22,24 @@ const WRITERS: usize = 6;
 /// Rounds of writes cut by a kill; the kill lands at a different moment in each.
 const ROUNDS: u64 = 6;
 
+/// `GET path`: the response's status, or `None` when the server is gone.
+fn get(addr: &str, path: &str) -> Option<u16> {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    exchange(addr, &request)
+}
+
+/// Sends `request`, returns the response's status.
+fn exchange(addr: &str, request: &str) -> Option<u16> {
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .ok()?;
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    response.get(9..12)?.parse().ok()
+}
+
 /// `POST /admin/tenants` for `slug`: the response's status, or `None` when the server is gone.
 fn create(addr: &str, slug: &str) -> Option<u16> {
     let body = format!(r#"{{"slug":"{slug}","name":"Tenant {slug}"}}"#);
@@ -30,14 +49,7 @@ fn create(addr: &str, slug: &str) -> Option<u16> {
          Content-Length: {}\r\n\r\n{body}",
         body.len()
     );
-    let mut stream = std::net::TcpStream::connect(addr).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .ok()?;
-    stream.write_all(request.as_bytes()).ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    response.get(9..12)?.parse().ok()
+    exchange(addr, &request)
 }
 
 /// Runs the `tenancy` command on `database`, with `--json`; returns its status and output.
@@ -190,29 +202,135 @@ fn sigkill_during_writes_loses_no_acknowledged_write_on_sqlite() {
     assert_eq!(integrity, "ok");
 }
 
+/// A database of its own on the test server, dropped at the end.
+struct PgDatabase {
+    name: String,
+    url: String,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl PgDatabase {
+    fn new() -> Self {
+        let name = format!("tenancy_faults_{}", tenancy_core::TenantId::new().simple());
+        let admin = tenancy_core::conformance::test_database_url();
+        let (base, _) = admin.rsplit_once('/').unwrap();
+        let url = format!("{base}/{name}");
+        let database = Self {
+            runtime: tokio::runtime::Runtime::new().unwrap(),
+            name,
+            url,
+        };
+        database.admin(&format!("CREATE DATABASE {}", database.name));
+        database
+    }
+
+    /// Runs `sql` as superuser on the server's `postgres` database.
+    fn admin(&self, sql: &str) {
+        use sqlx::{Connection as _, Executor as _};
+        self.runtime.block_on(async {
+            let url = tenancy_core::conformance::test_database_url();
+            let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
+            admin
+                .execute(sqlx::AssertSqlSafe(sql.to_owned()))
+                .await
+                .unwrap();
+        });
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        self.admin(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ));
+    }
+}
+
 #[test]
 fn sigkill_during_writes_loses_no_acknowledged_write_on_postgres() {
-    use sqlx::{Connection as _, Executor as _};
+    let database = PgDatabase::new();
+    kill_rounds(&database.url);
+}
 
-    let admin_url = tenancy_core::conformance::test_database_url();
-    let name = format!("tenancy_faults_{}", tenancy_core::TenantId::new().simple());
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(async {
-        let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
-        admin
-            .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .await
-            .unwrap();
+/// Polls `what` every 50 ms until it holds, at most 30 s.
+fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    for _ in 0..600 {
+        if condition() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{what} did not happen within 30 s");
+}
+
+#[test]
+fn postgres_lost_mid_traffic_gives_503_then_serves_again_without_a_restart() {
+    let database = PgDatabase::new();
+    let (mut child, addr, _) = spawn_demo(&database.url, Stdio::null());
+    let acknowledged = Arc::new(Mutex::new(Vec::new()));
+    let refused = Arc::new(Mutex::new(0_usize));
+    let done = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..2)
+        .map(|writer| {
+            let (addr, acknowledged, refused, done) = (
+                addr.clone(),
+                Arc::clone(&acknowledged),
+                Arc::clone(&refused),
+                Arc::clone(&done),
+            );
+            std::thread::spawn(move || {
+                for n in 0..100_000 {
+                    if done.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let slug = format!("outage-w{writer}-n{n}");
+                    match create(&addr, &slug) {
+                        Some(201) => acknowledged.lock().unwrap().push(slug),
+                        Some(503) => {
+                            *refused.lock().unwrap() += 1;
+                            std::thread::sleep(Duration::from_millis(20));
+                        }
+                        other => panic!("create {slug} answered {other:?}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    // The database goes away: every connection cut, new ones refused.
+    let name = &database.name;
+    database.admin(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"));
+    database.admin(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+    ));
+    eventually("/healthz answering 503", || {
+        get(&addr, "/healthz") == Some(503)
     });
-    let (base, _) = admin_url.rsplit_once('/').unwrap();
-    kill_rounds(&format!("{base}/{name}"));
-    runtime.block_on(async {
-        let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
-        admin
-            .execute(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE {name} WITH (FORCE)"
-            )))
-            .await
-            .unwrap();
+    eventually("a create refused with 503", || *refused.lock().unwrap() > 0);
+    // Back: the same process serves again.
+    database.admin(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"));
+    eventually("/healthz answering 200", || {
+        get(&addr, "/healthz") == Some(200)
     });
+    let before = acknowledged.lock().unwrap().len();
+    eventually("creates acknowledged again", || {
+        acknowledged.lock().unwrap().len() > before
+    });
+    done.store(true, Ordering::SeqCst);
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    common::stop_demo(&mut child, "-TERM");
+
+    let tenants = all_tenants(&database.url);
+    let by_slug: std::collections::HashMap<_, _> = tenants.into_iter().collect();
+    let acknowledged = acknowledged.lock().unwrap();
+    for slug in acknowledged.iter() {
+        assert_eq!(
+            by_slug.get(slug).map(String::as_str),
+            Some("active"),
+            "acknowledged create {slug}"
+        );
+    }
 }
