@@ -9,7 +9,7 @@ use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Query, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -24,7 +24,7 @@ use tenancy::overrides::ConfigService;
 use tenancy::resolution::bearer_token;
 
 use crate::auth::constant_time_eq;
-use crate::http::{ApiError, JsonBody, error_response, parse_json};
+use crate::http::{ApiError, JsonBody, PathParams, error_response, parse_json};
 
 /// What the admin API needs.
 #[derive(Debug, Clone)]
@@ -131,14 +131,14 @@ async fn create(
 
 async fn show(
     State(state): State<AdminState>,
-    Path(tenant): Path<String>,
+    PathParams(tenant): PathParams<String>,
 ) -> Result<Json<TenantInfo>, ApiError> {
     find(&state.lifecycle, &tenant).await.map(Json)
 }
 
 async fn update(
     State(state): State<AdminState>,
-    Path(tenant): Path<String>,
+    PathParams(tenant): PathParams<String>,
     JsonBody(body): JsonBody<UpdateTenant>,
 ) -> Result<Json<TenantInfo>, ApiError> {
     let id = find(&state.lifecycle, &tenant).await?.id;
@@ -147,7 +147,7 @@ async fn update(
 
 async fn activate(
     State(state): State<AdminState>,
-    Path(tenant): Path<String>,
+    PathParams(tenant): PathParams<String>,
 ) -> Result<Json<TenantInfo>, ApiError> {
     let id = find(&state.lifecycle, &tenant).await?.id;
     Ok(Json(state.lifecycle.activate(id).await?.into_tenant()))
@@ -162,7 +162,7 @@ struct SuspendBody {
 
 async fn suspend(
     State(state): State<AdminState>,
-    Path(tenant): Path<String>,
+    PathParams(tenant): PathParams<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     // An empty body suspends without a reason.
@@ -185,7 +185,7 @@ async fn suspend(
 
 async fn deactivate(
     State(state): State<AdminState>,
-    Path(tenant): Path<String>,
+    PathParams(tenant): PathParams<String>,
 ) -> Result<Json<TenantInfo>, ApiError> {
     let id = find(&state.lifecycle, &tenant).await?.id;
     Ok(Json(state.lifecycle.deactivate(id).await?.into_tenant()))
@@ -193,7 +193,7 @@ async fn deactivate(
 
 async fn set_config(
     State(state): State<AdminState>,
-    Path((tenant, key)): Path<(String, String)>,
+    PathParams((tenant, key)): PathParams<(String, String)>,
     JsonBody(value): JsonBody<Value>,
 ) -> Result<Json<Value>, ApiError> {
     let id = find(&state.lifecycle, &tenant).await?.id;
@@ -205,7 +205,7 @@ async fn set_config(
 
 async fn unset_config(
     State(state): State<AdminState>,
-    Path((tenant, key)): Path<(String, String)>,
+    PathParams((tenant, key)): PathParams<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let id = find(&state.lifecycle, &tenant).await?.id;
     let change = state.config.remove(id, &key).await?;

@@ -119,3 +119,32 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Box<Res
         ))
     })
 }
+
+/// Path parameters; a path whose segments cannot be read (invalid percent-encoding or UTF-8) is
+/// answered 400 with a JSON body, like every other error of the demo.
+#[derive(Debug)]
+pub(crate) struct PathParams<T>(pub(crate) T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for PathParams<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(value)| Self(value))
+            .map_err(|rejection| {
+                error_response(
+                    rejection.status(),
+                    "invalid_path",
+                    "the path holds a segment that is not valid percent-encoded UTF-8",
+                )
+            })
+    }
+}

@@ -653,6 +653,15 @@ async fn every_error_is_json_and_unknown_routes_are_404() {
         .unwrap();
     expect_json(response, StatusCode::PAYLOAD_TOO_LARGE, "invalid_body").await;
     assert_eq!(f.tenant_count().await, 3, "nothing created");
+    // A path segment that is not valid percent-encoded UTF-8.
+    let response = f
+        .http
+        .get(url("/admin/tenants/%FF%FE"))
+        .bearer_auth(f.demo.admin_token())
+        .send()
+        .await
+        .unwrap();
+    expect_json(response, StatusCode::BAD_REQUEST, "invalid_path").await;
     f.demo.shutdown().await.unwrap();
 }
 
