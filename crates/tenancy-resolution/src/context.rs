@@ -209,6 +209,9 @@ pub const MAX_BEARER_TOKEN_LEN: usize = 8 * 1024;
 /// assert_eq!(bearer_token(&headers), Some(&b"abc"[..]));
 /// headers.append(AUTHORIZATION, "Bearer def".parse()?);
 /// assert_eq!(bearer_token(&headers), None, "two Authorization headers");
+/// let huge = format!("Bearer {}", "a".repeat(tenancy_resolution::MAX_BEARER_TOKEN_LEN + 1));
+/// headers.insert(AUTHORIZATION, huge.parse()?);
+/// assert_eq!(bearer_token(&headers), None, "past the size cap");
 /// # Ok::<(), http::header::InvalidHeaderValue>(())
 /// ```
 #[must_use]
