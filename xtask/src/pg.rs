@@ -4,7 +4,10 @@
 //! - `TENANCY_TEST_DATABASE_URL`: superuser URL of the first server;
 //! - `TENANCY_TEST_DATABASE_URL_2`: superuser URL of the second server (database-per-tenant tests);
 //! - `TENANCY_TEST_APP_ROLE`: a login role on both servers that is not superuser, not BYPASSRLS and
-//!   owns nothing (its password is its name); tests grant it what the application needs.
+//!   owns nothing (its password is its name); tests grant it what the application needs;
+//! - `TENANCY_TEST_PG_BIN`, `TENANCY_TEST_PG_DATA_2`, `TENANCY_TEST_PG_OPTIONS_2`: the server
+//!   binaries, and the second server's data directory and start options, so that a fault test can
+//!   stop that server and start it again (`pg_ctl`, as the `postgres` user when run as root).
 
 use std::fs;
 use std::net::TcpListener;
@@ -29,6 +32,8 @@ pub(crate) struct Cluster {
 struct Server {
     data: PathBuf,
     port: u16,
+    /// The `postgres` options it was started with (`pg_ctl start -o`).
+    options: String,
 }
 
 impl Server {
@@ -167,6 +172,7 @@ fn start_server(bin: &Path, data: &Path) -> Result<Server> {
     let server = Server {
         data: data.to_path_buf(),
         port,
+        options,
     };
     let sql = format!(
         "CREATE ROLE {APP_ROLE} LOGIN PASSWORD '{APP_ROLE}' NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE"
@@ -236,6 +242,12 @@ impl Cluster {
             ("TENANCY_TEST_DATABASE_URL", self.servers[0].url()),
             ("TENANCY_TEST_DATABASE_URL_2", self.servers[1].url()),
             ("TENANCY_TEST_APP_ROLE", APP_ROLE.to_owned()),
+            ("TENANCY_TEST_PG_BIN", self.bin.display().to_string()),
+            (
+                "TENANCY_TEST_PG_DATA_2",
+                self.servers[1].data.display().to_string(),
+            ),
+            ("TENANCY_TEST_PG_OPTIONS_2", self.servers[1].options.clone()),
         ]
     }
 
@@ -277,7 +289,7 @@ pub(crate) fn start_by_hand() -> Result {
     let mut cluster = Cluster::start_in(bin_dir()?, "manual")?;
     let mut state = String::new();
     for (name, value) in cluster.vars() {
-        state.push_str(&format!("export {name}={value}\n"));
+        state.push_str(&format!("export {name}='{value}'\n"));
     }
     for server in &cluster.servers {
         state.push_str(&format!("# data {}\n", server.data.display()));

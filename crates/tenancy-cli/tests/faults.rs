@@ -1,8 +1,8 @@
 //! Faults: the demo killed with SIGKILL in the middle of concurrent admin writes, round after
 //! round, restarted on the same store (a SQLite file; a PostgreSQL database): every acknowledged
 //! write is there and active, the recovery leaves no tenant `provisioning`, and the store is
-//! intact. And PostgreSQL lost mid-traffic (every connection cut, new ones refused) then back:
-//! 503 meanwhile, served again without a restart, nothing acknowledged lost.
+//! intact. And the PostgreSQL server stopped mid-traffic, then started again: 503 meanwhile,
+//! served again without a restart of the demo, nothing acknowledged lost.
 
 mod common;
 
@@ -206,19 +206,21 @@ fn sigkill_during_writes_loses_no_acknowledged_write_on_sqlite() {
 struct PgDatabase {
     name: String,
     url: String,
+    admin_url: String,
     runtime: tokio::runtime::Runtime,
 }
 
 impl PgDatabase {
-    fn new() -> Self {
+    /// A database on the server of `admin_url` (its superuser URL).
+    fn on(admin_url: String) -> Self {
         let name = format!("tenancy_faults_{}", tenancy_core::TenantId::new().simple());
-        let admin = tenancy_core::conformance::test_database_url();
-        let (base, _) = admin.rsplit_once('/').unwrap();
+        let (base, _) = admin_url.rsplit_once('/').unwrap();
         let url = format!("{base}/{name}");
         let database = Self {
             runtime: tokio::runtime::Runtime::new().unwrap(),
             name,
             url,
+            admin_url,
         };
         database.admin(&format!("CREATE DATABASE {}", database.name));
         database
@@ -228,8 +230,7 @@ impl PgDatabase {
     fn admin(&self, sql: &str) {
         use sqlx::{Connection as _, Executor as _};
         self.runtime.block_on(async {
-            let url = tenancy_core::conformance::test_database_url();
-            let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
+            let mut admin = sqlx::PgConnection::connect(&self.admin_url).await.unwrap();
             admin
                 .execute(sqlx::AssertSqlSafe(sql.to_owned()))
                 .await
@@ -249,7 +250,7 @@ impl Drop for PgDatabase {
 
 #[test]
 fn sigkill_during_writes_loses_no_acknowledged_write_on_postgres() {
-    let database = PgDatabase::new();
+    let database = PgDatabase::on(tenancy_core::conformance::test_database_url());
     kill_rounds(&database.url);
 }
 
@@ -264,9 +265,43 @@ fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
     panic!("{what} did not happen within 30 s");
 }
 
+/// Runs `pg_ctl` of the test servers on the second one (as the `postgres` user when root, as the
+/// fixture started it), with `args`; panics when it fails.
+fn pg_ctl_2(args: &[&str]) {
+    let bin = required("TENANCY_TEST_PG_BIN");
+    let data = required("TENANCY_TEST_PG_DATA_2");
+    let pg_ctl = std::path::Path::new(&bin).join("pg_ctl");
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0");
+    let mut command = if root {
+        let mut command = Command::new("runuser");
+        command.args(["-u", "postgres", "--"]).arg(&pg_ctl);
+        command
+    } else {
+        Command::new(&pg_ctl)
+    };
+    let status = command
+        .arg("-D")
+        .arg(&data)
+        .args(args)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "pg_ctl {args:?}: {status}");
+}
+
+fn required(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run the tests with `cargo xtask ci` (or `cargo xtask pg start`)")
+    })
+}
+
 #[test]
-fn postgres_lost_mid_traffic_gives_503_then_serves_again_without_a_restart() {
-    let database = PgDatabase::new();
+fn postgres_stopped_mid_traffic_gives_503_then_serves_again_without_a_restart() {
+    // The second test server: this binary's other tests use the first.
+    let database = PgDatabase::on(tenancy_core::conformance::test_database_url_2());
     let (mut child, addr, _) = spawn_demo(&database.url, Stdio::null());
     let acknowledged = Arc::new(Mutex::new(Vec::new()));
     let refused = Arc::new(Mutex::new(0_usize));
@@ -298,18 +333,16 @@ fn postgres_lost_mid_traffic_gives_503_then_serves_again_without_a_restart() {
         })
         .collect();
     std::thread::sleep(Duration::from_millis(300));
-    // The database goes away: every connection cut, new ones refused.
-    let name = &database.name;
-    database.admin(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"));
-    database.admin(&format!(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
-    ));
+    // The server stops (its clients disconnected), mid-traffic.
+    pg_ctl_2(&["-m", "fast", "-w", "stop"]);
     eventually("/healthz answering 503", || {
         get(&addr, "/healthz") == Some(503)
     });
     eventually("a create refused with 503", || *refused.lock().unwrap() > 0);
-    // Back: the same process serves again.
-    database.admin(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"));
+    // Started again: the same demo process serves again.
+    let options = required("TENANCY_TEST_PG_OPTIONS_2");
+    let log = format!("{}/server.log", required("TENANCY_TEST_PG_DATA_2"));
+    pg_ctl_2(&["-l", &log, "-o", &options, "-w", "-t", "60", "start"]);
     eventually("/healthz answering 200", || {
         get(&addr, "/healthz") == Some(200)
     });
