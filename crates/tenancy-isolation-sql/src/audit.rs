@@ -200,8 +200,16 @@ impl RlsAudit {
     /// Audits only these schemas.
     ///
     /// # Errors
-    /// [`TenantError::InvalidInput`] for an invalid schema name.
+    /// [`TenantError::InvalidInput`] for an invalid schema name, or for no schema at all (an
+    /// audit of nothing would report clean).
     pub fn schemas(mut self, schemas: &[&str]) -> Result<Self, TenantError> {
+        if schemas.is_empty() {
+            return Err(TenantError::invalid(
+                "schemas",
+                "is empty: an audit of no schema finds nothing; list the schemas that hold \
+                 tenant tables (such as public), or leave them unset to audit every schema",
+            ));
+        }
         for schema in schemas {
             validate_identifier("schema", schema)?;
         }
@@ -446,6 +454,13 @@ pub async fn audit_row_level_security(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_empty_schema_list_is_refused() {
+        let err = RlsAudit::new().schemas(&[]).unwrap_err().to_string();
+        assert!(err.contains("audit of no schema"), "{err}");
+        assert!(RlsAudit::new().schemas(&["public"]).is_ok());
+    }
 
     #[test]
     fn expressions_are_classified() {

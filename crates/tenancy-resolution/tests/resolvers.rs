@@ -280,6 +280,32 @@ fn jwt_claim_rules_with_verified_claims() {
             Some(claims(serde_json::json!({"org": "ACME"}))),
             None,
         ),
+        // An integer claim is read as its decimal text; other JSON types name nothing.
+        (
+            &by_slug,
+            Some(claims(serde_json::json!({"org": 42}))),
+            Some(slug("42")),
+        ),
+        (
+            &by_slug,
+            Some(claims(serde_json::json!({"org": i64::MIN}))),
+            None,
+        ),
+        (
+            &by_slug,
+            Some(claims(serde_json::json!({"org": u64::MAX}))),
+            Some(slug("18446744073709551615")),
+        ),
+        (
+            &by_slug,
+            Some(claims(serde_json::json!({"org": 4.2}))),
+            None,
+        ),
+        (
+            &by_slug,
+            Some(claims(serde_json::json!({"org": true}))),
+            None,
+        ),
     ];
     for (resolver, claims, expected) in cases {
         let mut request = Request::new(());

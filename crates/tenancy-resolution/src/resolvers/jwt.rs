@@ -69,9 +69,20 @@ impl JwtClaimResolver {
         Ok(resolver)
     }
 
+    /// A string claim as it is; an integer claim (`"tenant": 42`) as its decimal text; any other
+    /// JSON type names no tenant.
     fn parse_claim(&self, value: Option<&Value>) -> Option<TenantRef> {
         match value? {
             Value::String(s) => self.kind.parse(s.as_bytes()),
+            Value::Number(n) if n.is_i64() || n.is_u64() => {
+                use std::io::Write as _;
+                // The longest integer, i64::MIN, is 20 bytes: written on the stack.
+                let mut digits = [0u8; 20];
+                let mut cursor = std::io::Cursor::new(&mut digits[..]);
+                write!(cursor, "{n}").ok()?;
+                let len = usize::try_from(cursor.position()).ok()?;
+                self.kind.parse(&digits[..len])
+            }
             _ => None,
         }
     }
