@@ -281,14 +281,15 @@ impl RlsAudit {
         .fetch_all(pool)
         .await
         .map_err(err)?;
-        let policies: Vec<(String, String, Option<String>, Option<String>)> = sqlx::query_as(
-            "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename), policyname::text, \
-                    qual, with_check \
-             FROM pg_policies WHERE permissive = 'PERMISSIVE' ORDER BY 1, 2",
-        )
-        .fetch_all(pool)
-        .await
-        .map_err(err)?;
+        let policies: Vec<(String, String, Option<String>, Option<String>, String)> =
+            sqlx::query_as(
+                "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename), \
+                        policyname::text, qual, with_check, cmd::text \
+                 FROM pg_policies WHERE permissive = 'PERMISSIVE' ORDER BY 1, 2",
+            )
+            .fetch_all(pool)
+            .await
+            .map_err(err)?;
         for (table, enabled, forced, owned) in &tables {
             if !enabled {
                 findings.push(AuditFinding::RlsDisabled {
@@ -313,12 +314,18 @@ impl RlsAudit {
                 });
                 continue;
             }
-            if mine.iter().all(|p| p.3.is_none()) {
+            // WITH CHECK guards the rows a write leaves; PostgreSQL allows it only on policies
+            // for writes (ALL, INSERT, UPDATE): tables read through SELECT policies alone need
+            // none.
+            let writes = |cmd: &str| matches!(cmd, "ALL" | "INSERT" | "UPDATE");
+            if mine.iter().any(|p| writes(&p.4))
+                && mine.iter().filter(|p| writes(&p.4)).all(|p| p.3.is_none())
+            {
                 findings.push(AuditFinding::NoWithCheck {
                     table: table.clone(),
                 });
             }
-            for (_, policy, qual, check) in mine {
+            for (_, policy, qual, check, _) in mine {
                 for expression in [qual, check].into_iter().flatten() {
                     if !self.is_closed_expression(expression) {
                         findings.push(AuditFinding::FailOpenPolicy {

@@ -113,6 +113,21 @@ async fn a_table_without_policy_is_flagged() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_read_through_select_policies_alone_needs_no_with_check() {
+    // PostgreSQL refuses WITH CHECK on a FOR SELECT policy: asking for one would be unanswerable.
+    let db = db_with(
+        "audselect",
+        &format!(
+            "ALTER TABLE t ENABLE ROW LEVEL SECURITY; ALTER TABLE t FORCE ROW LEVEL SECURITY; \
+             CREATE POLICY p ON t FOR SELECT USING ({SAFE})"
+        ),
+    )
+    .await;
+    assert_eq!(findings(&db).await, []);
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_policy_without_with_check_is_flagged() {
     let db = db_with(
         "audcheck",
