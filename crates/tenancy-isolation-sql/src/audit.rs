@@ -138,6 +138,9 @@ const AUDITED_SCHEMAS: &str = "CASE WHEN $3::text[] IS NULL \
     THEN n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%' \
     ELSE n.nspname = ANY($3) END";
 
+/// A permissive policy as `pg_policies` shows it: table, name, USING, WITH CHECK, command.
+type PolicyRow = (String, String, Option<String>, Option<String>, String);
+
 /// The row-level-security audit.
 ///
 /// ```no_run
@@ -281,15 +284,14 @@ impl RlsAudit {
         .fetch_all(pool)
         .await
         .map_err(err)?;
-        let policies: Vec<(String, String, Option<String>, Option<String>, String)> =
-            sqlx::query_as(
-                "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename), \
+        let policies: Vec<PolicyRow> = sqlx::query_as(
+            "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename), \
                         policyname::text, qual, with_check, cmd::text \
                  FROM pg_policies WHERE permissive = 'PERMISSIVE' ORDER BY 1, 2",
-            )
-            .fetch_all(pool)
-            .await
-            .map_err(err)?;
+        )
+        .fetch_all(pool)
+        .await
+        .map_err(err)?;
         for (table, enabled, forced, owned) in &tables {
             if !enabled {
                 findings.push(AuditFinding::RlsDisabled {
