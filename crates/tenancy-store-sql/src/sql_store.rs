@@ -239,6 +239,29 @@ impl {
         Ok(())
     }
 
+    /// Locks `tenant`'s row for a config write, or answers `NotFound`. Every config write of a
+    /// tenant takes it first: writes of a key not stored yet have no config row to lock, so
+    /// without it concurrent first writes would each report no old value and announce their own
+    /// change as the first.
+    async fn lock_for_config(
+        &self,
+        tx: &mut Transaction<'static, DB>,
+        tenant: TenantId,
+        operation: &str,
+    ) -> Result<(), TenantError> {
+        let exists = sqlx::query(q(&self.inner.sql.lock_tenant))
+            .bind(Uuid::from(tenant))
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(|e| tenant_storage(operation, tenant, e))?
+            .is_some();
+        if exists {
+            Ok(())
+        } else {
+            Err(not_found(tenant))
+        }
+    }
+
     /// The tenant's current status (`None`: no such tenant), read to explain a refused change.
     async fn status_of(
         &self,
@@ -480,17 +503,8 @@ impl ConfigStore for {
         let fail = |e| tenant_storage("setting config", tenant, e);
         let text = to_json_text(&value)?;
         let mut tx = self.begin("setting config", tenant).await?;
-        // Concurrent first writes of a key lock no row of the config table: without this, each
-        // would report no old value and announce its own change as the first.
-        let exists = sqlx::query(q(&sql.lock_tenant))
-            .bind(Uuid::from(tenant))
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(fail)?
-            .is_some();
-        if !exists {
-            return Err(not_found(tenant));
-        }
+        self.lock_for_config(&mut tx, tenant, "setting config")
+            .await?;
         let old: Option<String> = sqlx::query_scalar(q(&sql.get_config_for_update))
             .bind(Uuid::from(tenant))
             .bind(key)
@@ -525,24 +539,16 @@ impl ConfigStore for {
         let sql = &self.inner.sql;
         let fail = |e| tenant_storage("removing config", tenant, e);
         let mut tx = self.begin("removing config", tenant).await?;
+        self.lock_for_config(&mut tx, tenant, "removing config")
+            .await?;
         let old: Option<String> = sqlx::query_scalar(q(&sql.delete_config))
             .bind(Uuid::from(tenant))
             .bind(key)
             .fetch_optional(&mut *tx)
             .await
             .map_err(fail)?;
-        if old.is_none() {
-            let exists = sqlx::query(q(&sql.exists))
-                .bind(Uuid::from(tenant))
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(fail)?
-                .is_some();
-            if !exists {
-                return Err(not_found(tenant));
-            }
-            // Nothing changed: nothing to notify.
-        } else {
+        // Nothing removed: nothing changed, nothing to notify.
+        if old.is_some() {
             self.notify(&mut tx, Notice::new(tenant, ChangeKind::Config))
                 .await?;
         }

@@ -46,7 +46,6 @@ pub(crate) struct Statements {
     pub(crate) set_status: Sql,
     pub(crate) set_status_reason: Sql,
     pub(crate) status_of: Sql,
-    pub(crate) exists: Sql,
     pub(crate) lock_tenant: Sql,
     pub(crate) get_config: Sql,
     pub(crate) get_config_for_update: Sql,
@@ -91,7 +90,6 @@ impl Statements {
             set_status_reason: sql("UPDATE {tenants} SET status_reason = $3, updated_at = $4 \
                  WHERE id = $1 AND status = $2"),
             status_of: sql("SELECT status FROM {tenants} WHERE id = $1"),
-            exists: sql("SELECT 1 FROM {tenants} WHERE id = $1"),
             // Taken by every config write of a tenant first: writes of a key not stored yet have no
             // row to lock, so they serialize on the tenant's.
             lock_tenant: sql("SELECT 1 FROM {tenants} WHERE id = $1{lock}"),
