@@ -411,21 +411,24 @@ async fn concurrent_misses_coalesce_into_one_load() {
     assert_eq!(s.store.loads(), 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_write_during_a_load_leaves_no_stale_unit() {
-    let s = setup(json!({})).await;
+/// A read of `theme` in a task of its own.
+fn read_theme(s: &Setup) -> tokio::task::JoinHandle<Result<Option<Value>, TenantError>> {
+    let (service, tenant) = (s.service.clone(), s.tenant);
+    tokio::spawn(async move { service.get(tenant, "theme").await })
+}
+
+/// `theme` stored as "old"; a read whose load has read it and is held at the gate; then a write of
+/// "new", acknowledged. Returns the held read (release the gate to let it finish).
+async fn write_during_a_held_load(
+    s: &Setup,
+) -> tokio::task::JoinHandle<Result<Option<Value>, TenantError>> {
     s.store
         .inner
         .set_config(s.tenant, "theme", json!("old"))
         .await
         .unwrap();
     s.store.gated.store(true, Ordering::SeqCst);
-    let reader = {
-        let service = s.service.clone();
-        let tenant = s.tenant;
-        tokio::spawn(async move { service.get(tenant, "theme").await })
-    };
-    // The load has read "old" and is held; the write lands and drops the (not yet cached) unit.
+    let held = read_theme(s);
     s.store.entered.notified().await;
     s.service
         .set(s.tenant, "theme", json!("new"))
@@ -433,6 +436,14 @@ async fn a_write_during_a_load_leaves_no_stale_unit() {
         .unwrap()
         .into_result()
         .unwrap();
+    held
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_during_a_load_leaves_no_stale_unit() {
+    let s = setup(json!({})).await;
+    // The write lands while the load is held, and drops the (not yet cached) unit.
+    let reader = write_during_a_held_load(&s).await;
     s.store.release.add_permits(1000);
     assert_eq!(
         reader.await.unwrap().unwrap(),
@@ -449,31 +460,10 @@ async fn a_write_during_a_load_leaves_no_stale_unit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_after_an_acknowledged_write_never_joins_an_older_load() {
     let s = setup(json!({})).await;
-    s.store
-        .inner
-        .set_config(s.tenant, "theme", json!("old"))
-        .await
-        .unwrap();
-    s.store.gated.store(true, Ordering::SeqCst);
-    let early = {
-        let service = s.service.clone();
-        let tenant = s.tenant;
-        tokio::spawn(async move { service.get(tenant, "theme").await })
-    };
     // A load that read "old" is in flight when the write is acknowledged.
-    s.store.entered.notified().await;
-    s.service
-        .set(s.tenant, "theme", json!("new"))
-        .await
-        .unwrap()
-        .into_result()
-        .unwrap();
+    let early = write_during_a_held_load(&s).await;
     // A read that starts now may find that load in flight; it must not take its value.
-    let late = {
-        let service = s.service.clone();
-        let tenant = s.tenant;
-        tokio::spawn(async move { service.get(tenant, "theme").await })
-    };
+    let late = read_theme(&s);
     tokio::time::sleep(Duration::from_millis(50)).await;
     s.store.release.add_permits(1000);
     assert_eq!(early.await.unwrap().unwrap(), Some(json!("old")));
