@@ -14,8 +14,7 @@ use std::time::Duration;
 
 use std::io::{Read as _, Write as _};
 
-use common::{ADMIN_TOKEN, spawn_demo};
-use serde_json::Value;
+use common::{ADMIN_TOKEN, spawn_demo, tenancy};
 
 /// Concurrent writers per round.
 const WRITERS: usize = 6;
@@ -52,21 +51,6 @@ fn create(addr: &str, slug: &str) -> Option<u16> {
     exchange(addr, &request)
 }
 
-/// Runs the `tenancy` command on `database`, with `--json`; returns its status and output.
-fn tenancy(database: &str, args: &[&str]) -> (i32, Value) {
-    let output = Command::new(env!("CARGO_BIN_EXE_tenancy"))
-        .arg("--json")
-        .args(args)
-        .env("TENANCY_DATABASE_URL", database)
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
-    let json = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
-    (output.status.code().unwrap_or(-1), json)
-}
-
 /// Every tenant of `database`: slug -> status.
 fn all_tenants(database: &str) -> Vec<(String, String)> {
     let mut tenants = Vec::new();
@@ -76,7 +60,7 @@ fn all_tenants(database: &str) -> Vec<(String, String)> {
         if let Some(after) = &after {
             args.extend(["--after", after.as_str()]);
         }
-        let (code, page) = tenancy(database, &args);
+        let (code, page, _) = tenancy(database, &args);
         assert_eq!(code, 0, "{page}");
         for tenant in page["items"].as_array().unwrap() {
             tenants.push((
@@ -150,7 +134,7 @@ fn kill_rounds(database: &str) {
     assert_eq!(create(&addr, "after-the-kills"), Some(201));
     common::stop_demo(&mut child, "-TERM");
 
-    let (code, recovery) = tenancy(database, &["tenants", "recover", "--older-than", "0s"]);
+    let (code, recovery, _) = tenancy(database, &["tenants", "recover", "--older-than", "0s"]);
     assert_eq!(code, 0, "{recovery}");
     eprintln!(
         "{} acknowledged creates over {ROUNDS} killed rounds; the recovery finished {} tenant(s) \

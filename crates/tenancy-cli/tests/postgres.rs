@@ -1,10 +1,11 @@
 //! The PostgreSQL commands against the test server, in a database of their own: tenants created
 //! with schema isolation, `schemas status`, `schemas migrate` (resumable), and `audit`.
 
-use std::path::Path;
-use std::process::Command;
+mod common;
 
-use serde_json::Value;
+use std::path::Path;
+
+use common::tenancy;
 use sqlx::{Connection as _, Executor as _, PgConnection};
 use tenancy_core::{TenantId, conformance};
 
@@ -16,21 +17,6 @@ fn with_database(url: &str, database: &str) -> String {
     };
     let (server, _) = base.rsplit_once('/').unwrap();
     format!("{server}/{database}{query}")
-}
-
-fn tenancy(database: &str, args: &[&str]) -> (i32, Value, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_tenancy"))
-        .arg("--json")
-        .args(args)
-        .env("TENANCY_DATABASE_URL", database)
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8(output.stdout).unwrap();
-    let stderr = String::from_utf8(output.stderr).unwrap();
-    assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
-    let json = serde_json::from_str(&stdout).unwrap_or(Value::Null);
-    (output.status.code().unwrap(), json, stderr)
 }
 
 fn write(dir: &Path, name: &str, sql: &str) {

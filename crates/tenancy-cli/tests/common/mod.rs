@@ -4,6 +4,8 @@
 
 use std::process::Command;
 
+use serde_json::Value;
+
 /// The admin token the demo runs with in these tests.
 pub const ADMIN_TOKEN: &str = "token-from-the-environment";
 
@@ -65,4 +67,21 @@ pub fn stop_demo(child: &mut std::process::Child, signal: &str) -> std::process:
     }
     child.kill().unwrap();
     panic!("the demo did not stop within 30 s of {signal}");
+}
+
+/// Runs the `tenancy` command on `database` with `--json`: its exit status, its output as JSON
+/// (`null` when it is not), and its stderr.
+pub fn tenancy(database: &str, args: &[&str]) -> (i32, Value, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_tenancy"))
+        .arg("--json")
+        .args(args)
+        .env("TENANCY_DATABASE_URL", database)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    let json = serde_json::from_str(&stdout).unwrap_or(Value::Null);
+    (output.status.code().unwrap(), json, stderr)
 }
