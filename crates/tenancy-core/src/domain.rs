@@ -177,14 +177,10 @@ pub fn normalize_host(host: &str) -> Result<Cow<'_, str>, DomainError> {
     if name.is_empty() {
         return Err(DomainError::Empty);
     }
-    let ascii = Uts46::new()
-        .to_ascii(
-            name.as_bytes(),
-            AsciiDenyList::STD3,
-            Hyphens::CheckFirstLast,
-            DnsLength::Verify,
-        )
-        .map_err(|_| DomainError::Invalid)?;
+    let ascii = match plain_ascii(name) {
+        Some(checked) => Cow::Borrowed(checked?),
+        None => to_ascii(name)?,
+    };
     // `DnsLength::Verify` bounds labels and the whole name; these are the rules of a tenant's name.
     let Some((_, last)) = ascii.rsplit_once('.') else {
         return Err(DomainError::SingleLabel);
@@ -193,6 +189,44 @@ pub fn normalize_host(host: &str) -> Result<Cow<'_, str>, DomainError> {
         return Err(DomainError::IpAddress);
     }
     Ok(ascii)
+}
+
+/// UTS #46 ToASCII (the `idna` crate), with the STD3 rules (letters, digits, hyphens), no
+/// hyphen first or last in a label, and the DNS lengths.
+fn to_ascii(name: &str) -> Result<Cow<'_, str>, DomainError> {
+    Uts46::new()
+        .to_ascii(
+            name.as_bytes(),
+            AsciiDenyList::STD3,
+            Hyphens::CheckFirstLast,
+            DnsLength::Verify,
+        )
+        .map_err(|_| DomainError::Invalid)
+}
+
+/// The request path's shortcut: a name of lower-case letters, digits, hyphens and dots with no
+/// punycode label is its own ToASCII form, valid when its labels and length are (the answer
+/// [`to_ascii`] gives, which a property test checks). `None` for anything else (upper case,
+/// non-ASCII, `xn--` labels), which goes through [`to_ascii`].
+fn plain_ascii(name: &str) -> Option<Result<&str, DomainError>> {
+    let plain = name
+        .bytes()
+        .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.'));
+    if !plain || name.split('.').any(|label| label.starts_with("xn--")) {
+        return None;
+    }
+    let valid = name.len() <= DOMAIN_MAX_LEN
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        });
+    Some(if valid {
+        Ok(name)
+    } else {
+        Err(DomainError::Invalid)
+    })
 }
 
 /// A domain and the tenant that owns it.
@@ -319,6 +353,13 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn the_shortcut_agrees_with_the_idna_crate(name in "[a-z0-9.-]{1,80}|[a-z0-9-]{60,66}\\.[a-z]{1,3}") {
+            if let Some(shortcut) = plain_ascii(&name) {
+                prop_assert_eq!(shortcut.map(Cow::Borrowed), to_ascii(&name));
+            }
+        }
+
         #[test]
         fn arbitrary_hosts_never_panic(s in any::<String>()) {
             if let Ok(host) = normalize_host(&s) {

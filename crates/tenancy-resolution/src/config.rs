@@ -15,6 +15,8 @@ pub const HEADER: &str = Builtin::Header.name();
 pub const SUBDOMAIN: &str = Builtin::Subdomain.name();
 /// Name of the path resolver.
 pub const PATH: &str = Builtin::Path.name();
+/// Name of the custom domain resolver.
+pub const DOMAIN: &str = Builtin::Domain.name();
 
 /// A built-in resolver, as `resolution.resolvers` names it. Parsed when the configuration is
 /// loaded: an unknown name fails there, naming the ones that exist.
@@ -37,13 +39,21 @@ pub enum Builtin {
     Header,
     /// The first label of the host under a base domain (priority 30).
     Subdomain,
+    /// The whole host, as a tenant's custom domain (priority 35).
+    Domain,
     /// A segment of the path (priority 40).
     Path,
 }
 
 impl Builtin {
     /// Every built-in resolver, in default priority order.
-    pub const ALL: [Self; 4] = [Self::JwtClaim, Self::Header, Self::Subdomain, Self::Path];
+    pub const ALL: [Self; 5] = [
+        Self::JwtClaim,
+        Self::Header,
+        Self::Subdomain,
+        Self::Domain,
+        Self::Path,
+    ];
 
     /// The resolver's name, as configuration, logs and trust decisions use it.
     #[must_use]
@@ -52,6 +62,7 @@ impl Builtin {
             Self::JwtClaim => "jwt_claim",
             Self::Header => "header",
             Self::Subdomain => "subdomain",
+            Self::Domain => "domain",
             Self::Path => "path",
         }
     }
@@ -63,6 +74,7 @@ impl Builtin {
             Self::JwtClaim => 10,
             Self::Header => 20,
             Self::Subdomain => 30,
+            Self::Domain => 35,
             Self::Path => 40,
         }
     }
@@ -217,8 +229,9 @@ impl Default for JwtVerifyConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct ResolutionConfig {
     /// Built-in resolvers to activate. When absent (the default): `jwt_claim`, `header`, `path`,
-    /// and `subdomain` too when `subdomain_base_domain` is set. When listed explicitly,
-    /// `subdomain` without a base domain is a configuration error (an unknown name fails to load).
+    /// and `subdomain` too when `subdomain_base_domain` is set; `domain` (tenants' custom
+    /// domains) only when listed. When listed explicitly, `subdomain` without a base domain is a
+    /// configuration error (an unknown name fails to load).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resolvers: Option<Vec<Builtin>>,
     /// Header read by the `header` resolver (default `x-tenant-id`).
@@ -281,7 +294,11 @@ impl ResolutionConfig {
             Some(names) => names.clone(),
             None => Builtin::ALL
                 .into_iter()
-                .filter(|b| *b != Builtin::Subdomain || self.subdomain_base_domain.is_some())
+                .filter(|b| match b {
+                    Builtin::Subdomain => self.subdomain_base_domain.is_some(),
+                    Builtin::Domain => false,
+                    _ => true,
+                })
                 .collect(),
         }
     }
@@ -304,11 +321,20 @@ mod tests {
             config.active_resolvers(),
             [Builtin::JwtClaim, Builtin::Header, Builtin::Path]
         );
-        let with_domain = ResolutionConfig {
+        let with_base = ResolutionConfig {
             subdomain_base_domain: Some("app.example.com".into()),
             ..ResolutionConfig::default()
         };
-        assert_eq!(with_domain.active_resolvers(), Builtin::ALL);
+        assert_eq!(
+            with_base.active_resolvers(),
+            [
+                Builtin::JwtClaim,
+                Builtin::Header,
+                Builtin::Subdomain,
+                Builtin::Path
+            ],
+            "`domain` runs only when listed"
+        );
         assert_eq!(config.validator.cache_ttl, Duration::from_secs(300));
         assert_eq!(config.validator.negative_ttl, Duration::from_secs(5));
         assert_eq!(config.validator.cache_capacity, 100_000);

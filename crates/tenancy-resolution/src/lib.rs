@@ -3,7 +3,8 @@
 //!
 //! - [`TenantResolver`]s find which tenant a request names: built in, [`JwtClaimResolver`]
 //!   (`jwt_claim`, priority 10), [`HeaderResolver`] (`header`, 20), [`SubdomainResolver`]
-//!   (`subdomain`, 30), [`PathResolver`] (`path`, 40); application resolvers may await.
+//!   (`subdomain`, 30), [`DomainResolver`] (`domain`, 35: tenants' custom domains, through the
+//!   validator's cache), [`PathResolver`] (`path`, 40); application resolvers may await.
 //! - [`ResolverRegistry`], the composite resolver, asks them in priority order; the first answer
 //!   wins, with the resolver's name.
 //! - [`TenantValidator`] looks the tenant up through a bounded cache; only active tenants pass.
@@ -72,8 +73,8 @@ mod validator;
 mod extract;
 
 pub use config::{
-    Builtin, HEADER, JWT_CLAIM, JwtVerifyConfig, KeyKind, MembershipMode, PATH, ResolutionConfig,
-    SUBDOMAIN, ValidatorConfig,
+    Builtin, DOMAIN, HEADER, JWT_CLAIM, JwtVerifyConfig, KeyKind, MembershipMode, PATH,
+    ResolutionConfig, SUBDOMAIN, ValidatorConfig,
 };
 pub use context::{
     AuthenticatedUser, MAX_BEARER_TOKEN_LEN, ResolutionContext, ResolvedTenant, VerifiedClaims,
@@ -86,5 +87,7 @@ pub use rejection::{GrpcRejection, JsonRejection, RejectionResponse, TenantRejec
 pub use require::{RequireTenant, RequireTenantLayer};
 pub use resolve::{ResolveTenant, ResolveTenantBuilder, ResolveTenantLayer};
 pub use resolver::{Resolution, Resolved, ResolverRegistry, TenantResolver};
-pub use resolvers::{HeaderResolver, JwtClaimResolver, PathResolver, SubdomainResolver};
+pub use resolvers::{
+    DomainResolver, HeaderResolver, JwtClaimResolver, PathResolver, SubdomainResolver,
+};
 pub use validator::TenantValidator;

@@ -332,7 +332,7 @@ impl ResolveTenantBuilder<'_> {
     /// and priorities: a second `jwt_claim` would be trusted as the first is), or a membership
     /// mode other than `off` with an untrusted resolver and no membership checker.
     pub fn build(self) -> Result<ResolveTenantLayer, TenantError> {
-        let mut registry = ResolverRegistry::from_config(self.config)?;
+        let mut registry = ResolverRegistry::from_config(self.config, &self.validator)?;
         for resolver in self.resolvers {
             if registry.names().any(|name| name == resolver.name()) {
                 return Err(TenantError::Configuration(format!(

@@ -9,7 +9,10 @@ use tenancy_core::{TenantError, TenantRef};
 
 use crate::config::{Builtin, ResolutionConfig};
 use crate::context::ResolutionContext;
-use crate::resolvers::{HeaderResolver, JwtClaimResolver, PathResolver, SubdomainResolver};
+use crate::resolvers::{
+    DomainResolver, HeaderResolver, JwtClaimResolver, PathResolver, SubdomainResolver,
+};
+use crate::validator::TenantValidator;
 
 /// The answer of [`TenantResolver::resolve`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,10 +105,14 @@ pub(crate) enum SyncResolution {
 /// turn; the first answer wins, with the name of the resolver that gave it.
 ///
 /// ```
-/// use tenancy_resolution::{ResolutionConfig, ResolutionContext, ResolverRegistry};
+/// use std::sync::Arc;
+/// use tenancy_core::InMemoryStore;
+/// use tenancy_resolution::{ResolutionConfig, ResolutionContext, ResolverRegistry, TenantValidator};
 ///
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-/// let registry = ResolverRegistry::from_config(&ResolutionConfig::default())?;
+/// let config = ResolutionConfig::default();
+/// let validator = TenantValidator::new(Arc::new(InMemoryStore::new()), &config.validator)?;
+/// let registry = ResolverRegistry::from_config(&config, &validator)?;
 /// assert_eq!(registry.names().collect::<Vec<_>>(), ["jwt_claim", "header", "path"]);
 ///
 /// let request = http::Request::builder().uri("/tenants/acme/orders").body(())?;
@@ -128,13 +135,17 @@ impl ResolverRegistry {
         Self::default()
     }
 
-    /// The built-in resolvers that `config` names, with their configured priorities.
+    /// The built-in resolvers that `config` names, with their configured priorities; the
+    /// `domain` resolver looks hosts up through `validator`.
     ///
     /// # Errors
     /// [`TenantError::Configuration`] for a name listed twice,
     /// `subdomain` without `subdomain_base_domain`, an invalid header name, path pattern or JWT
     /// verification setting.
-    pub fn from_config(config: &ResolutionConfig) -> Result<Self, TenantError> {
+    pub fn from_config(
+        config: &ResolutionConfig,
+        validator: &TenantValidator,
+    ) -> Result<Self, TenantError> {
         let mut registry = Self {
             entries: Vec::new(),
             priorities: config.priorities.clone(),
@@ -149,6 +160,7 @@ impl ResolverRegistry {
                 Builtin::JwtClaim => Arc::new(JwtClaimResolver::from_config(config)?),
                 Builtin::Header => Arc::new(HeaderResolver::from_config(config)?),
                 Builtin::Subdomain => Arc::new(SubdomainResolver::from_config(config)?),
+                Builtin::Domain => Arc::new(DomainResolver::from_config(config, validator.clone())),
                 Builtin::Path => Arc::new(PathResolver::from_config(config)?),
             };
             registry.register(resolver);
