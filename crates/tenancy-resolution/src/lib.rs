@@ -56,10 +56,14 @@
 //!
 //! # Features
 //! - `jwt`: the `jwt_claim` resolver verifies bearer tokens itself (jsonwebtoken).
+//! - `jwks`: it verifies them against an identity provider's key set, fetched over HTTP(S),
+//!   cached and refreshed on rotation ([`JwksCache`]); implies `jwt`.
 //! - `axum`: the `Tenant` extractor.
 
 mod config;
 mod context;
+#[cfg(feature = "jwks")]
+mod jwks;
 mod membership;
 pub mod rejection;
 pub mod require;
@@ -72,8 +76,8 @@ mod validator;
 mod extract;
 
 pub use config::{
-    Builtin, HEADER, JWT_CLAIM, JwtVerifyConfig, KeyKind, MembershipMode, PATH, ResolutionConfig,
-    SUBDOMAIN, ValidatorConfig,
+    Builtin, HEADER, JWT_CLAIM, JwksConfig, JwtVerifyConfig, KeyKind, MembershipMode, PATH,
+    ResolutionConfig, SUBDOMAIN, ValidatorConfig,
 };
 pub use context::{
     AuthenticatedUser, MAX_BEARER_TOKEN_LEN, ResolutionContext, ResolvedTenant, VerifiedClaims,
@@ -81,6 +85,8 @@ pub use context::{
 };
 #[cfg(feature = "axum")]
 pub use extract::Tenant;
+#[cfg(feature = "jwks")]
+pub use jwks::{JwksCache, JwksError};
 pub use membership::TenantMembership;
 pub use rejection::{GrpcRejection, JsonRejection, RejectionResponse, TenantRejection};
 pub use require::{RequireTenant, RequireTenantLayer};
