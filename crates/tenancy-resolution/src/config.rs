@@ -252,6 +252,10 @@ pub struct JwksConfig {
     /// Largest accepted response body, in bytes (default 1 MiB).
     #[serde(default = "JwksConfig::default_max_bytes")]
     pub max_bytes: usize,
+    /// A PEM file of root certificates trusted for the endpoint in addition to the system's (an
+    /// identity provider behind a private CA); none by default. Read when the resolver is built.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl JwksConfig {
@@ -264,6 +268,7 @@ impl JwksConfig {
             min_refresh_interval: Self::default_min_refresh_interval(),
             timeout: Self::default_timeout(),
             max_bytes: Self::default_max_bytes(),
+            ca_file: None,
         }
     }
 

@@ -193,9 +193,23 @@ impl JwksCache {
             return Err(invalid("max_bytes must be at least 1"));
         }
         let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
-        let builder = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_platform_verifier(rustls::crypto::ring::default_provider())
-            .map_err(|err| invalid(format!("the TLS client cannot be set up: {err}")))?;
+        let tls = match (https, config.ca_file.as_deref()) {
+            (true, ca_file) => tls_config(ca_file)?,
+            (false, Some(_)) => {
+                return Err(invalid(
+                    "ca_file is set but url is http://: a CA file serves https:// only",
+                ));
+            }
+            // Never used: plain HTTP, and redirects are not followed. No system roots are loaded.
+            (false, None) => rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .map_err(|err| invalid(format!("the TLS client cannot be set up: {err}")))?
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth(),
+        };
+        let builder = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls);
         // An https URL never falls back to plain HTTP.
         let connector = if https {
             builder.https_only().enable_http1().build()
@@ -652,6 +666,52 @@ fn key_id(token: &[u8]) -> Option<String> {
             None
         }
     }
+}
+
+/// TLS with the ring provider, certificates verified by the platform's verifier against the
+/// system's trust store (read now), plus the roots of `ca_file`.
+fn tls_config(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig, TenantError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let roots = match ca_file {
+        None => Vec::new(),
+        Some(path) => {
+            let pem = std::fs::read(path).map_err(|err| {
+                invalid(format!("ca_file {} cannot be read: {err}", path.display()))
+            })?;
+            let roots = CertificateDer::pem_slice_iter(&pem)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|err| {
+                    invalid(format!(
+                        "ca_file {} is not a PEM certificate file: {err}",
+                        path.display()
+                    ))
+                })?;
+            if roots.is_empty() {
+                return Err(invalid(format!(
+                    "ca_file {} holds no certificate",
+                    path.display()
+                )));
+            }
+            roots
+        }
+    };
+    let verifier =
+        rustls_platform_verifier::Verifier::new_with_extra_roots(roots, Arc::clone(&provider))
+            .map_err(|err| {
+                invalid(format!(
+                    "the TLS verifier cannot be set up ({err}): install the system's CA \
+                     certificates, or name the provider's CA in ca_file"
+                ))
+            })?;
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|err| invalid(format!("the TLS client cannot be set up: {err}")))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth())
 }
 
 /// `url` as a request target: it must parse, be `http` or `https`, name a host, and carry no

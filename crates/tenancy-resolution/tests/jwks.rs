@@ -757,6 +757,126 @@ async fn an_https_url_speaks_tls_and_never_plain_http() {
     assert!(jwks.key_ids().is_empty());
 }
 
+/// A throwaway CA (PEM) and a TLS server for 127.0.0.1 whose certificate it signed, serving
+/// `document` at `/jwks.json`; the server's URL.
+async fn tls_jwks_server(document: String) -> (String, String) {
+    use rustls::pki_types::PrivatePkcs8KeyDer;
+
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "tenancy test CA");
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap())
+        .unwrap();
+    let server_key = rcgen::KeyPair::generate().unwrap();
+    let server_cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&server_key, &ca)
+        .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![server_cert.der().clone()],
+        PrivatePkcs8KeyDer::from(server_key.serialize_der()).into(),
+    )
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://{}/jwks.json", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, document) = (acceptor.clone(), document.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(move |_request| {
+                    let body = http_body_util::Full::new(bytes::Bytes::from(document.clone()));
+                    async move { Ok::<_, Infallible>(http::Response::new(body)) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    (url, ca.pem())
+}
+
+fn with_ca_file(url: &str, ca_file: Option<&std::path::Path>) -> JwtVerifyConfig {
+    JwtVerifyConfig {
+        jwks: Some(JwksConfig {
+            ca_file: ca_file.map(std::path::Path::to_path_buf),
+            ..JwksConfig::new(url)
+        }),
+        ..verify_config(url, &["RS256"], HOUR)
+    }
+}
+
+#[tokio::test]
+async fn an_https_endpoint_is_verified_against_the_system_roots_and_ca_file() {
+    let document = set(&[jwk("rsa-1", Algorithm::RS256, RSA_1, true)]).to_string();
+    let (url, ca_pem) = tls_jwks_server(document.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("idp-ca.pem");
+    std::fs::write(&ca_file, &ca_pem).unwrap();
+
+    // Trusted through ca_file: fetched over TLS, tokens resolve.
+    let (registry, jwks) = registry(with_ca_file(&url, Some(&ca_file)));
+    assert_eq!(jwks.refresh().await, Ok(1));
+    let token = token(Algorithm::RS256, Some("rsa-1"), RSA_1, &claims());
+    assert_eq!(resolve(&registry, &token).await, tenant());
+
+    // The system's roots alone do not know this CA; another CA does not vouch for the server.
+    let (_, other_ca) = tls_jwks_server(document).await;
+    let other_file = dir.path().join("other-ca.pem");
+    std::fs::write(&other_file, &other_ca).unwrap();
+    for ca_file in [None, Some(other_file.as_path())] {
+        let (untrusting, jwks) = self::registry(with_ca_file(&url, ca_file));
+        let error = jwks.refresh().await.unwrap_err();
+        let JwksError::Request(message) = &error else {
+            panic!("expected a request error, got {error:?}");
+        };
+        assert!(message.contains("certificate"), "{ca_file:?}: {message}");
+        assert_eq!(resolve(&untrusting, &token).await, None);
+    }
+}
+
+#[test]
+fn a_ca_file_must_hold_certificates_and_serve_https() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = "https://idp.example.com/jwks.json";
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(&garbage, "not a certificate").unwrap();
+    let key_only = dir.path().join("key.pem");
+    std::fs::write(&key_only, EC_P256).unwrap();
+    let missing = dir.path().join("missing.pem");
+    for (verify, expected) in [
+        (with_ca_file(url, Some(&missing)), "cannot be read"),
+        (with_ca_file(url, Some(&garbage)), "holds no certificate"),
+        (with_ca_file(url, Some(&key_only)), "holds no certificate"),
+        (
+            with_ca_file("http://127.0.0.1:9/jwks.json", Some(&garbage)),
+            "a CA file serves https:// only",
+        ),
+    ] {
+        match ResolverRegistry::from_config(&resolution(verify)) {
+            Err(TenantError::Configuration(message)) => {
+                assert!(
+                    message.contains(expected),
+                    "{message} should contain {expected}"
+                );
+            }
+            other => panic!("expected a configuration error, got {other:?}"),
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_set_past_its_refresh_interval_is_refreshed_in_the_background() {
     let server = JwksServer::start(&set(&[jwk("rsa-1", Algorithm::RS256, RSA_1, true)])).await;
