@@ -107,12 +107,15 @@ fn output(step: &str, cmd: &mut Command) -> Result<String> {
 /// features and with each feature alone.
 const FEATURE_MATRIX: &[(&str, &[&str])] = &[
     ("tenancy-core", &["conformance"]),
-    ("tenancy-resolution", &["jwt", "axum"]),
+    ("tenancy-resolution", &["jwt", "jwks", "axum"]),
     ("tenancy-lifecycle", &[]),
     ("tenancy-overrides", &[]),
     ("tenancy-isolation-sql", &["sql"]),
     ("tenancy-store-sql", &["postgres", "sqlite"]),
-    ("tenancy", &["sql", "postgres", "sqlite", "axum", "jwt"]),
+    (
+        "tenancy",
+        &["sql", "postgres", "sqlite", "axum", "jwt", "jwks"],
+    ),
     ("tenancy-cli", &[]),
 ];
 

@@ -57,10 +57,14 @@
 //!
 //! # Features
 //! - `jwt`: the `jwt_claim` resolver verifies bearer tokens itself (jsonwebtoken).
+//! - `jwks`: it verifies them against an identity provider's key set, fetched over HTTP(S),
+//!   cached and refreshed on rotation ([`JwksCache`]); implies `jwt`.
 //! - `axum`: the `Tenant` extractor.
 
 mod config;
 mod context;
+#[cfg(feature = "jwks")]
+mod jwks;
 mod membership;
 pub mod rejection;
 pub mod require;
@@ -73,7 +77,7 @@ mod validator;
 mod extract;
 
 pub use config::{
-    Builtin, DOMAIN, HEADER, JWT_CLAIM, JwtVerifyConfig, KeyKind, MembershipMode, PATH,
+    Builtin, DOMAIN, HEADER, JWT_CLAIM, JwksConfig, JwtVerifyConfig, KeyKind, MembershipMode, PATH,
     ResolutionConfig, SUBDOMAIN, ValidatorConfig,
 };
 pub use context::{
@@ -82,6 +86,8 @@ pub use context::{
 };
 #[cfg(feature = "axum")]
 pub use extract::Tenant;
+#[cfg(feature = "jwks")]
+pub use jwks::{JwksCache, JwksError};
 pub use membership::TenantMembership;
 pub use rejection::{GrpcRejection, JsonRejection, RejectionResponse, TenantRejection};
 pub use require::{RequireTenant, RequireTenantLayer};

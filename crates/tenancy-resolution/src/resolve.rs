@@ -249,6 +249,15 @@ impl ResolveTenantLayer {
 }
 
 impl<R> ResolveTenantLayer<R> {
+    /// The key set the `jwt_claim` resolver verifies bearer tokens with, when
+    /// `resolution.jwt_verify.jwks` is configured (feature `jwks`): fetch it before serving, report
+    /// its health.
+    #[cfg(feature = "jwks")]
+    #[must_use]
+    pub fn jwks(&self) -> Option<&crate::JwksCache> {
+        self.pipeline.registry.jwks()
+    }
+
     /// The same middleware, also answering the [`TenantRejection`] itself when it sets no tenant,
     /// exactly as [`RequireTenantLayer`](crate::RequireTenantLayer) would behind it: one layer
     /// does both jobs. Keep the separate guard for routers that mix public and tenant routes.

@@ -126,6 +126,9 @@ pub(crate) enum SyncResolution {
 pub struct ResolverRegistry {
     entries: Vec<Entry>,
     priorities: std::collections::BTreeMap<String, i32>,
+    /// The key set of the built-in `jwt_claim` resolver, when it verifies against a JWKS.
+    #[cfg(feature = "jwks")]
+    jwks: Option<crate::JwksCache>,
 }
 
 impl ResolverRegistry {
@@ -149,6 +152,8 @@ impl ResolverRegistry {
         let mut registry = Self {
             entries: Vec::new(),
             priorities: config.priorities.clone(),
+            #[cfg(feature = "jwks")]
+            jwks: None,
         };
         for builtin in config.active_resolvers() {
             if registry.names().any(|n| n == builtin.name()) {
@@ -157,7 +162,14 @@ impl ResolverRegistry {
                 )));
             }
             let resolver: Arc<dyn TenantResolver> = match builtin {
-                Builtin::JwtClaim => Arc::new(JwtClaimResolver::from_config(config)?),
+                Builtin::JwtClaim => {
+                    let resolver = JwtClaimResolver::from_config(config)?;
+                    #[cfg(feature = "jwks")]
+                    {
+                        registry.jwks = resolver.jwks().cloned();
+                    }
+                    Arc::new(resolver)
+                }
                 Builtin::Header => Arc::new(HeaderResolver::from_config(config)?),
                 Builtin::Subdomain => Arc::new(SubdomainResolver::from_config(config)?),
                 Builtin::Domain => Arc::new(DomainResolver::from_config(config, validator.clone())),
@@ -193,6 +205,14 @@ impl ResolverRegistry {
     pub fn with(mut self, resolver: Arc<dyn TenantResolver>) -> Self {
         self.register(resolver);
         self
+    }
+
+    /// The key set the built-in `jwt_claim` resolver verifies tokens with, when
+    /// `resolution.jwt_verify.jwks` is configured (feature `jwks`).
+    #[cfg(feature = "jwks")]
+    #[must_use]
+    pub fn jwks(&self) -> Option<&crate::JwksCache> {
+        self.jwks.as_ref()
     }
 
     /// Resolver names in the order they are asked.
