@@ -1,6 +1,6 @@
 //! Project automation, run as `cargo xtask <command>` (see `cargo xtask help`).
 //!
-//! Uses the standard library only, so it builds in seconds on a fresh machine.
+//! Uses the standard library, and `rcgen` for the PostgreSQL fixture's throwaway certificates.
 
 mod callgrind;
 mod pg;
