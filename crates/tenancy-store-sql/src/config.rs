@@ -215,6 +215,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn tls_keys_parse_and_are_refused_with_sqlite() {
+        let config: StoreConfig = serde_json::from_str(
+            r#"{"url": "postgres://db/app", "tls": {"mode": "verify-full", "root_cert": "/ca.pem"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            config.tls.mode,
+            Some(tenancy_pg_connect::SslMode::VerifyFull)
+        );
+        assert!(config.validate().is_ok());
+        assert!(serde_json::from_str::<StoreConfig>(r#"{"tls": {"mode": "sometimes"}}"#).is_err());
+        let sqlite = StoreConfig {
+            url: Some("sqlite://t.db".into()),
+            ..config
+        };
+        let err = sqlite.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("store.tls is set") && err.contains("SQLite"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn identifiers_are_validated() {
         for good in ["tenancy", "t", "tenancy_v2", "_x", &"a".repeat(63)] {
             let id = Identifier::new("store.schema", good).unwrap();
