@@ -103,17 +103,27 @@ fn output(step: &str, cmd: &mut Command) -> Result<String> {
 }
 
 /// Each crate with its features. Cargo unifies features across the packages of one invocation
-/// (the CLI turns every feature of `tenancy` on), so each crate is checked on its own: without
-/// features and with each feature alone.
+/// (the CLI turns every feature of `tenancy` on), so each crate is checked on its own: with its
+/// default features (`tls-rustls` for the SQL crates) and with each feature alone.
 const FEATURE_MATRIX: &[(&str, &[&str])] = &[
     ("tenancy-core", &["conformance"]),
     ("tenancy-resolution", &["jwt", "axum"]),
     ("tenancy-lifecycle", &[]),
     ("tenancy-overrides", &[]),
+    ("tenancy-pg-connect", &["postgres"]),
     ("tenancy-isolation-sql", &["sql"]),
     ("tenancy-store-sql", &["postgres", "sqlite"]),
     ("tenancy", &["sql", "postgres", "sqlite", "axum", "jwt"]),
     ("tenancy-cli", &[]),
+];
+
+/// The SQL crates whose TLS (feature `tls-rustls`, default) can be turned off, with the feature
+/// that connects to PostgreSQL: built without default features, TLS must be absent.
+const TLS_OPT_OUT: &[(&str, &str)] = &[
+    ("tenancy-pg-connect", "postgres"),
+    ("tenancy-isolation-sql", "sql"),
+    ("tenancy-store-sql", "postgres"),
+    ("tenancy", "sql"),
 ];
 
 fn clippy(args: &[&str]) -> Command {
@@ -143,6 +153,18 @@ fn ci() -> Result {
             )?;
         }
     }
+    for (krate, feature) in TLS_OPT_OUT {
+        run(
+            &format!("clippy ({krate}, feature {feature} without TLS)"),
+            &mut clippy(&[
+                "--package",
+                krate,
+                "--no-default-features",
+                "--features",
+                feature,
+            ]),
+        )?;
+    }
     dependency_rules()?;
     {
         let cluster = pg::Cluster::start()?;
@@ -168,7 +190,8 @@ fn ci() -> Result {
     Ok(())
 }
 
-/// Architecture invariant: sqlx appears in the tree only with `sql`, `postgres` or `sqlite`.
+/// Architecture invariants: sqlx appears in the tree only with `sql`, `postgres` or `sqlite`;
+/// rustls comes with the SQL features while `tls-rustls` (default) is on, and only then.
 fn dependency_rules() -> Result {
     println!("\n==> dependency rules (cargo tree)");
     let tree = |args: &[&str]| {
@@ -182,6 +205,7 @@ fn dependency_rules() -> Result {
         "tenancy-resolution",
         "tenancy-lifecycle",
         "tenancy-overrides",
+        "tenancy-pg-connect",
         "tenancy",
     ] {
         let deps = tree(&["--package", krate])?;
@@ -211,6 +235,29 @@ fn dependency_rules() -> Result {
         );
     }
     println!("    tenancy (feature sql): sqlx present");
+    let has_rustls = |deps: &str| deps.lines().any(|l| l.starts_with("rustls "));
+    if !has_rustls(&with_sql) {
+        return Err(
+            "tenancy with feature sql has no rustls: TLS to PostgreSQL is not wired".into(),
+        );
+    }
+    println!("    tenancy (feature sql): rustls present");
+    for (krate, feature) in TLS_OPT_OUT {
+        let deps = tree(&[
+            "--package",
+            krate,
+            "--no-default-features",
+            "--features",
+            feature,
+        ])?;
+        if has_rustls(&deps) {
+            return Err(format!(
+                "{krate} with {feature} but without default features depends on rustls; \
+                 tls-rustls must be the only way TLS comes in"
+            ));
+        }
+        println!("    {krate} ({feature}, no default features): no rustls");
+    }
     Ok(())
 }
 
