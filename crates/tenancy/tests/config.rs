@@ -345,6 +345,10 @@ fn the_complete_file_of_the_configuration_reference_loads() {
             config.store.url.as_deref(),
             Some("postgres://tenancy_app:secret@db.internal/app")
         );
+        assert_eq!(
+            config.store.tls.mode,
+            Some(tenancy::pg_connect::SslMode::VerifyFull)
+        );
         Ok(())
     });
 }
