@@ -1,6 +1,6 @@
 //! Project automation, run as `cargo xtask <command>` (see `cargo xtask help`).
 //!
-//! Uses the standard library only, so it builds in seconds on a fresh machine.
+//! Uses the standard library, and `rcgen` for the PostgreSQL fixture's throwaway certificates.
 
 mod callgrind;
 mod pg;
@@ -103,13 +103,14 @@ fn output(step: &str, cmd: &mut Command) -> Result<String> {
 }
 
 /// Each crate with its features. Cargo unifies features across the packages of one invocation
-/// (the CLI turns every feature of `tenancy` on), so each crate is checked on its own: without
-/// features and with each feature alone.
+/// (the CLI turns every feature of `tenancy` on), so each crate is checked on its own: with its
+/// default features (`tls-rustls` for the SQL crates) and with each feature alone.
 const FEATURE_MATRIX: &[(&str, &[&str])] = &[
     ("tenancy-core", &["conformance"]),
     ("tenancy-resolution", &["jwt", "jwks", "axum"]),
     ("tenancy-lifecycle", &[]),
     ("tenancy-overrides", &[]),
+    ("tenancy-pg-connect", &["postgres"]),
     ("tenancy-isolation-sql", &["sql"]),
     ("tenancy-store-sql", &["postgres", "sqlite"]),
     (
@@ -117,6 +118,15 @@ const FEATURE_MATRIX: &[(&str, &[&str])] = &[
         &["sql", "postgres", "sqlite", "axum", "jwt", "jwks"],
     ),
     ("tenancy-cli", &[]),
+];
+
+/// The SQL crates whose TLS (feature `tls-rustls`, default) can be turned off, with the feature
+/// that connects to PostgreSQL: built without default features, TLS must be absent.
+const TLS_OPT_OUT: &[(&str, &str)] = &[
+    ("tenancy-pg-connect", "postgres"),
+    ("tenancy-isolation-sql", "sql"),
+    ("tenancy-store-sql", "postgres"),
+    ("tenancy", "sql"),
 ];
 
 fn clippy(args: &[&str]) -> Command {
@@ -146,6 +156,18 @@ fn ci() -> Result {
             )?;
         }
     }
+    for (krate, feature) in TLS_OPT_OUT {
+        run(
+            &format!("clippy ({krate}, feature {feature} without TLS)"),
+            &mut clippy(&[
+                "--package",
+                krate,
+                "--no-default-features",
+                "--features",
+                feature,
+            ]),
+        )?;
+    }
     dependency_rules()?;
     {
         let cluster = pg::Cluster::start()?;
@@ -171,7 +193,8 @@ fn ci() -> Result {
     Ok(())
 }
 
-/// Architecture invariant: sqlx appears in the tree only with `sql`, `postgres` or `sqlite`.
+/// Architecture invariants: sqlx appears in the tree only with `sql`, `postgres` or `sqlite`;
+/// rustls comes with the SQL features while `tls-rustls` (default) is on, and only then.
 fn dependency_rules() -> Result {
     println!("\n==> dependency rules (cargo tree)");
     let tree = |args: &[&str]| {
@@ -185,6 +208,7 @@ fn dependency_rules() -> Result {
         "tenancy-resolution",
         "tenancy-lifecycle",
         "tenancy-overrides",
+        "tenancy-pg-connect",
         "tenancy",
     ] {
         let deps = tree(&["--package", krate])?;
@@ -214,6 +238,29 @@ fn dependency_rules() -> Result {
         );
     }
     println!("    tenancy (feature sql): sqlx present");
+    let has_rustls = |deps: &str| deps.lines().any(|l| l.starts_with("rustls "));
+    if !has_rustls(&with_sql) {
+        return Err(
+            "tenancy with feature sql has no rustls: TLS to PostgreSQL is not wired".into(),
+        );
+    }
+    println!("    tenancy (feature sql): rustls present");
+    for (krate, feature) in TLS_OPT_OUT {
+        let deps = tree(&[
+            "--package",
+            krate,
+            "--no-default-features",
+            "--features",
+            feature,
+        ])?;
+        if has_rustls(&deps) {
+            return Err(format!(
+                "{krate} with {feature} but without default features depends on rustls; \
+                 tls-rustls must be the only way TLS comes in"
+            ));
+        }
+        println!("    {krate} ({feature}, no default features): no rustls");
+    }
     Ok(())
 }
 

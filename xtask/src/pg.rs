@@ -7,17 +7,119 @@
 //!   owns nothing (its password is its name); tests grant it what the application needs;
 //! - `TENANCY_TEST_PG_BIN`, `TENANCY_TEST_PG_DATA_2`, `TENANCY_TEST_PG_OPTIONS_2`: the server
 //!   binaries, and the second server's data directory and start options, so that a fault test can
-//!   stop that server and start it again (`pg_ctl`, as the `postgres` user when run as root).
+//!   stop that server and start it again (`pg_ctl`, as the `postgres` user when run as root);
+//! - `TENANCY_TEST_PG_CA`: the PEM file of the throwaway certificate authority that issued both
+//!   servers' certificates. Both servers run with TLS on (`ssl = on`), each with a certificate
+//!   for `localhost` and `127.0.0.1` and its key (mode 0600, owned by the server's user) in its data
+//!   directory, so `?sslmode=verify-full&sslrootcert=$TENANCY_TEST_PG_CA` verifies them; plain
+//!   connections are still accepted, except for the role below. The CA's key is never written;
+//! - `TENANCY_TEST_TLS_ONLY_ROLE`: a login role (no other privilege; its password is its name)
+//!   that `pg_hba.conf` refuses on any connection without TLS (`hostnossl ... reject`), to test a
+//!   server that requires TLS.
 
 use std::fs;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+
 use crate::{Result, output, root, run};
 
 /// The application role the fixture creates.
 pub(crate) const APP_ROLE: &str = "tenancy_app";
+
+/// The role that `pg_hba.conf` admits only over TLS.
+pub(crate) const TLS_ONLY_ROLE: &str = "tenancy_tls_only";
+
+/// The client authentication rules of every server: trust on loopback, except that
+/// `TLS_ONLY_ROLE` is refused without TLS (the first matching line decides).
+fn hba() -> String {
+    format!(
+        "# Written by `cargo xtask`: the throwaway cluster's client authentication.\n\
+         local     all  all              trust\n\
+         hostnossl all  {TLS_ONLY_ROLE}  all           reject\n\
+         host      all  all              127.0.0.1/32  trust\n\
+         host      all  all              ::1/128       trust\n"
+    )
+}
+
+/// The throwaway certificate authority of a cluster: it issues each server's certificate. Only
+/// its certificate is written (as `ca.pem`); its key lives in memory for the start only.
+struct Authority {
+    issuer: Issuer<'static, KeyPair>,
+    pem: String,
+}
+
+impl Authority {
+    fn new() -> Result<Self> {
+        let fail = |e: rcgen::Error| format!("generating the test certificate authority: {e}");
+        let mut params = CertificateParams::new(Vec::<String>::new()).map_err(fail)?;
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "tenancy throwaway test CA");
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let key = KeyPair::generate().map_err(fail)?;
+        let pem = params.self_signed(&key).map_err(fail)?.pem();
+        Ok(Self {
+            issuer: Issuer::new(params, key),
+            pem,
+        })
+    }
+
+    /// A server certificate for `localhost` and `127.0.0.1`, and its key, both PEM.
+    fn server_certificate(&self) -> Result<(String, String)> {
+        let fail = |e: rcgen::Error| format!("generating a test server certificate: {e}");
+        let mut params =
+            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+                .map_err(fail)?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "localhost");
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let key = KeyPair::generate().map_err(fail)?;
+        let cert = params.signed_by(&key, &self.issuer).map_err(fail)?;
+        Ok((cert.pem(), key.serialize_pem()))
+    }
+}
+
+/// Writes `contents` to `path` with `mode`, owned by the server's user when we are root.
+fn write_server_file(path: &Path, contents: &str, mode: u32) -> Result {
+    use std::os::unix::fs::PermissionsExt;
+    let fail = |e: std::io::Error| format!("writing {}: {e}", path.display());
+    fs::write(path, contents).map_err(fail)?;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(fail)?;
+    if is_root() {
+        run(
+            "chown a server file",
+            Command::new("chown").arg("postgres:postgres").arg(path),
+        )?;
+    }
+    Ok(())
+}
+
+/// The server's TLS certificate and key, and its client authentication rules, in its data
+/// directory; the `postgres` options that use them.
+fn configure_server(data: &Path, authority: &Authority) -> Result<String> {
+    let (cert, key) = authority.server_certificate()?;
+    write_server_file(&data.join("server.crt"), &cert, 0o644)?;
+    // PostgreSQL refuses a key file that others can read.
+    write_server_file(&data.join("server.key"), &key, 0o600)?;
+    let hba_file = data.join("tenancy_hba.conf");
+    write_server_file(&hba_file, &hba(), 0o600)?;
+    Ok(format!(
+        "-c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key -c hba_file={}",
+        hba_file.display()
+    ))
+}
 
 /// A running throwaway cluster of two servers, stopped and deleted when dropped.
 #[derive(Debug)]
@@ -25,6 +127,8 @@ pub(crate) struct Cluster {
     bin: PathBuf,
     servers: Vec<Server>,
     dir: PathBuf,
+    /// The certificate authority's certificate (`dir/ca.pem`).
+    ca: PathBuf,
     keep: bool,
 }
 
@@ -128,7 +232,7 @@ fn base_dir(name: &str) -> Result<PathBuf> {
     Ok(fallback)
 }
 
-fn start_server(bin: &Path, data: &Path) -> Result<Server> {
+fn start_server(bin: &Path, data: &Path, authority: &Authority) -> Result<Server> {
     fs::create_dir_all(data).map_err(|e| format!("creating {}: {e}", data.display()))?;
     if is_root() {
         run(
@@ -152,11 +256,12 @@ fn start_server(bin: &Path, data: &Path) -> Result<Server> {
             .arg(data)
             .stdout(std::process::Stdio::null()),
     )?;
+    let tls = configure_server(data, authority)?;
     let port = free_port()?;
     let options = format!(
         "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
          -c full_page_writes=off -c max_connections=300 -c max_locks_per_transaction=512 \
-         -c shared_buffers=128MB",
+         -c shared_buffers=128MB {tls}",
         data.display()
     );
     let started = run(
@@ -175,7 +280,8 @@ fn start_server(bin: &Path, data: &Path) -> Result<Server> {
         options,
     };
     let sql = format!(
-        "CREATE ROLE {APP_ROLE} LOGIN PASSWORD '{APP_ROLE}' NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE"
+        "CREATE ROLE {APP_ROLE} LOGIN PASSWORD '{APP_ROLE}' NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE; \
+         CREATE ROLE {TLS_ONLY_ROLE} LOGIN PASSWORD '{TLS_ONLY_ROLE}' NOSUPERUSER NOCREATEDB NOCREATEROLE"
     );
     let role = started.and_then(|()| {
         run(
@@ -221,15 +327,19 @@ impl Cluster {
     fn start_in(bin: PathBuf, name: &str) -> Result<Self> {
         println!("\n==> PostgreSQL fixture");
         let dir = base_dir(name)?;
+        let authority = Authority::new()?;
+        let ca = dir.join("ca.pem");
+        fs::write(&ca, &authority.pem).map_err(|e| format!("writing {}: {e}", ca.display()))?;
         let mut cluster = Self {
             bin,
             servers: Vec::new(),
             dir: dir.clone(),
+            ca,
             keep: false,
         };
         for i in 1..=2 {
             // On failure `cluster` is dropped, which stops what already started.
-            let server = start_server(&cluster.bin, &dir.join(format!("server{i}")))?;
+            let server = start_server(&cluster.bin, &dir.join(format!("server{i}")), &authority)?;
             println!("    server {i}: {}", server.url());
             cluster.servers.push(server);
         }
@@ -248,6 +358,8 @@ impl Cluster {
                 self.servers[1].data.display().to_string(),
             ),
             ("TENANCY_TEST_PG_OPTIONS_2", self.servers[1].options.clone()),
+            ("TENANCY_TEST_PG_CA", self.ca.display().to_string()),
+            ("TENANCY_TEST_TLS_ONLY_ROLE", TLS_ONLY_ROLE.to_owned()),
         ]
     }
 
@@ -381,7 +493,8 @@ mod tests {
     #[test]
     fn a_server_whose_setup_fails_is_stopped() {
         let (bin, log) = fake_bin("setup-fails", 0);
-        let err = start_server(&bin, &bin.join("data")).unwrap_err();
+        let authority = Authority::new().unwrap();
+        let err = start_server(&bin, &bin.join("data"), &authority).unwrap_err();
         assert!(err.contains("create application role"), "{err}");
         assert_eq!(stops(&log), 1, "the started server was left running");
         fs::remove_dir_all(&bin).unwrap();

@@ -10,6 +10,7 @@ use sqlx::postgres::PgPoolOptions;
 use tenancy::core::{CreateTenant, ListQuery, TenantDomain, TenantError, TenantInfo, UpdateTenant};
 use tenancy::isolation::{Migrations, RlsAudit, TenantMigrator, tenant_schema};
 use tenancy::lifecycle::TenantLifecycle;
+use tenancy::pg_connect::{connect_error, connect_options};
 use tenancy::{Tenancy, TenancyConfig};
 
 use crate::cli::{
@@ -336,12 +337,16 @@ async fn postgres(
             stack::redact(&url)
         )));
     }
+    let options = connect_options(&url, "--database", &config.store.tls, "store.tls")?;
     let pool = PgPoolOptions::new()
         .max_connections(connections)
         .acquire_timeout(Duration::from_secs(10))
-        .connect(&url)
+        .connect_with(options.clone())
         .await
-        .map_err(|e| TenantError::storage(format!("connecting to {}", stack::redact(&url)), e))?;
+        .map_err(|e| {
+            let e = connect_error(&options, e);
+            TenantError::storage(format!("connecting to {}: {e}", stack::redact(&url)), e)
+        })?;
     Ok((pool, config))
 }
 

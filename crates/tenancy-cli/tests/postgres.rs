@@ -162,3 +162,98 @@ async fn schemas_migrate_status_and_audit_on_postgres() {
         .await
         .unwrap();
 }
+
+/// A certificate authority of its own, which issued nothing the servers hold, as a PEM file.
+fn another_ca() -> tempfile::NamedTempFile {
+    use std::io::Write as _;
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    file.write_all(params.self_signed(&key).unwrap().pem().as_bytes())
+        .unwrap();
+    file
+}
+
+#[tokio::test]
+async fn commands_connect_with_the_tls_of_the_url_or_the_configuration() {
+    let admin_url = conformance::test_database_url();
+    let name = format!("tenancy_cli_tls_{}", TenantId::new().simple());
+    let mut admin = PgConnection::connect(&admin_url).await.unwrap();
+    admin
+        .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .await
+        .unwrap();
+    let plain = with_database(&admin_url, &name);
+    let verified = with_database(&conformance::verify_full(&admin_url), &name);
+
+    // verify-full in the URL: the store commands and the PostgreSQL-only commands connect.
+    let (code, tenant, stderr) = tenancy(
+        &verified,
+        &["tenants", "create", "--slug", "acme", "--name", "Acme"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(tenant["status"], "active");
+    let (code, page, stderr) = tenancy(&verified, &["tenants", "list"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(page["items"][0]["slug"], "acme", "{page}");
+    let dir = tempfile::tempdir().unwrap();
+    let migrations = dir.path().join("migrations");
+    std::fs::create_dir(&migrations).unwrap();
+    let m = migrations.to_str().unwrap();
+    let (code, status, stderr) = tenancy(&verified, &["schemas", "status", "--dir", m]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(status["latest"], 0);
+
+    // A root certificate that did not issue the server's: both kinds of command fail, naming TLS.
+    let other = another_ca();
+    let wrong = format!(
+        "{plain}?sslmode=verify-full&sslrootcert={}",
+        other.path().display()
+    );
+    for args in [&["tenants", "list"][..], &["schemas", "status", "--dir", m]] {
+        let (code, _, stderr) = tenancy(&wrong, args);
+        assert_eq!(code, 1, "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("TLS with the PostgreSQL server")
+                && stderr.contains("invalid peer certificate: UnknownIssuer"),
+            "{args:?}: {stderr}"
+        );
+    }
+
+    // The same, from the configuration file's store.tls over a URL that says nothing of TLS.
+    let config = dir.path().join("tenancy.yaml");
+    let store_tls = |root: &Path| {
+        format!(
+            "tenancy:\n  store:\n    tls:\n      mode: verify-full\n      root_cert: {}\n",
+            root.display()
+        )
+    };
+    std::fs::write(&config, store_tls(other.path())).unwrap();
+    let config_arg = config.to_str().unwrap();
+    let (code, _, stderr) = tenancy(&plain, &["--config", config_arg, "tenants", "list"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("invalid peer certificate"), "{stderr}");
+    std::fs::write(&config, store_tls(Path::new(&conformance::test_pg_ca()))).unwrap();
+    let (code, page, stderr) = tenancy(&plain, &["--config", config_arg, "tenants", "list"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(page["items"][0]["slug"], "acme", "{page}");
+
+    // A role the server admits only over TLS, with sslmode=disable: refused, saying why.
+    let role = conformance::test_tls_only_role();
+    let (_, host) = plain.split_once('@').unwrap();
+    let refused = format!("postgres://{role}:{role}@{host}?sslmode=disable");
+    let (code, _, stderr) = tenancy(&refused, &["tenants", "list"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("refused a connection without TLS (sslmode=disable)"),
+        "{stderr}"
+    );
+
+    admin
+        .execute(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE {name} WITH (FORCE)"
+        )))
+        .await
+        .unwrap();
+}

@@ -867,6 +867,36 @@ pub fn test_app_role() -> String {
     required_env("TENANCY_TEST_APP_ROLE")
 }
 
+/// The PEM file of the certificate authority that issued the test servers' certificates
+/// (`TENANCY_TEST_PG_CA`): `?sslmode=verify-full&sslrootcert=` it verifies them.
+///
+/// # Panics
+/// When the variable is not set.
+#[must_use]
+pub fn test_pg_ca() -> String {
+    required_env("TENANCY_TEST_PG_CA")
+}
+
+/// A login role of the test servers that `pg_hba.conf` refuses without TLS
+/// (`TENANCY_TEST_TLS_ONLY_ROLE`); its password is its name and it has no other privilege.
+///
+/// # Panics
+/// When the variable is not set.
+#[must_use]
+pub fn test_tls_only_role() -> String {
+    required_env("TENANCY_TEST_TLS_ONLY_ROLE")
+}
+
+/// `url` (a test server URL without a query) with `sslmode=verify-full` and the test CA as its
+/// root certificate.
+///
+/// # Panics
+/// When `TENANCY_TEST_PG_CA` is not set.
+#[must_use]
+pub fn verify_full(url: &str) -> String {
+    format!("{url}?sslmode=verify-full&sslrootcert={}", test_pg_ca())
+}
+
 fn required_env(name: &str) -> String {
     match std::env::var(name) {
         Ok(value) if !value.is_empty() => value,

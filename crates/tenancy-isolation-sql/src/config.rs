@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use tenancy_core::TenantError;
+use tenancy_pg_connect::TlsConfig;
 
 use crate::ident::validate_setting_name;
 
@@ -64,8 +65,12 @@ pub struct IsolationConfig {
     /// deadlock on shared catalogs: keep it small.
     pub migrator_concurrency: usize,
     /// Database per tenant: the servers tenants can be placed on, by key, as connection URLs of the
-    /// application role (the database part is replaced by each tenant's database).
+    /// application role (the database part is replaced by each tenant's database); each may carry
+    /// `sslmode` and `sslrootcert`.
     pub servers: BTreeMap<String, String>,
+    /// Database per tenant: TLS of the connections to every server of `servers`; each key set
+    /// overrides the URL's parameter.
+    pub tls: TlsConfig,
     /// Database per tenant: how many tenant pools the router keeps open at most (100); the least
     /// recently used pool beyond that is closed.
     pub pool_cache_capacity: u64,
@@ -89,6 +94,7 @@ impl std::fmt::Debug for IsolationConfig {
             .field("migrations_dir", &self.migrations_dir)
             .field("migrator_concurrency", &self.migrator_concurrency)
             .field("servers", &servers)
+            .field("tls", &self.tls)
             .field("pool_cache_capacity", &self.pool_cache_capacity)
             .field("pool_max_connections", &self.pool_max_connections)
             .finish()
@@ -105,6 +111,7 @@ impl Default for IsolationConfig {
             migrations_dir: None,
             migrator_concurrency: 2,
             servers: BTreeMap::new(),
+            tls: TlsConfig::default(),
             pool_cache_capacity: 100,
             pool_max_connections: 5,
         }
@@ -136,6 +143,7 @@ impl IsolationConfig {
         for key in self.servers.keys() {
             crate::database::validate_server_key(key).map_err(|e| config("servers", e))?;
         }
+        self.tls.validate("isolation.tls")?;
         Ok(())
     }
 }

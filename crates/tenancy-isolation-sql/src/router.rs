@@ -5,7 +5,6 @@
 //! leaving the cache is closed.
 
 use std::collections::HashMap;
-use std::str::FromStr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -14,6 +13,7 @@ use moka::policy::EvictionPolicy;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{AssertSqlSafe, PgPool, Postgres, Transaction};
 use tenancy_core::{TenantError, TenantId};
+use tenancy_pg_connect::{connect_error, connect_options};
 
 use crate::config::IsolationConfig;
 use crate::database::{DatabaseProvisioner, Placement, validate_server_key};
@@ -71,22 +71,24 @@ impl DatabaseRouter {
     }
 
     /// A router over the `servers` of `config` (checked by [`IsolationConfig::validate`]), with
-    /// its pool cache capacity and connection limit.
+    /// the TLS of `config.tls` (and of each URL's `sslmode` and `sslrootcert`), its pool cache
+    /// capacity and connection limit.
     ///
     /// # Errors
-    /// [`TenantError::Configuration`] when a server URL does not parse.
+    /// [`TenantError::Configuration`] when a server URL does not parse or its TLS settings are
+    /// refused (see [`tenancy_pg_connect::connect_options`]).
     pub fn from_config(config: &IsolationConfig) -> Result<Self, TenantError> {
         let servers = config
             .servers
             .iter()
             .map(|(key, url)| {
-                PgConnectOptions::from_str(url)
-                    .map(|options| (key.clone(), options))
-                    .map_err(|e| {
-                        TenantError::Configuration(format!(
-                            "isolation.servers.{key} is not a PostgreSQL URL: {e}"
-                        ))
-                    })
+                connect_options(
+                    url,
+                    &format!("isolation.servers.{key}"),
+                    &config.tls,
+                    "isolation.tls",
+                )
+                .map(|options| (key.clone(), options))
             })
             .collect::<Result<Vec<_>, _>>()?;
         Self::new(
@@ -137,7 +139,8 @@ impl DatabaseRouter {
     /// lookup and use is replaced once.
     ///
     /// # Errors
-    /// As [`pool_for_key`](Self::pool_for_key), and [`TenantError::Isolation`] when beginning fails.
+    /// As [`pool_for_key`](Self::pool_for_key), and [`TenantError::Isolation`] when beginning fails
+    /// (saying so when TLS is what failed).
     pub(crate) async fn begin_with(
         &self,
         key: &str,
@@ -147,19 +150,16 @@ impl DatabaseRouter {
         let statement: Arc<str> = statement.into();
         let mut retried = false;
         loop {
-            match self
-                .pool(&placement)
-                .await?
-                .begin_with(AssertSqlSafe(Arc::clone(&statement)))
-                .await
-            {
+            let pool = self.pool(&placement).await?;
+            match pool.begin_with(AssertSqlSafe(Arc::clone(&statement))).await {
                 Err(sqlx::Error::PoolClosed) if !retried => {
                     self.pools.invalidate(&placement).await;
                     retried = true;
                 }
                 Err(e) => {
+                    let e = connect_error(&pool.connect_options(), e);
                     return Err(TenantError::isolation(
-                        format!("beginning a transaction on {placement}"),
+                        format!("beginning a transaction on {placement}: {e}"),
                         e,
                     ));
                 }

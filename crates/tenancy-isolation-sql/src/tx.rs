@@ -160,8 +160,9 @@ impl TenantDatabase {
                 .begin_with(AssertSqlSafe(begin))
                 .await
                 .map_err(|e| {
+                    let e = tenancy_pg_connect::connect_error(&self.pool.connect_options(), e);
                     TenantError::isolation(
-                        format!("beginning a transaction for tenant {tenant}"),
+                        format!("beginning a transaction for tenant {tenant}: {e}"),
                         e,
                     )
                 })?,

@@ -203,3 +203,97 @@ async fn a_routing_plan_without_router_is_a_configuration_error() {
     assert!(matches!(err, TenantError::Configuration(_)), "{err:?}");
     db.drop().await;
 }
+
+/// The application role's URL on the server of `url` (no query).
+fn app_url(url: &str) -> String {
+    let role = tenancy_core::conformance::test_app_role();
+    let (_, rest) = url.split_once('@').expect("the test URL names its user");
+    format!("postgres://{role}:{role}@{rest}")
+}
+
+/// A certificate authority of its own, which issued nothing the servers hold, as a PEM file.
+fn another_ca() -> tempfile::NamedTempFile {
+    use std::io::Write as _;
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    file.write_all(params.self_signed(&key).unwrap().pem().as_bytes())
+        .unwrap();
+    file
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_router_connects_to_tenant_databases_with_the_configured_tls() {
+    use tenancy_isolation_sql::IsolationConfig;
+    use tenancy_pg_connect::{SslMode, TlsConfig};
+
+    let url_two = second_server_url();
+    let db = TestDb::new("dbtls").await;
+    PgIsolationStore::install(&db.admin).await.unwrap();
+    PgIsolationStore::grant(&db.admin, &db.app_role())
+        .await
+        .unwrap();
+    let store = Arc::new(PgIsolationStore::new(db.app.clone()));
+    let admin_two = admin_pool(&url_two).await;
+    let strategy = DatabaseStrategy::new(
+        Arc::new(PgDatabaseProvisioner::new("two", admin_two.clone()).unwrap()),
+        store,
+    );
+    let tenant = TenantId::new();
+    strategy.provision(tenant).await.unwrap();
+
+    // verify-full against the fixture's CA, from `isolation.tls`.
+    let mut config = IsolationConfig::default();
+    config.servers.insert("two".into(), app_url(&url_two));
+    config.tls = TlsConfig {
+        mode: Some(SslMode::VerifyFull),
+        root_cert: Some(tenancy_core::conformance::test_pg_ca().into()),
+    };
+    let router = DatabaseRouter::from_config(&config).unwrap();
+    let tenants =
+        TenantDatabase::new(db.app.clone(), Arc::new(strategy.clone())).with_router(router.clone());
+    let mut tx = tenants.begin(tenant).await.unwrap();
+    let (database, encrypted): (String, bool) = sqlx::query_as(
+        "SELECT current_database()::text, ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+    )
+    .fetch_one(&mut **tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(database, format!("tenant_{}", tenant.simple()));
+    assert!(encrypted, "the tenant's connection must be encrypted");
+    router
+        .evict(&Placement::for_tenant("two", tenant).unwrap())
+        .await;
+
+    // A root certificate that did not issue the server's: the transaction fails naming TLS.
+    let other = another_ca();
+    config.tls.root_cert = Some(other.path().to_path_buf());
+    let wrong = DatabaseRouter::from_config(&config).unwrap();
+    let tenants =
+        TenantDatabase::new(db.app.clone(), Arc::new(strategy.clone())).with_router(wrong);
+    let err = tenants.begin(tenant).await.unwrap_err();
+    assert!(matches!(err, TenantError::Isolation { .. }), "{err:?}");
+    let shown = err.to_string();
+    assert!(
+        shown.contains("TLS with the PostgreSQL server")
+            && shown.contains("invalid peer certificate: UnknownIssuer"),
+        "{shown}"
+    );
+
+    // A server URL whose TLS settings are refused is a configuration error at once.
+    config.tls = TlsConfig::default();
+    config
+        .servers
+        .insert("two".into(), format!("{}?sslmode=allow", app_url(&url_two)));
+    let err = DatabaseRouter::from_config(&config).unwrap_err();
+    assert!(
+        matches!(&err, TenantError::Configuration(m) if m.contains("isolation.servers.two")),
+        "{err:?}"
+    );
+
+    strategy.deprovision(tenant).await.unwrap();
+    admin_two.close().await;
+    db.drop().await;
+}

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tenancy_core::TenantError;
+use tenancy_pg_connect::TlsConfig;
 
 /// Configuration of the SQL store (the `store` section of `TenancyConfig`).
 ///
@@ -21,7 +22,11 @@ use tenancy_core::TenantError;
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
     /// Database URL: `postgres://...` or `sqlite://...`; `None` means no SQL store is configured.
+    /// A PostgreSQL URL may carry `sslmode` and `sslrootcert`.
     pub url: Option<String>,
+    /// TLS of the PostgreSQL connections (the pool, the change feed, tenant transactions on the
+    /// store's pool): each key set overrides the URL's parameter. Refused with SQLite.
+    pub tls: TlsConfig,
     /// PostgreSQL schema holding the store's tables (a plain identifier: `a-z`, `0-9`, `_`, not
     /// starting with a digit or `pg_`, at most 63 bytes). SQLite has no schemas and ignores it.
     pub schema: String,
@@ -45,6 +50,7 @@ impl fmt::Debug for StoreConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StoreConfig")
             .field("url", &self.url.as_deref().map(tenancy_core::redact_url))
+            .field("tls", &self.tls)
             .field("schema", &self.schema)
             .field("max_connections", &self.max_connections)
             .field("acquire_timeout_ms", &self.acquire_timeout_ms)
@@ -60,6 +66,7 @@ impl Default for StoreConfig {
     fn default() -> Self {
         Self {
             url: None,
+            tls: TlsConfig::default(),
             schema: "tenancy".to_owned(),
             max_connections: 10,
             acquire_timeout_ms: 5_000,
@@ -86,6 +93,19 @@ impl StoreConfig {
     /// # Errors
     /// [`TenantError::Configuration`] naming the field and what is expected.
     pub fn validate(&self) -> Result<(), TenantError> {
+        self.tls.validate("store.tls")?;
+        if !self.tls.is_empty()
+            && self
+                .url
+                .as_deref()
+                .is_some_and(|url| url.to_ascii_lowercase().starts_with("sqlite:"))
+        {
+            return Err(TenantError::Configuration(
+                "store.tls is set, but store.url is a SQLite database, which has no TLS: remove \
+                 store.tls"
+                    .into(),
+            ));
+        }
         Identifier::new("store.schema", &self.schema)?;
         Identifier::new("store.notify_channel", &self.notify_channel)?;
         if self.max_connections == 0 {
@@ -193,6 +213,29 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn tls_keys_parse_and_are_refused_with_sqlite() {
+        let config: StoreConfig = serde_json::from_str(
+            r#"{"url": "postgres://db/app", "tls": {"mode": "verify-full", "root_cert": "/ca.pem"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            config.tls.mode,
+            Some(tenancy_pg_connect::SslMode::VerifyFull)
+        );
+        assert!(config.validate().is_ok());
+        assert!(serde_json::from_str::<StoreConfig>(r#"{"tls": {"mode": "sometimes"}}"#).is_err());
+        let sqlite = StoreConfig {
+            url: Some("sqlite://t.db".into()),
+            ..config
+        };
+        let err = sqlite.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("store.tls is set") && err.contains("SQLite"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn identifiers_are_validated() {

@@ -13,7 +13,10 @@ use tenancy_core::conformance::{self, new_tenant};
 use tenancy_core::{
     ConfigStore, HealthStatus, StatusChange, TenantError, TenantStatus, TenantStore, UpdateTenant,
 };
-use tenancy_store_sql::{ChangeKind, ChangeNotice, PgTenantStore, SqlTenantStore, StoreConfig};
+use tenancy_pg_connect::{SslMode, TlsConfig};
+use tenancy_store_sql::{
+    ChangeKind, ChangeNotice, FeedSettings, PgTenantStore, SqlTenantStore, StoreConfig,
+};
 
 /// Polls `condition` every 20 ms, at most `seconds`; panics with `what` when it never holds.
 async fn eventually<F, Fut>(seconds: u64, what: &str, mut condition: F)
@@ -580,4 +583,127 @@ async fn text_postgresql_cannot_store_is_invalid_input_and_changes_nothing() {
     );
     drop(store);
     db.drop_db().await;
+}
+
+/// The URL of the test database `name` on the test server (no query).
+fn database_url(name: &str) -> String {
+    format!(
+        "{}/{name}",
+        conformance::test_database_url().rsplit_once('/').unwrap().0
+    )
+}
+
+/// A certificate authority of its own, which issued nothing the servers hold, as a PEM file.
+fn another_ca() -> tempfile::NamedTempFile {
+    use std::io::Write as _;
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    file.write_all(params.self_signed(&key).unwrap().pem().as_bytes())
+        .unwrap();
+    file
+}
+
+/// Whether the connections named `application_name` to `database` are all encrypted (and there
+/// is at least one).
+async fn encrypted(db: &TestDb, database: &str, application_name: &str) -> bool {
+    let pool = db.pool(1).await;
+    let (count, encrypted): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(*) FILTER (WHERE s.ssl) FROM pg_stat_activity a \
+         JOIN pg_stat_ssl s USING (pid) WHERE a.datname = $1 AND a.application_name = $2",
+    )
+    .bind(database)
+    .bind(application_name)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    count > 0 && count == encrypted
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_and_its_change_feed_run_over_verified_tls() {
+    let db = TestDb::new().await;
+    // TLS from the configuration; the URL only names the application.
+    let config = StoreConfig {
+        tls: TlsConfig {
+            mode: Some(SslMode::VerifyFull),
+            root_cert: Some(conformance::test_pg_ca().into()),
+        },
+        ..StoreConfig::with_url(format!(
+            "{}?application_name=tenancy-tls-store",
+            database_url(&db.name)
+        ))
+    };
+    let store = PgTenantStore::connect(&config).await.unwrap();
+    let tenant = store.create(new_tenant("tls")).await.unwrap();
+    assert!(encrypted(&db, &db.name, "tenancy-tls-store").await);
+
+    let invalidators = tenancy_core::Invalidators::new();
+    let mut settings = FeedSettings::new("tenancy_changes");
+    settings.application_name = "tenancy-tls-feed".into();
+    let feed = tenancy_store_sql::ChangeFeed::start(
+        (*store.pool().connect_options()).clone(),
+        settings,
+        invalidators,
+    )
+    .await
+    .unwrap();
+    assert_eq!(feed.health().status, HealthStatus::Healthy);
+    assert!(encrypted(&db, &db.name, "tenancy-tls-feed").await);
+    // The feed hears a change made through the store, over its TLS connection.
+    store
+        .set_status(
+            tenant.id,
+            change(TenantStatus::Provisioning, TenantStatus::Active),
+        )
+        .await
+        .unwrap();
+    eventually(10, "the feed receiving the change", || async {
+        feed.notices() >= 1
+    })
+    .await;
+    feed.shutdown().await;
+    store.close().await;
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_root_certificate_or_a_plain_connection_to_a_tls_only_role_fail_clearly() {
+    let other = another_ca();
+    let url = format!(
+        "{}?sslmode=verify-full&sslrootcert={}",
+        conformance::test_database_url(),
+        other.path().display()
+    );
+    let err = SqlTenantStore::connect(&StoreConfig::with_url(url))
+        .await
+        .expect_err("a server certificate the root does not issue");
+    assert!(matches!(err, TenantError::Storage { .. }), "{err:?}");
+    let shown = err.to_string();
+    assert!(
+        shown.contains("connecting to the PostgreSQL store: TLS with the PostgreSQL server"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("invalid peer certificate: UnknownIssuer"),
+        "{shown}"
+    );
+
+    let role = conformance::test_tls_only_role();
+    let (_, host) = conformance::test_database_url()
+        .split_once('@')
+        .map(|(a, b)| (a.to_owned(), b.to_owned()))
+        .unwrap();
+    let plain = format!("postgres://{role}:{role}@{host}?sslmode=disable");
+    let err = SqlTenantStore::connect(&StoreConfig::with_url(plain))
+        .await
+        .expect_err("the role is refused without TLS");
+    let shown = err.to_string();
+    assert!(
+        shown.contains("refused a connection without TLS (sslmode=disable)")
+            && shown.contains("no encryption"),
+        "{shown}"
+    );
 }

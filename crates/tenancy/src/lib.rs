@@ -71,21 +71,24 @@
 //!
 //! | feature    | adds |
 //! |------------|------|
-//! | (default)  | the whole stack on the in-memory store, without SQL |
+//! | (none)     | the whole stack on the in-memory store, without SQL |
 //! | `sql`      | schema-per-tenant isolation, tenant-scoped transactions (`TenantDatabase`, from `Tenancy::database`) and the PostgreSQL store |
 //! | `postgres` | the PostgreSQL store and its change feed |
 //! | `sqlite`   | the SQLite store |
+//! | `tls-rustls` (default) | TLS to PostgreSQL through rustls: `sslmode` and `sslrootcert` in URLs, the `store.tls` and `isolation.tls` keys; nothing without `postgres` or `sql` |
 //! | `axum`     | the `Tenant` axum extractor |
 //! | `jwt`      | bearer-token verification in the `jwt_claim` resolver |
 //! | `jwks`     | `jwt`, with the keys fetched from an identity provider's JWKS endpoint (an HTTPS client: hyper, rustls with ring) |
 //!
-//! Without `sql`, `postgres` or `sqlite`, nothing here depends on sqlx.
+//! Without `sql`, `postgres` or `sqlite`, nothing here depends on sqlx. Every PostgreSQL
+//! connection is built by `pg_connect::connect_options` (feature `postgres`), so a `sslmode`
+//! means the same for the store, the change feed, tenant transactions and the database router.
 //!
 //! # Crates
 //!
 //! The sub-crates are re-exported: [`core`] (ids, tenants, errors, events, store traits, the
-//! task-local [`core::context`]), [`resolution`], [`lifecycle`], [`overrides`], [`isolation`] and
-//! [`store_sql`]. See `docs/getting-started.md`, `docs/configuration.md`, `docs/isolation.md` and
+//! task-local [`core::context`]), [`resolution`], [`lifecycle`], [`overrides`], [`isolation`],
+//! [`store_sql`] and [`pg_connect`] (PostgreSQL connect options and TLS). See `docs/getting-started.md`, `docs/configuration.md`, `docs/isolation.md` and
 //! `docs/security.md` in the repository.
 
 mod bundle;
@@ -108,6 +111,7 @@ pub use tenancy_core as core;
 pub use tenancy_isolation_sql as isolation;
 pub use tenancy_lifecycle as lifecycle;
 pub use tenancy_overrides as overrides;
+pub use tenancy_pg_connect as pg_connect;
 pub use tenancy_resolution as resolution;
 pub use tenancy_store_sql as store_sql;
 

@@ -83,6 +83,48 @@ fn environment_wins_over_the_file() {
 }
 
 #[test]
+fn tls_keys_load_from_the_file_and_the_environment_and_bad_ones_are_named() {
+    use tenancy::pg_connect::SslMode;
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "app.yaml",
+            "tenancy:\n  store:\n    url: postgres://app@db/app\n    tls:\n      mode: verify-full\n      \
+             root_cert: /etc/ssl/db-ca.pem\n  isolation:\n    tls: { mode: require }\n",
+        )?;
+        let config = load_in(jail, Some("app.yaml")).unwrap();
+        assert_eq!(config.store.tls.mode, Some(SslMode::VerifyFull));
+        assert_eq!(
+            config.store.tls.root_cert.as_deref(),
+            Some(std::path::Path::new("/etc/ssl/db-ca.pem"))
+        );
+        assert_eq!(config.isolation.tls.mode, Some(SslMode::Require));
+
+        jail.set_env("TENANCY__STORE__TLS__MODE", "verify-ca");
+        jail.set_env("TENANCY__ISOLATION__TLS__ROOT_CERT", "/etc/ssl/other.pem");
+        let config = load_in(jail, Some("app.yaml")).unwrap();
+        assert_eq!(config.store.tls.mode, Some(SslMode::VerifyCa));
+        assert_eq!(
+            config.isolation.tls.root_cert.as_deref(),
+            Some(std::path::Path::new("/etc/ssl/other.pem"))
+        );
+
+        jail.set_env("TENANCY__STORE__TLS__MODE", "allow");
+        let error = load_in(jail, Some("app.yaml")).unwrap_err().to_string();
+        assert!(
+            error.contains("tenancy.store.tls.mode") && error.contains("verify-full"),
+            "{error}"
+        );
+        jail.set_env("TENANCY__STORE__TLS__MODE", "disable");
+        let error = load_in(jail, Some("app.yaml")).unwrap_err().to_string();
+        assert!(
+            error.contains("store.tls.root_cert is set but store.tls.mode is disable"),
+            "{error}"
+        );
+        Ok(())
+    });
+}
+
+#[test]
 fn a_named_file_that_does_not_exist_is_an_error() {
     Jail::expect_with(|jail| {
         let error = load_in(jail, Some("missing.yaml")).unwrap_err();
@@ -302,6 +344,10 @@ fn the_complete_file_of_the_configuration_reference_loads() {
         assert_eq!(
             config.store.url.as_deref(),
             Some("postgres://tenancy_app:secret@db.internal/app")
+        );
+        assert_eq!(
+            config.store.tls.mode,
+            Some(tenancy::pg_connect::SslMode::VerifyFull)
         );
         Ok(())
     });

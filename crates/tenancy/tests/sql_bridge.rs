@@ -305,3 +305,69 @@ async fn the_boot_audit_refuses_an_unprotected_table_and_passes_once_it_is_prote
     tenancy.shutdown().await.unwrap();
     db.drop_db().await;
 }
+
+#[tokio::test]
+async fn the_store_its_change_feed_and_tenant_transactions_run_over_verified_tls() {
+    use tenancy::pg_connect::{SslMode, TlsConfig};
+
+    let db = TestDb::create("umbrella_tls").await;
+    let mut verified = config(&db.url, true);
+    verified.store.change_feed = true;
+    verified.store.tls = TlsConfig {
+        mode: Some(SslMode::VerifyFull),
+        root_cert: Some(tenancy::core::conformance::test_pg_ca().into()),
+    };
+    let tenancy = tenancy::configure(verified).await.unwrap();
+    let acme = create(&tenancy, "acme").await;
+    let health = tenancy.health().await;
+    assert_eq!(health.status, HealthStatus::Healthy, "{health:?}");
+
+    // The transaction's connection, and every connection of the store's database (the pool and
+    // the change feed's), are encrypted.
+    let mut tx = tenancy.database().unwrap().begin(acme.id).await.unwrap();
+    let encrypted: bool =
+        sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            .fetch_one(&mut **tx)
+            .await
+            .unwrap();
+    assert!(encrypted);
+    assert_eq!(setting_in(&mut tx).await, acme.id.to_string());
+    tx.commit().await.unwrap();
+    let (connections, plain): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(*) FILTER (WHERE NOT s.ssl) FROM pg_stat_activity a \
+         JOIN pg_stat_ssl s USING (pid) WHERE a.datname = $1",
+    )
+    .bind(&db.name)
+    .fetch_one(&db.admin)
+    .await
+    .unwrap();
+    assert!(
+        connections >= 2,
+        "the pool and the change feed: {connections}"
+    );
+    assert_eq!(
+        plain, 0,
+        "every connection to the store's database uses TLS"
+    );
+    tenancy.shutdown().await.unwrap();
+
+    // The same configuration with a root certificate that did not issue the server's: the
+    // stack does not start, and says TLS is why.
+    let other = tempfile::NamedTempFile::new().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let key = rcgen::KeyPair::generate().unwrap();
+    std::fs::write(other.path(), params.self_signed(&key).unwrap().pem()).unwrap();
+    let mut wrong = config(&db.url, true);
+    wrong.store.tls = TlsConfig {
+        mode: Some(SslMode::VerifyFull),
+        root_cert: Some(other.path().to_path_buf()),
+    };
+    let err = tenancy::configure(wrong).await.unwrap_err().to_string();
+    assert!(
+        err.contains("TLS with the PostgreSQL server")
+            && err.contains("invalid peer certificate: UnknownIssuer"),
+        "{err}"
+    );
+    db.drop_db().await;
+}

@@ -5,12 +5,12 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgListener, PgNotification, PgPool, PgPoolOptions};
 use tenancy_core::{CacheInvalidation, Health, Invalidators, TenantError};
+use tenancy_pg_connect::{ConnectError, connect_error};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::config::Identifier;
-use crate::error::storage;
 use crate::notice::ChangeNotice;
 
 /// Settings of a [`ChangeFeed`].
@@ -108,7 +108,7 @@ impl ChangeFeed {
             .connect_lazy_with(options);
         let listener = listen(&pool, &settings.channel)
             .await
-            .map_err(|e| storage("starting the change feed", e))?;
+            .map_err(|e| TenantError::storage(format!("starting the change feed: {e}"), e))?;
         invalidators.invalidate_all().await;
         info!(channel = %settings.channel, "change feed listening");
         let shared = Arc::new(Shared {
@@ -182,13 +182,19 @@ fn listening_health(channel: &str) -> Health {
     Health::healthy().with_detail("channel", channel)
 }
 
-async fn listen(pool: &PgPool, channel: &str) -> Result<PgListener, sqlx::Error> {
-    let mut listener = PgListener::connect_with(pool).await?;
-    // This task reconnects itself, so that it knows when it happened and can flush caches.
-    listener.eager_reconnect(false);
-    listener.ignore_pool_close_event(false);
-    listener.listen(channel).await?;
-    Ok(listener)
+/// A listener on `channel`; a failure says whether TLS is what failed.
+async fn listen(pool: &PgPool, channel: &str) -> Result<PgListener, ConnectError> {
+    let listening = async {
+        let mut listener = PgListener::connect_with(pool).await?;
+        // This task reconnects itself, so that it knows when it happened and can flush caches.
+        listener.eager_reconnect(false);
+        listener.ignore_pool_close_event(false);
+        listener.listen(channel).await?;
+        Ok(listener)
+    };
+    listening
+        .await
+        .map_err(|e| connect_error(&pool.connect_options(), e))
 }
 
 /// Why the listening loop ended.

@@ -9,17 +9,15 @@
 
 mod feed;
 
-use std::str::FromStr;
-
 use sqlx::Postgres;
 use sqlx::error::DatabaseError;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgPool, PgPoolOptions};
 use tenancy_core::{Invalidators, TenantError};
+use tenancy_pg_connect::{connect_error, connect_options};
 
 pub use feed::{ChangeFeed, FeedSettings};
 
 use crate::config::{Identifier, StoreConfig};
-use crate::error::storage;
 use crate::migrate::{Embedded, Records, StoreMigrations};
 use crate::sql_store::sealed::{Backend, Unique};
 use crate::sql_store::{Parts, SqlStore};
@@ -143,24 +141,26 @@ fn migrations(schema: &Identifier) -> StoreMigrations {
 }
 
 impl SqlStore<Postgres> {
-    /// Connects to `config.url` (`postgres://...`) and runs the migrations unless `config.migrate`
-    /// is off.
+    /// Connects to `config.url` (`postgres://...`, with the TLS of its `sslmode` and
+    /// `sslrootcert` and of `config.tls`) and runs the migrations unless `config.migrate` is off.
     ///
     /// # Errors
-    /// [`TenantError::Configuration`] for an invalid configuration or URL,
-    /// [`TenantError::Storage`] when the server cannot be reached, [`TenantError::Migration`] when
-    /// migrating fails.
+    /// [`TenantError::Configuration`] for an invalid configuration, URL or TLS setting,
+    /// [`TenantError::Storage`] when the server cannot be reached (saying so when TLS is what
+    /// failed), [`TenantError::Migration`] when migrating fails.
     pub async fn connect(config: &StoreConfig) -> Result<Self, TenantError> {
         config.validate()?;
-        let options = PgConnectOptions::from_str(config.require_url()?).map_err(|e| {
-            TenantError::Configuration(format!("store.url is not a PostgreSQL URL: {e}"))
-        })?;
+        let options =
+            connect_options(config.require_url()?, "store.url", &config.tls, "store.tls")?;
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections)
             .acquire_timeout(config.acquire_timeout())
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
-            .map_err(|e| storage("connecting to the PostgreSQL store", e))?;
+            .map_err(|e| {
+                let e = connect_error(&options, e);
+                TenantError::storage(format!("connecting to the PostgreSQL store: {e}"), e)
+            })?;
         Self::from_pool(pool, config).await
     }
 
