@@ -3,6 +3,7 @@
 //! Uses the standard library, and `rcgen` for the PostgreSQL fixture's throwaway certificates.
 
 mod callgrind;
+mod examples;
 mod pg;
 
 use std::env;
@@ -15,7 +16,8 @@ usage: cargo xtask <command>
 
 commands:
   ci            everything CI checks: fmt, clippy per feature set, dependency-tree rules,
-                tests and doctests against a throwaway PostgreSQL, cargo-deny
+                tests and doctests against a throwaway PostgreSQL, the examples, cargo-deny
+  examples      build every example, then run each one (against a throwaway PostgreSQL)
   bench         run the benchmarks (criterion and the PostgreSQL benches) against a
                 throwaway PostgreSQL, then `instructions`; figures go to target/criterion
                 and stdout
@@ -35,6 +37,7 @@ fn main() -> ExitCode {
     let result = match args.as_slice() {
         ["ci"] => ci(),
         ["bench", rest @ ..] => bench(rest),
+        ["examples"] => pg::Cluster::start().and_then(|cluster| examples::run_all(&cluster)),
         ["instructions", rest @ ..] => callgrind::instructions(rest),
         ["pg", "start"] => pg::start_by_hand(),
         ["pg", "url"] => pg::print_urls(),
@@ -184,6 +187,7 @@ fn ci() -> Result {
             cluster.export(&mut test);
             run(&format!("tests ({krate}, no features)"), &mut test)?;
         }
+        examples::run_all(&cluster)?;
     }
     deny()?;
     println!(
