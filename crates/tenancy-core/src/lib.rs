@@ -12,7 +12,8 @@
 //! - store traits ([`TenantStore`], [`ConfigStore`]) and [`InMemoryStore`];
 //! - the [`IsolationStrategy`] trait, the [`CacheInvalidation`] trait, the [`Provider`] trait and
 //!   health types;
-//! - the task-local current tenant ([`context`]).
+//! - the task-local current tenant ([`context`]);
+//! - [`TenantLabels`], the bounded set of tenants that get a metric label of their own.
 //!
 //! ```
 //! use tenancy_core::{CreateTenant, InMemoryStore, StatusChange, TenantInfo, TenantStatus, TenantStore};
@@ -37,6 +38,7 @@ mod error;
 mod events;
 mod id;
 mod isolation;
+mod labels;
 mod memory;
 mod provider;
 mod redact;
@@ -56,6 +58,7 @@ pub use error::{BoxError, TenantError};
 pub use events::{BroadcastPublisher, EventPublisher, NoopPublisher, TenantEvent, TenantEventKind};
 pub use id::{IdError, SLUG_MAX_LEN, Slug, TenantId, TenantRef};
 pub use isolation::{IsolationPlan, IsolationStep, IsolationStrategy};
+pub use labels::{DEFAULT_LABELLED_TENANTS, OTHER, TenantLabels};
 pub use memory::InMemoryStore;
 pub use provider::{Health, HealthReport, HealthStatus, Provider};
 pub use redact::{REDACTED, redact_url};
