@@ -17,13 +17,14 @@ use std::time::{Duration, Instant};
 use crate::{Result, cargo};
 
 /// The server variants, in the order of the report; the first is the baseline of the ratios.
-const VARIANTS: [&str; 6] = [
+const VARIANTS: [&str; 7] = [
     "bare",
     "handwritten",
     "layer",
     "layer_guard",
     "handwritten_around",
     "layer_around",
+    "domain_around",
 ];
 
 /// Two request counts per measurement, and how many times each variant is measured.
@@ -272,8 +273,12 @@ fn drive(variant: &str, address: &str, tenant: &str, n: u64) -> Result {
         ));
     }
 
-    let request =
-        format!("GET /whoami HTTP/1.1\r\nhost: 127.0.0.1\r\nx-tenant-id: {tenant}\r\n\r\n");
+    // The `domain` variant names the tenant by its custom domain, the others by the header.
+    let request = if variant.starts_with("domain") {
+        "GET /whoami HTTP/1.1\r\nhost: acme.example\r\n\r\n".to_owned()
+    } else {
+        format!("GET /whoami HTTP/1.1\r\nhost: 127.0.0.1\r\nx-tenant-id: {tenant}\r\n\r\n")
+    };
     for i in 1..=n {
         writer
             .write_all(request.as_bytes())

@@ -15,7 +15,9 @@
 //! - `layer_guard`: the router behind the tenancy middleware and the separate guard;
 //! - `handwritten_around`, `layer_around`: the same middleware wrapped around the router as a
 //!   tower service (`Layer::layer(&layer, router)`) instead of added with `Router::layer`, which
-//!   boxes every layer's service and future.
+//!   boxes every layer's service and future;
+//! - `domain_around`: `layer_around` with the `domain` resolver instead of the header one: the
+//!   tenant is named by `host: acme.example`, its custom domain.
 //!
 //! The tenancy variants use only the header resolver, trusted, with membership off, on an
 //! `InMemoryStore` holding one active tenant whose validator cache entry is warm before the
@@ -57,6 +59,7 @@ enum Variant {
     LayerGuard,
     HandwrittenAround,
     LayerAround,
+    DomainAround,
 }
 
 impl Variant {
@@ -68,6 +71,7 @@ impl Variant {
             "layer_guard" => Some(Self::LayerGuard),
             "handwritten_around" => Some(Self::HandwrittenAround),
             "layer_around" => Some(Self::LayerAround),
+            "domain_around" => Some(Self::DomainAround),
             _ => None,
         }
     }
@@ -85,7 +89,8 @@ fn main() -> ExitCode {
     }
     let Some(variant) = args.first().and_then(|name| Variant::parse(name)) else {
         eprintln!(
-            "usage: instructions <bare|handwritten|layer|layer_guard|handwritten_around|layer_around>"
+            "usage: instructions \
+             <bare|handwritten|layer|layer_guard|handwritten_around|layer_around|domain_around>"
         );
         return ExitCode::from(2);
     };
@@ -120,6 +125,15 @@ async fn serve(variant: Variant) -> Result<(), Box<dyn Error>> {
         Variant::HandwrittenAround => serve_one(listener, handwritten().layer(router)).await,
         Variant::LayerAround => {
             let layer = ResolveTenantLayer::new(&header_only_config(), validator)?;
+            serve_one(listener, layer.require_tenant().layer(router)).await
+        }
+        Variant::DomainAround => {
+            let config = ResolutionConfig {
+                resolvers: Some(vec![Builtin::Domain]),
+                trusted_resolvers: Some(vec!["domain".into()]),
+                ..header_only_config()
+            };
+            let layer = ResolveTenantLayer::new(&config, validator)?;
             serve_one(listener, layer.require_tenant().layer(router)).await
         }
     }
@@ -166,7 +180,8 @@ fn header_only_config() -> ResolutionConfig {
     }
 }
 
-/// An `InMemoryStore` with one active tenant, and a validator whose cache already holds it.
+/// An `InMemoryStore` with one active tenant owning the domain `acme.example`, and a validator
+/// whose cache already holds both.
 async fn one_active_tenant() -> Result<(TenantInfo, TenantValidator), Box<dyn Error>> {
     let store = Arc::new(InMemoryStore::new());
     let tenant = TenantInfo::from_command(
@@ -180,8 +195,11 @@ async fn one_active_tenant() -> Result<(TenantInfo, TenantValidator), Box<dyn Er
         reason: None,
     };
     let tenant = store.set_status(tenant.id, change).await?;
+    let domain = "acme.example".parse()?;
+    store.add_domain(tenant.id, &domain, true).await?;
     let validator = TenantValidator::new(store, &header_only_config().validator)?;
     validator.validate(TenantRef::Id(tenant.id)).await?;
+    validator.lookup_domain(&domain).await?;
     Ok((tenant, validator))
 }
 
