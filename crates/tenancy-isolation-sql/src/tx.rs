@@ -2,8 +2,9 @@
 //! data.
 //!
 //! Architecture invariant: isolation is applied only with transaction-local settings
-//! (`set_config(.., true)`) inside a transaction that [`TenantTransaction`] owns, so it ends with
-//! the transaction and a pooled connection never carries a tenant to its next borrower.
+//! (`SET LOCAL`, or `set_config(.., true)` for a value that cannot be inlined) inside a
+//! transaction that [`TenantTransaction`] owns, so it ends with the transaction and a pooled
+//! connection never carries a tenant to its next borrower.
 
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
@@ -137,18 +138,14 @@ impl TenantDatabase {
     /// but no router is set.
     pub async fn begin(&self, tenant: TenantId) -> Result<TenantTransaction, TenantError> {
         let plan = self.strategy.plan(tenant).await?;
-        // Settings with plain values ride on the BEGIN (one round trip, simple protocol); any
-        // other step runs after it with bind parameters.
+        // Settings with plain values ride on the BEGIN as `SET LOCAL` (one round trip, simple
+        // protocol); any other step runs after it with bind parameters.
         let mut begin = String::from("BEGIN");
         let mut rest = Vec::new();
         for step in &plan.steps {
             match step {
                 IsolationStep::SetLocal { name, value } if inlinable(name, value) => {
-                    begin.push_str("; SELECT set_config('");
-                    begin.push_str(name);
-                    begin.push_str("', '");
-                    begin.push_str(value);
-                    begin.push_str("', true)");
+                    push_set_local(&mut begin, name, value);
                 }
                 IsolationStep::Route { .. } => {}
                 other => rest.push(other),
@@ -194,6 +191,35 @@ fn inlinable(name: &str, value: &str) -> bool {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
+
+/// Appends `; SET LOCAL name = 'value'` to `sql`, for a setting that is [`inlinable`].
+///
+/// The first such setting is preceded by `SET LOCAL citus.propagate_set_commands = 'local'`: on
+/// a Citus coordinator it makes the transaction's `SET LOCAL` commands reach the workers, where
+/// the row-level security policies are evaluated (a `set_config` call does not reach them); on
+/// a server without Citus it is an inert custom setting that ends with the transaction.
+fn push_set_local(sql: &mut String, name: &str, value: &str) {
+    if !sql.contains(CITUS_PROPAGATE_SET) {
+        sql.push_str("; ");
+        sql.push_str(CITUS_PROPAGATE_SET);
+    }
+    sql.push_str("; SET LOCAL ");
+    // Validated parts ([a-z0-9_]); quoted so that a part that is a keyword stays a name.
+    for (i, part) in name.split('.').enumerate() {
+        if i > 0 {
+            sql.push('.');
+        }
+        sql.push('"');
+        sql.push_str(part);
+        sql.push('"');
+    }
+    sql.push_str(" = '");
+    sql.push_str(value);
+    sql.push('\'');
+}
+
+/// Makes Citus send the transaction's later `SET LOCAL` commands to the workers it uses.
+const CITUS_PROPAGATE_SET: &str = "SET LOCAL citus.propagate_set_commands = 'local'";
 
 async fn apply_step(
     conn: &mut PgConnection,
@@ -312,7 +338,24 @@ impl DerefMut for TenantTransaction {
 
 #[cfg(test)]
 mod tests {
-    use super::inlinable;
+    use super::{inlinable, push_set_local};
+
+    #[test]
+    fn settings_ride_on_begin_as_set_local_with_citus_propagation_once() {
+        let mut sql = String::from("BEGIN");
+        push_set_local(
+            &mut sql,
+            "app.tenant_id",
+            "0190d5a0-7c1e-7a2b-9c3d-4e5f60718293",
+        );
+        push_set_local(&mut sql, "app.user", "u1");
+        assert_eq!(
+            sql,
+            "BEGIN; SET LOCAL citus.propagate_set_commands = 'local'; \
+             SET LOCAL \"app\".\"tenant_id\" = '0190d5a0-7c1e-7a2b-9c3d-4e5f60718293'; \
+             SET LOCAL \"app\".\"user\" = 'u1'"
+        );
+    }
 
     #[test]
     fn only_plain_settings_are_inlined() {
