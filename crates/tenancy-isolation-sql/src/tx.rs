@@ -44,6 +44,7 @@ pub struct TenantDatabase {
     strategy: Arc<dyn IsolationStrategy>,
     router: Option<DatabaseRouter>,
     from_context: bool,
+    citus: bool,
 }
 
 impl TenantDatabase {
@@ -56,7 +57,21 @@ impl TenantDatabase {
             strategy,
             router: None,
             from_context: true,
+            citus: false,
         }
+    }
+
+    /// Whether the pool's server is a Citus coordinator (default `false`). Row-level settings
+    /// then reach the workers that evaluate the policies: after the `BEGIN`, one message sets
+    /// `citus.propagate_set_commands = 'local'` and the tenant setting with `SET LOCAL`, which
+    /// Citus replays at the start of the transaction on every worker it uses. On plain
+    /// PostgreSQL the settings ride on the `BEGIN` message itself (one round trip); Citus replays
+    /// the whole message, `BEGIN` included, which each worker answers with a warning, hence the
+    /// separate message on Citus.
+    #[must_use]
+    pub fn on_citus(mut self, enabled: bool) -> Self {
+        self.citus = enabled;
+        self
     }
 
     /// Routes plans that name a placement (database per tenant) through `router`.
@@ -139,13 +154,22 @@ impl TenantDatabase {
     pub async fn begin(&self, tenant: TenantId) -> Result<TenantTransaction, TenantError> {
         let plan = self.strategy.plan(tenant).await?;
         // Settings with plain values ride on the BEGIN as `SET LOCAL` (one round trip, simple
-        // protocol); any other step runs after it with bind parameters.
+        // protocol), or on Citus in one message right after it (see `on_citus`); any other step
+        // runs after it with bind parameters.
         let mut begin = String::from("BEGIN");
+        let mut citus_settings = String::new();
         let mut rest = Vec::new();
         for step in &plan.steps {
             match step {
                 IsolationStep::SetLocal { name, value } if inlinable(name, value) => {
-                    push_set_local(&mut begin, name, value);
+                    if !self.citus {
+                        push_set_local(&mut begin, name, value);
+                    } else {
+                        if citus_settings.is_empty() {
+                            citus_settings.push_str(CITUS_PROPAGATE_SET);
+                        }
+                        push_set_local(&mut citus_settings, name, value);
+                    }
                 }
                 IsolationStep::Route { .. } => {}
                 other => rest.push(other),
@@ -174,6 +198,14 @@ impl TenantDatabase {
                 router.begin_with(key, begin).await?
             }
         };
+        if !citus_settings.is_empty() {
+            sqlx::raw_sql(AssertSqlSafe(citus_settings))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| {
+                    TenantError::isolation(format!("setting up tenant {tenant} on Citus"), e)
+                })?;
+        }
         for step in rest {
             apply_step(&mut tx, tenant, step).await?;
         }
@@ -193,16 +225,7 @@ fn inlinable(name: &str, value: &str) -> bool {
 }
 
 /// Appends `; SET LOCAL name = 'value'` to `sql`, for a setting that is [`inlinable`].
-///
-/// The first such setting is preceded by `SET LOCAL citus.propagate_set_commands = 'local'`: on
-/// a Citus coordinator it makes the transaction's `SET LOCAL` commands reach the workers, where
-/// the row-level security policies are evaluated (a `set_config` call does not reach them); on
-/// a server without Citus it is an inert custom setting that ends with the transaction.
 fn push_set_local(sql: &mut String, name: &str, value: &str) {
-    if !sql.contains(CITUS_PROPAGATE_SET) {
-        sql.push_str("; ");
-        sql.push_str(CITUS_PROPAGATE_SET);
-    }
     sql.push_str("; SET LOCAL ");
     // Validated parts ([a-z0-9_]); quoted so that a part that is a keyword stays a name.
     for (i, part) in name.split('.').enumerate() {
@@ -218,7 +241,8 @@ fn push_set_local(sql: &mut String, name: &str, value: &str) {
     sql.push('\'');
 }
 
-/// Makes Citus send the transaction's later `SET LOCAL` commands to the workers it uses.
+/// Makes Citus send the transaction's later `SET LOCAL` commands to the workers it uses, where
+/// the row-level security policies are evaluated (a `set_config` call does not reach them).
 const CITUS_PROPAGATE_SET: &str = "SET LOCAL citus.propagate_set_commands = 'local'";
 
 async fn apply_step(
@@ -341,7 +365,7 @@ mod tests {
     use super::{inlinable, push_set_local};
 
     #[test]
-    fn settings_ride_on_begin_as_set_local_with_citus_propagation_once() {
+    fn settings_ride_on_begin_as_quoted_set_local() {
         let mut sql = String::from("BEGIN");
         push_set_local(
             &mut sql,
@@ -351,8 +375,7 @@ mod tests {
         push_set_local(&mut sql, "app.user", "u1");
         assert_eq!(
             sql,
-            "BEGIN; SET LOCAL citus.propagate_set_commands = 'local'; \
-             SET LOCAL \"app\".\"tenant_id\" = '0190d5a0-7c1e-7a2b-9c3d-4e5f60718293'; \
+            "BEGIN; SET LOCAL \"app\".\"tenant_id\" = '0190d5a0-7c1e-7a2b-9c3d-4e5f60718293'; \
              SET LOCAL \"app\".\"user\" = 'u1'"
         );
     }
