@@ -1,8 +1,10 @@
 //! Project automation, run as `cargo xtask <command>` (see `cargo xtask help`).
 //!
 //! Uses the standard library, and `rcgen` for the PostgreSQL fixture's throwaway certificates.
+//! The Citus fixture (`citus`) builds Citus from the vendored source with the system toolchain.
 
 mod callgrind;
+mod citus;
 mod examples;
 mod pg;
 
@@ -16,7 +18,8 @@ usage: cargo xtask <command>
 
 commands:
   ci            everything CI checks: fmt, clippy per feature set, dependency-tree rules,
-                tests and doctests against a throwaway PostgreSQL, the examples, cargo-deny
+                tests and doctests against a throwaway PostgreSQL and a throwaway Citus
+                cluster (Citus built first when missing), the examples, cargo-deny
   examples      build every example, then run each one (against a throwaway PostgreSQL)
   bench         run the benchmarks (criterion and the PostgreSQL benches) against a
                 throwaway PostgreSQL, then `instructions`; figures go to target/criterion
@@ -26,6 +29,10 @@ commands:
   pg start      start a throwaway PostgreSQL cluster (two servers) and print its URLs
   pg url        print the URLs of the running throwaway cluster
   pg stop       stop and delete the throwaway cluster
+  citus start   build Citus when the installed one is not 13.2.2 (from ../shared/vendor/citus),
+                then start a throwaway Citus cluster (a coordinator, two workers), print its URL
+  citus url     print the URL of the running throwaway Citus cluster
+  citus stop    stop and delete the throwaway Citus cluster
 ";
 
 /// The result of an xtask step: an error message for the user.
@@ -42,6 +49,9 @@ fn main() -> ExitCode {
         ["pg", "start"] => pg::start_by_hand(),
         ["pg", "url"] => pg::print_urls(),
         ["pg", "stop"] => pg::stop_by_hand(),
+        ["citus", "start"] => citus::start_by_hand(),
+        ["citus", "url"] => citus::print_urls(),
+        ["citus", "stop"] => citus::stop_by_hand(),
         ["help" | "--help" | "-h"] | [] => {
             print!("{USAGE}");
             Ok(())
@@ -173,10 +183,13 @@ fn ci() -> Result {
     }
     dependency_rules()?;
     {
+        // Started first: it may build Citus (minutes), before the PostgreSQL servers run.
+        let citus = citus::Cluster::start()?;
         let cluster = pg::Cluster::start()?;
         let mut test = cargo();
         test.args(["test", "--workspace", "--all-features", "--locked"]);
         cluster.export(&mut test);
+        citus.export(&mut test);
         run("tests and doctests (all features)", &mut test)?;
         for (krate, features) in FEATURE_MATRIX {
             if features.is_empty() {

@@ -92,7 +92,7 @@ impl Authority {
 }
 
 /// Writes `contents` to `path` with `mode`, owned by the server's user when we are root.
-fn write_server_file(path: &Path, contents: &str, mode: u32) -> Result {
+pub(crate) fn write_server_file(path: &Path, contents: &str, mode: u32) -> Result {
     use std::os::unix::fs::PermissionsExt;
     let fail = |e: std::io::Error| format!("writing {}: {e}", path.display());
     fs::write(path, contents).map_err(fail)?;
@@ -146,12 +146,12 @@ impl Server {
     }
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     output("id", Command::new("id").arg("-u")).is_ok_and(|uid| uid.trim() == "0")
 }
 
 /// A command run as the `postgres` system user when we are root (initdb and postgres refuse root).
-fn as_server_user(program: &Path) -> Command {
+pub(crate) fn as_server_user(program: &Path) -> Command {
     if is_root() {
         let mut cmd = Command::new("runuser");
         cmd.args(["-u", "postgres", "--"]).arg(program);
@@ -162,7 +162,7 @@ fn as_server_user(program: &Path) -> Command {
 }
 
 /// Where `initdb` lives: `$PG_BIN`, the newest `/usr/lib/postgresql/*/bin`, or `$PATH`.
-fn bin_dir() -> Result<PathBuf> {
+pub(crate) fn bin_dir() -> Result<PathBuf> {
     if let Ok(dir) = std::env::var("PG_BIN") {
         return Ok(PathBuf::from(dir));
     }
@@ -196,7 +196,7 @@ fn bin_dir() -> Result<PathBuf> {
     )
 }
 
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     let listener =
         TcpListener::bind("127.0.0.1:0").map_err(|e| format!("no free port on 127.0.0.1: {e}"))?;
     listener
@@ -205,9 +205,16 @@ fn free_port() -> Result<u16> {
         .map_err(|e| e.to_string())
 }
 
-/// A directory the server user can use: under `target/` when it can reach it, else under /tmp.
+/// A directory the server user can use: under `target/tenancy-pg/` when it can reach it, else
+/// under /tmp.
 fn base_dir(name: &str) -> Result<PathBuf> {
-    let preferred = root().join("target").join("tenancy-pg").join(name);
+    base_dir_in("tenancy-pg", name)
+}
+
+/// A fresh directory the server user can use: `target/<group>/<name>` when it can reach it, else
+/// under /tmp.
+pub(crate) fn base_dir_in(group: &str, name: &str) -> Result<PathBuf> {
+    let preferred = root().join("target").join(group).join(name);
     let _ = fs::remove_dir_all(&preferred);
     fs::create_dir_all(&preferred).map_err(|e| format!("creating {}: {e}", preferred.display()))?;
     if !is_root() {
@@ -221,7 +228,7 @@ fn base_dir(name: &str) -> Result<PathBuf> {
     if reachable {
         return Ok(preferred);
     }
-    let fallback = std::env::temp_dir().join(format!("tenancy-pg-{name}"));
+    let fallback = std::env::temp_dir().join(format!("{group}-{name}"));
     println!(
         "    note: the postgres user cannot reach {}; using {}",
         preferred.display(),
@@ -307,7 +314,7 @@ fn start_server(bin: &Path, data: &Path, authority: &Authority) -> Result<Server
     Ok(server)
 }
 
-fn stop_server(bin: &Path, data: &Path) {
+pub(crate) fn stop_server(bin: &Path, data: &Path) {
     let _ = as_server_user(&bin.join("pg_ctl"))
         .arg("-D")
         .arg(data)

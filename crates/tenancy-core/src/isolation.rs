@@ -22,7 +22,8 @@ pub enum IsolationStep {
         /// The placement key the router understands.
         placement: String,
     },
-    /// Set a transaction-local setting: `set_config(name, value, true)` (row level).
+    /// Set a transaction-local setting: `SET LOCAL name = 'value'`, or `set_config(name, value, true)`
+    /// for a value that cannot be written into SQL text (row level).
     SetLocal {
         /// The setting name, such as `app.tenant_id`.
         name: Cow<'static, str>,

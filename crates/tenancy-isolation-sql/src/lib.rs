@@ -11,7 +11,7 @@
 //! [`PgIsolationStore`] and [`TenantMigrator`].
 //!
 //! Every isolation setting is transaction-local: a [`TenantDatabase`] transaction sets
-//! `app.tenant_id` (row level) with `set_config(.., true)`, or the `search_path` to
+//! `app.tenant_id` (row level) with `SET LOCAL`, or the `search_path` to
 //! `"tenant_<32 hex>", pg_temp` (schema), or runs on the tenant's own pool (database), and nothing
 //! of it survives the transaction on a pooled connection.
 //!

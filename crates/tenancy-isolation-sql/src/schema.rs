@@ -37,6 +37,7 @@ pub struct SchemaStrategy {
     pool: PgPool,
     migrator: TenantMigrator,
     policy: DeprovisionPolicy,
+    distributed: bool,
 }
 
 impl SchemaStrategy {
@@ -48,7 +49,28 @@ impl SchemaStrategy {
             pool: owner_pool,
             migrator,
             policy,
+            distributed: false,
         }
+    }
+
+    /// On a Citus coordinator: provisions each tenant schema as a distributed schema (Citus
+    /// schema-based sharding), so the schema and its tables live together on one worker node,
+    /// placed by Citus, and the tenant transaction (the same `search_path` transaction) is routed
+    /// to that node. Schemas created before this was on stay where they are (Citus's
+    /// `citus_schema_distribute` distributes one later).
+    ///
+    /// Only for a server with the `citus` extension: provisioning fails on plain PostgreSQL
+    /// (creating the schema and its tables distributed requires Citus).
+    #[must_use]
+    pub fn distributed_on_citus(mut self, enabled: bool) -> Self {
+        self.distributed = enabled;
+        self
+    }
+
+    /// Whether tenant schemas are provisioned as Citus distributed schemas.
+    #[must_use]
+    pub fn is_distributed(&self) -> bool {
+        self.distributed
     }
 
     /// A strategy without tenant migrations.
@@ -82,12 +104,20 @@ impl IsolationStrategy for SchemaStrategy {
             .execute(&mut *tx)
             .await
             .map_err(Self::db_err(tenant, "locking the schema"))?;
-        sqlx::raw_sql(AssertSqlSafe(format!(
-            "CREATE SCHEMA IF NOT EXISTS {quoted}"
-        )))
-        .execute(&mut *tx)
-        .await
-        .map_err(Self::db_err(tenant, "creating the schema"))?;
+        let create = if self.distributed {
+            // Transaction-local: every schema this transaction creates becomes distributed, and
+            // the tables the migrations create in it become its single-shard tables.
+            format!(
+                "SET LOCAL citus.enable_schema_based_sharding = on; \
+                 CREATE SCHEMA IF NOT EXISTS {quoted}"
+            )
+        } else {
+            format!("CREATE SCHEMA IF NOT EXISTS {quoted}")
+        };
+        sqlx::raw_sql(AssertSqlSafe(create))
+            .execute(&mut *tx)
+            .await
+            .map_err(Self::db_err(tenant, "creating the schema"))?;
         let ran = self.migrator.apply_pending(&mut tx, tenant).await?;
         tx.commit()
             .await

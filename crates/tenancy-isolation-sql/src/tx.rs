@@ -2,8 +2,9 @@
 //! data.
 //!
 //! Architecture invariant: isolation is applied only with transaction-local settings
-//! (`set_config(.., true)`) inside a transaction that [`TenantTransaction`] owns, so it ends with
-//! the transaction and a pooled connection never carries a tenant to its next borrower.
+//! (`SET LOCAL`, or `set_config(.., true)` for a value that cannot be inlined) inside a
+//! transaction that [`TenantTransaction`] owns, so it ends with the transaction and a pooled
+//! connection never carries a tenant to its next borrower.
 
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
@@ -43,6 +44,7 @@ pub struct TenantDatabase {
     strategy: Arc<dyn IsolationStrategy>,
     router: Option<DatabaseRouter>,
     from_context: bool,
+    citus: bool,
 }
 
 impl TenantDatabase {
@@ -55,7 +57,21 @@ impl TenantDatabase {
             strategy,
             router: None,
             from_context: true,
+            citus: false,
         }
+    }
+
+    /// Whether the pool's server is a Citus coordinator (default `false`). Row-level settings
+    /// then reach the workers that evaluate the policies: after the `BEGIN`, one message sets
+    /// `citus.propagate_set_commands = 'local'` and the tenant setting with `SET LOCAL`, which
+    /// Citus replays at the start of the transaction on every worker it uses. On plain
+    /// PostgreSQL the settings ride on the `BEGIN` message itself (one round trip); Citus replays
+    /// the whole message, `BEGIN` included, which each worker answers with a warning, hence the
+    /// separate message on Citus.
+    #[must_use]
+    pub fn on_citus(mut self, enabled: bool) -> Self {
+        self.citus = enabled;
+        self
     }
 
     /// Routes plans that name a placement (database per tenant) through `router`.
@@ -137,18 +153,23 @@ impl TenantDatabase {
     /// but no router is set.
     pub async fn begin(&self, tenant: TenantId) -> Result<TenantTransaction, TenantError> {
         let plan = self.strategy.plan(tenant).await?;
-        // Settings with plain values ride on the BEGIN (one round trip, simple protocol); any
-        // other step runs after it with bind parameters.
+        // Settings with plain values ride on the BEGIN as `SET LOCAL` (one round trip, simple
+        // protocol), or on Citus in one message right after it (see `on_citus`); any other step
+        // runs after it with bind parameters.
         let mut begin = String::from("BEGIN");
+        let mut citus_settings = String::new();
         let mut rest = Vec::new();
         for step in &plan.steps {
             match step {
                 IsolationStep::SetLocal { name, value } if inlinable(name, value) => {
-                    begin.push_str("; SELECT set_config('");
-                    begin.push_str(name);
-                    begin.push_str("', '");
-                    begin.push_str(value);
-                    begin.push_str("', true)");
+                    if !self.citus {
+                        push_set_local(&mut begin, name, value);
+                    } else {
+                        if citus_settings.is_empty() {
+                            citus_settings.push_str(CITUS_PROPAGATE_SET);
+                        }
+                        push_set_local(&mut citus_settings, name, value);
+                    }
                 }
                 IsolationStep::Route { .. } => {}
                 other => rest.push(other),
@@ -177,6 +198,14 @@ impl TenantDatabase {
                 router.begin_with(key, begin).await?
             }
         };
+        if !citus_settings.is_empty() {
+            sqlx::raw_sql(AssertSqlSafe(citus_settings))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| {
+                    TenantError::isolation(format!("setting up tenant {tenant} on Citus"), e)
+                })?;
+        }
         for step in rest {
             apply_step(&mut tx, tenant, step).await?;
         }
@@ -194,6 +223,27 @@ fn inlinable(name: &str, value: &str) -> bool {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
+
+/// Appends `; SET LOCAL name = 'value'` to `sql`, for a setting that is [`inlinable`].
+fn push_set_local(sql: &mut String, name: &str, value: &str) {
+    sql.push_str("; SET LOCAL ");
+    // Validated parts ([a-z0-9_]); quoted so that a part that is a keyword stays a name.
+    for (i, part) in name.split('.').enumerate() {
+        if i > 0 {
+            sql.push('.');
+        }
+        sql.push('"');
+        sql.push_str(part);
+        sql.push('"');
+    }
+    sql.push_str(" = '");
+    sql.push_str(value);
+    sql.push('\'');
+}
+
+/// Makes Citus send the transaction's later `SET LOCAL` commands to the workers it uses, where
+/// the row-level security policies are evaluated (a `set_config` call does not reach them).
+const CITUS_PROPAGATE_SET: &str = "SET LOCAL citus.propagate_set_commands = 'local'";
 
 async fn apply_step(
     conn: &mut PgConnection,
@@ -312,7 +362,23 @@ impl DerefMut for TenantTransaction {
 
 #[cfg(test)]
 mod tests {
-    use super::inlinable;
+    use super::{inlinable, push_set_local};
+
+    #[test]
+    fn settings_ride_on_begin_as_quoted_set_local() {
+        let mut sql = String::from("BEGIN");
+        push_set_local(
+            &mut sql,
+            "app.tenant_id",
+            "0190d5a0-7c1e-7a2b-9c3d-4e5f60718293",
+        );
+        push_set_local(&mut sql, "app.user", "u1");
+        assert_eq!(
+            sql,
+            "BEGIN; SET LOCAL \"app\".\"tenant_id\" = '0190d5a0-7c1e-7a2b-9c3d-4e5f60718293'; \
+             SET LOCAL \"app\".\"user\" = 'u1'"
+        );
+    }
 
     #[test]
     fn only_plain_settings_are_inlined() {
