@@ -110,9 +110,19 @@ const FEATURE_MATRIX: &[(&str, &[&str])] = &[
     ("tenancy-resolution", &["jwt", "axum"]),
     ("tenancy-lifecycle", &[]),
     ("tenancy-overrides", &[]),
-    ("tenancy-isolation-sql", &["sql"]),
+    ("tenancy-isolation-sql", &["sql", "migration-audit"]),
     ("tenancy-store-sql", &["postgres", "sqlite"]),
-    ("tenancy", &["sql", "postgres", "sqlite", "axum", "jwt"]),
+    (
+        "tenancy",
+        &[
+            "sql",
+            "postgres",
+            "sqlite",
+            "axum",
+            "jwt",
+            "migration-audit",
+        ],
+    ),
     ("tenancy-cli", &[]),
 ];
 
@@ -211,6 +221,18 @@ fn dependency_rules() -> Result {
         );
     }
     println!("    tenancy (feature sql): sqlx present");
+    // PostgreSQL's parser is C compiled at build time: only the static migration audit (the CLI,
+    // or feature `migration-audit`) brings it in.
+    for features in ["", "sql,postgres,sqlite,axum,jwt"] {
+        let deps = tree(&["--package", "tenancy", "--features", features])?;
+        if deps.lines().any(|l| l.starts_with("pg_query")) {
+            return Err(format!(
+                "tenancy with features [{features}] depends on pg_query; only feature \
+                 migration-audit may"
+            ));
+        }
+    }
+    println!("    tenancy (every feature but migration-audit): no pg_query");
     Ok(())
 }
 
