@@ -15,7 +15,7 @@ usage: cargo xtask <command>
 
 commands:
   ci            everything CI checks: fmt, clippy per feature set, dependency-tree rules,
-                tests and doctests against a throwaway PostgreSQL, cargo-deny
+                tests and doctests against a throwaway PostgreSQL, packaging, cargo-deny
   bench         run the benchmarks (criterion and the PostgreSQL benches) against a
                 throwaway PostgreSQL, then `instructions`; figures go to target/criterion
                 and stdout
@@ -170,6 +170,7 @@ fn ci() -> Result {
             run(&format!("tests ({krate}, no features)"), &mut test)?;
         }
     }
+    package()?;
     deny()?;
     println!(
         "\nxtask ci: all steps passed in {:.0} s",
@@ -234,6 +235,45 @@ fn dependency_rules() -> Result {
     }
     println!("    tenancy (every feature but migration-audit): no pg_query");
     Ok(())
+}
+
+/// Every crate of [`FEATURE_MATRIX`] packages for crates.io: each package holds its README and
+/// both license files, and `cargo package` builds each package from its own tarball, with the
+/// unpublished crates of the workspace it depends on packaged beside it. Verification is kept: on
+/// a warm target it rebuilds only the workspace's crates (about a minute); cold, it builds each
+/// crate's dependencies with that crate's own features once more (about 5 min of CPU).
+fn package() -> Result {
+    println!("\n==> package contents (cargo package --list)");
+    for (krate, _) in FEATURE_MATRIX {
+        let mut list = cargo();
+        list.args([
+            "package",
+            "--list",
+            "--allow-dirty",
+            "--locked",
+            "--package",
+            krate,
+        ]);
+        let files = output("cargo package --list", &mut list)?;
+        for needed in ["Cargo.toml", "README.md", "LICENSE-MIT", "LICENSE-APACHE"] {
+            if !files.lines().any(|f| f == needed) {
+                return Err(format!("the package of {krate} lacks {needed}"));
+            }
+        }
+        println!("    {krate}: README.md, LICENSE-MIT, LICENSE-APACHE");
+    }
+    // `--allow-dirty`: a developer's uncommitted changes are what is checked; CI's clone is clean.
+    run(
+        "package every crate (cargo package --workspace, verified)",
+        cargo().args([
+            "package",
+            "--workspace",
+            "--exclude",
+            "xtask",
+            "--allow-dirty",
+            "--locked",
+        ]),
+    )
 }
 
 fn deny() -> Result {
