@@ -107,7 +107,7 @@ fn output(step: &str, cmd: &mut Command) -> Result<String> {
 /// features and with each feature alone.
 const FEATURE_MATRIX: &[(&str, &[&str])] = &[
     ("tenancy-core", &["conformance"]),
-    ("tenancy-resolution", &["jwt", "axum"]),
+    ("tenancy-resolution", &["jwt", "jwks", "axum"]),
     ("tenancy-lifecycle", &[]),
     ("tenancy-overrides", &[]),
     ("tenancy-isolation-sql", &["sql", "migration-audit"]),
@@ -120,6 +120,7 @@ const FEATURE_MATRIX: &[(&str, &[&str])] = &[
             "sqlite",
             "axum",
             "jwt",
+            "jwks",
             "migration-audit",
         ],
     ),
@@ -224,7 +225,7 @@ fn dependency_rules() -> Result {
     println!("    tenancy (feature sql): sqlx present");
     // PostgreSQL's parser is C compiled at build time: only the static migration audit (the CLI,
     // or feature `migration-audit`) brings it in.
-    for features in ["", "sql,postgres,sqlite,axum,jwt"] {
+    for features in ["", "sql,postgres,sqlite,axum,jwt,jwks"] {
         let deps = tree(&["--package", "tenancy", "--features", features])?;
         if deps.lines().any(|l| l.starts_with("pg_query")) {
             return Err(format!(

@@ -17,7 +17,8 @@ use axum::routing::{get, post, put};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tenancy::core::{
-    CreateTenant, ListQuery, Slug, TenantError, TenantId, TenantInfo, TenantRef, UpdateTenant,
+    CreateTenant, DomainChange, DomainName, ListQuery, Slug, TenantError, TenantId, TenantInfo,
+    TenantRef, UpdateTenant,
 };
 use tenancy::lifecycle::TenantLifecycle;
 use tenancy::overrides::ConfigService;
@@ -45,6 +46,15 @@ pub(crate) fn router(state: AdminState) -> Router {
         .route(
             "/tenants/{tenant}/config/{key}",
             put(set_config).delete(unset_config),
+        )
+        .route("/tenants/{tenant}/domains", get(list_domains))
+        .route(
+            "/tenants/{tenant}/domains/{domain}",
+            put(add_domain).delete(remove_domain),
+        )
+        .route(
+            "/tenants/{tenant}/domains/{domain}/primary",
+            post(make_primary),
         )
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
         .with_state(state)
@@ -212,4 +222,91 @@ async fn unset_config(
     Ok(Json(
         json!({ "key": key, "old": change.old, "new": change.new }),
     ))
+}
+
+/// A domain named in a path.
+fn domain(raw: &str) -> Result<DomainName, ApiError> {
+    Ok(raw
+        .parse::<DomainName>()
+        .map_err(|e| TenantError::invalid("domain", format!("{raw:?}: {e}")))?)
+}
+
+fn domains_body(change: &DomainChange) -> Value {
+    json!({ "domains": change.domains })
+}
+
+async fn list_domains(
+    State(state): State<AdminState>,
+    PathParams(tenant): PathParams<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = find(&state.lifecycle, &tenant).await?.id;
+    let domains = state.lifecycle.domains(id).await?;
+    Ok(Json(json!({ "domains": domains })))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddDomainBody {
+    #[serde(default)]
+    primary: bool,
+}
+
+/// `PUT`: 201 when the domain was added, 200 when the tenant had it; 409 when another tenant
+/// owns it.
+async fn add_domain(
+    State(state): State<AdminState>,
+    PathParams((tenant, raw)): PathParams<(String, String)>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let body: AddDomainBody = if body.iter().all(u8::is_ascii_whitespace) {
+        AddDomainBody::default()
+    } else {
+        match parse_json(&body) {
+            Ok(body) => body,
+            Err(rejection) => return Ok(*rejection),
+        }
+    };
+    let domain = domain(&raw)?;
+    let id = find(&state.lifecycle, &tenant).await?.id;
+    let before = state.lifecycle.domains(id).await?;
+    let change = state
+        .lifecycle
+        .add_domain(id, &domain, body.primary)
+        .await?
+        .into_result()?;
+    let added = !before.iter().any(|d| d.domain == domain);
+    let status = if added {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(domains_body(&change))).into_response())
+}
+
+async fn remove_domain(
+    State(state): State<AdminState>,
+    PathParams((tenant, raw)): PathParams<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let domain = domain(&raw)?;
+    let id = find(&state.lifecycle, &tenant).await?.id;
+    let change = state
+        .lifecycle
+        .remove_domain(id, &domain)
+        .await?
+        .into_result()?;
+    Ok(Json(domains_body(&change)))
+}
+
+async fn make_primary(
+    State(state): State<AdminState>,
+    PathParams((tenant, raw)): PathParams<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let domain = domain(&raw)?;
+    let id = find(&state.lifecycle, &tenant).await?.id;
+    let change = state
+        .lifecycle
+        .set_primary_domain(id, &domain)
+        .await?
+        .into_result()?;
+    Ok(Json(domains_body(&change)))
 }

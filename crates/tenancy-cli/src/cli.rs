@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use tenancy::core::{IdError, Slug, TenantId, TenantRef};
+use tenancy::core::{DomainName, IdError, Slug, TenantId, TenantRef};
 
 /// The default database: the demo's SQLite file in the current directory.
 pub(crate) const DEFAULT_DATABASE: &str = "sqlite://tenancy-demo.db";
@@ -61,6 +61,9 @@ pub(crate) enum Command {
     /// Create, list, show, update and change the status of tenants.
     #[command(subcommand)]
     Tenants(TenantsCommand),
+    /// Add, remove and list a tenant's custom domains; make one primary.
+    #[command(subcommand)]
+    Domains(DomainsCommand),
     /// Read and write per-tenant configuration overrides.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -186,6 +189,42 @@ pub(crate) enum TenantsCommand {
         /// in the middle of a create in another process.
         #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
         older_than: std::time::Duration,
+    },
+}
+
+/// `tenancy domains ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum DomainsCommand {
+    /// List a tenant's domains, primary first.
+    List {
+        /// Tenant id or slug.
+        tenant: TenantArg,
+    },
+    /// Give a tenant a domain (its first domain becomes primary).
+    Add {
+        /// Tenant id or slug.
+        tenant: TenantArg,
+        /// A full host name such as `acme.com` (any case; international names are stored in
+        /// their ASCII form).
+        domain: DomainName,
+        /// Make it the tenant's primary domain.
+        #[arg(long)]
+        primary: bool,
+    },
+    /// Take a domain from a tenant (when it was primary, the oldest remaining one becomes
+    /// primary).
+    Remove {
+        /// Tenant id or slug.
+        tenant: TenantArg,
+        /// The domain.
+        domain: DomainName,
+    },
+    /// Make one of a tenant's domains its primary domain.
+    Primary {
+        /// Tenant id or slug.
+        tenant: TenantArg,
+        /// The domain.
+        domain: DomainName,
     },
 }
 

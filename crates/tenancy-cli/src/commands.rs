@@ -7,14 +7,16 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
-use tenancy::core::{CreateTenant, ListQuery, TenantError, TenantInfo, UpdateTenant};
+use tenancy::core::{CreateTenant, ListQuery, TenantDomain, TenantError, TenantInfo, UpdateTenant};
 use tenancy::isolation::{
     AuditFinding, MigrationAudit, Migrations, RlsAudit, TenantMigrator, tenant_schema,
 };
 use tenancy::lifecycle::TenantLifecycle;
 use tenancy::{Tenancy, TenancyConfig};
 
-use crate::cli::{AuditArgs, ConfigCommand, SchemasCommand, TenantArg, TenantsCommand};
+use crate::cli::{
+    AuditArgs, ConfigCommand, DomainsCommand, SchemasCommand, TenantArg, TenantsCommand,
+};
 use crate::error::CliError;
 use crate::output;
 use crate::stack::{self, Backend};
@@ -78,6 +80,65 @@ async fn find(lifecycle: &TenantLifecycle, tenant: TenantArg) -> Result<TenantIn
         .find(&tenant.0)
         .await?
         .ok_or(TenantError::NotFound { tenant: tenant.0 })?)
+}
+
+/// `tenancy domains ...`: prints the tenant's domains after the command.
+pub(crate) async fn domains(
+    command: DomainsCommand,
+    target: Target<'_>,
+    out: Output,
+) -> Result<(), CliError> {
+    with_stack(target, async |tenancy| {
+        let lifecycle = tenancy.lifecycle();
+        let domains = match command {
+            DomainsCommand::List { tenant } => {
+                lifecycle.domains(find(lifecycle, tenant).await?.id).await?
+            }
+            DomainsCommand::Add {
+                tenant,
+                domain,
+                primary,
+            } => {
+                let id = find(lifecycle, tenant).await?.id;
+                let outcome = lifecycle.add_domain(id, &domain, primary).await?;
+                outcome.into_result()?.domains
+            }
+            DomainsCommand::Remove { tenant, domain } => {
+                let id = find(lifecycle, tenant).await?.id;
+                lifecycle
+                    .remove_domain(id, &domain)
+                    .await?
+                    .into_result()?
+                    .domains
+            }
+            DomainsCommand::Primary { tenant, domain } => {
+                let id = find(lifecycle, tenant).await?.id;
+                let outcome = lifecycle.set_primary_domain(id, &domain).await?;
+                outcome.into_result()?.domains
+            }
+        };
+        out.emit(&json!({ "domains": domains }), || domain_lines(&domains))
+    })
+    .await
+}
+
+/// One line per domain, the primary marked, international names shown decoded too.
+fn domain_lines(domains: &[TenantDomain]) -> String {
+    if domains.is_empty() {
+        return "no domains\n".to_owned();
+    }
+    domains
+        .iter()
+        .map(|d| {
+            let unicode = d.domain.to_unicode();
+            let shown = if unicode == d.domain.as_str() {
+                unicode
+            } else {
+                format!("{} ({unicode})", d.domain)
+            };
+            format!("{shown}{}\n", if d.primary { "  primary" } else { "" })
+        })
+        .collect()
 }
 
 /// `tenancy tenants ...`

@@ -49,6 +49,9 @@ use crate::stack;
 /// The base domain of the demo's subdomain resolver (`acme.localhost`).
 pub const BASE_DOMAIN: &str = "localhost";
 
+/// The custom domain the demo gives `acme` (`.test` is reserved for testing: it is nobody's).
+pub const ACME_DOMAIN: &str = "acme.test";
+
 /// How long the demo caches a tenant and its configuration.
 pub const CACHE_TTL: Duration = Duration::from_secs(5);
 
@@ -82,8 +85,9 @@ impl DemoOptions {
     }
 }
 
-/// The tenancy configuration of the demo: the four resolvers (the token claim trusted), the
-/// subdomain under [`BASE_DOMAIN`], and two configuration defaults for `/api/config` to show.
+/// The tenancy configuration of the demo: the five resolvers (the token claim trusted), the
+/// subdomain under [`BASE_DOMAIN`], custom domains, and two configuration defaults for
+/// `/api/config` to show.
 fn config(database: &str) -> Result<TenancyConfig, CliError> {
     let mut config = TenancyConfig::default();
     config.store = stack::store(database)?;
@@ -303,6 +307,16 @@ async fn seed(tenancy: &Tenancy) -> Result<bool, CliError> {
                 .ok_or_else(|| CliError::Usage(format!("seed tenant {slug} vanished")))?,
             Err(other) => return Err(other.into()),
         };
+        if tenant.slug.as_str() == "acme" {
+            let domain = ACME_DOMAIN
+                .parse()
+                .map_err(|e| CliError::Usage(format!("seed domain {ACME_DOMAIN}: {e}")))?;
+            // Adding it again (a seed completed after a stop) changes nothing.
+            lifecycle
+                .add_domain(tenant.id, &domain, true)
+                .await?
+                .into_result()?;
+        }
         if tenant.slug.as_str() == "initech" {
             if tenant.status == TenantStatus::Active {
                 let _ = lifecycle
@@ -486,6 +500,10 @@ impl Demo {
             );
             let _ = writeln!(
                 out,
+                "  # by custom domain\n  curl -s -H 'Host: {ACME_DOMAIN}' {base}/api/whoami"
+            );
+            let _ = writeln!(
+                out,
                 "  # by path\n  curl -s {base}/tenants/{slug}/api/whoami"
             );
             let _ = writeln!(
@@ -510,7 +528,10 @@ impl Demo {
         }
         let token = &self.admin_token;
         let _ = writeln!(out, "  # health\n  curl -s {base}/healthz");
-        let _ = writeln!(out, "  # admin: list, create, suspend, set a config value");
+        let _ = writeln!(
+            out,
+            "  # admin: list, create, suspend, set a config value, add a domain"
+        );
         let _ = writeln!(
             out,
             "  curl -s -H 'Authorization: Bearer {token}' {base}/admin/tenants"
@@ -526,6 +547,10 @@ impl Demo {
         let _ = writeln!(
             out,
             "  curl -s -X PUT -H 'Authorization: Bearer {token}' -H 'content-type: application/json' -d '\"dark\"' {base}/admin/tenants/globex/config/theme"
+        );
+        let _ = writeln!(
+            out,
+            "  curl -s -X PUT -H 'Authorization: Bearer {token}' {base}/admin/tenants/globex/domains/globex.test"
         );
         let _ = writeln!(
             out,

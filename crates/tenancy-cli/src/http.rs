@@ -49,6 +49,8 @@ pub(crate) fn classify(error: &TenantError) -> (StatusCode, &'static str) {
     match error {
         TenantError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
         TenantError::SlugConflict { .. } => (StatusCode::CONFLICT, "slug_conflict"),
+        TenantError::DomainConflict { .. } => (StatusCode::CONFLICT, "domain_conflict"),
+        TenantError::DomainNotFound { .. } => (StatusCode::NOT_FOUND, "domain_not_found"),
         TenantError::IllegalTransition { .. } => (StatusCode::CONFLICT, "illegal_transition"),
         TenantError::StatusConflict { .. } => (StatusCode::CONFLICT, "status_conflict"),
         TenantError::Inactive { .. }

@@ -113,6 +113,7 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
             demo::run(options).await
         }
         Command::Tenants(command) => commands::tenants(command, target, out).await,
+        Command::Domains(command) => commands::domains(command, target, out).await,
         Command::Config(command) => commands::config(command, target, out).await,
         Command::Schemas(command) => commands::schemas(command, target, out).await,
         Command::Audit(args) => commands::audit(args, target, out).await,

@@ -446,6 +446,18 @@ fn the_demo_binary_serves_and_stops_cleanly_on_ctrl_c() {
     );
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.contains(r#""resolved_by":"path""#), "{response}");
+    // The custom domain line of the banner works as printed.
+    assert!(
+        banner.contains("curl -s -H 'Host: acme.test' http://"),
+        "{banner}"
+    );
+    let response = http(
+        &addr,
+        "GET /api/whoami HTTP/1.1\r\nHost: acme.test\r\nConnection: close\r\n\r\n",
+    );
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains(r#""resolved_by":"domain""#), "{response}");
+    assert!(response.contains(r#""slug":"acme""#), "{response}");
 
     let status = stop_demo(&mut child, "-INT");
     let mut stderr = String::new();
@@ -544,5 +556,66 @@ fn recover_finishes_tenants_left_provisioning() {
         2,
         &["tenants", "recover", "--older-than", "soon"],
         "older-than",
+    );
+}
+
+#[test]
+fn domains_commands_add_list_promote_and_remove() {
+    let db = Db::new();
+    db.ok(&["tenants", "create", "--slug", "acme", "--name", "Acme"]);
+    db.ok(&["tenants", "create", "--slug", "globex", "--name", "Globex"]);
+
+    let added = db.ok(&["domains", "add", "acme", "ACME.example"]);
+    assert_eq!(added.stdout, "acme.example  primary\n");
+    let added = db.ok(&["domains", "add", "acme", "münchen.example", "--primary"]);
+    assert_eq!(
+        added.stdout,
+        "xn--mnchen-3ya.example (münchen.example)  primary\nacme.example\n"
+    );
+    let listed = db.ok(&["--json", "domains", "list", "acme"]).json();
+    let names: Vec<_> = listed["domains"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["domain"].as_str().unwrap(),
+                d["primary"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [("xn--mnchen-3ya.example", true), ("acme.example", false)]
+    );
+
+    // Another tenant's domain: a clear conflict, exit 1, nothing changed.
+    db.fails(
+        1,
+        &["domains", "add", "globex", "acme.example"],
+        "domain acme.example already belongs to another tenant",
+    );
+    db.fails(
+        2,
+        &["domains", "add", "globex", "localhost"],
+        "at least two labels",
+    );
+    db.fails(
+        2,
+        &["domains", "add", "globex", "acme.example:443"],
+        "no port",
+    );
+    db.fails(
+        1,
+        &["domains", "remove", "globex", "acme.example"],
+        "has no domain acme.example",
+    );
+    assert_eq!(db.ok(&["domains", "list", "globex"]).stdout, "no domains\n");
+
+    db.ok(&["domains", "primary", "acme", "acme.example"]);
+    let removed = db.ok(&["domains", "remove", "acme", "acme.example"]);
+    assert_eq!(
+        removed.stdout,
+        "xn--mnchen-3ya.example (münchen.example)  primary\n"
     );
 }

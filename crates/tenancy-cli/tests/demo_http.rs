@@ -77,7 +77,7 @@ impl Fixture {
 }
 
 #[tokio::test]
-async fn whoami_by_each_of_the_four_resolvers() {
+async fn whoami_by_each_of_the_five_resolvers() {
     let f = start().await;
     assert!(f.demo.seeded());
     let acme = f.id("acme");
@@ -91,6 +91,8 @@ async fn whoami_by_each_of_the_four_resolvers() {
             "header",
         ),
         ("/api/whoami", vec![("host", "acme.localhost")], "subdomain"),
+        ("/api/whoami", vec![("host", demo::ACME_DOMAIN)], "domain"),
+        ("/api/whoami", vec![("host", "ACME.test:8080")], "domain"),
         ("/tenants/acme/api/whoami", vec![], "path"),
         (
             "/api/whoami",
@@ -681,4 +683,98 @@ async fn a_second_demo_on_the_same_sqlite_file_refuses_to_start() {
     let second = demo::start(options()).await.unwrap();
     assert!(!second.seeded(), "the first demo's seed is there");
     second.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn admin_api_manages_domains_and_requests_follow() {
+    use reqwest::Method;
+
+    let f = start().await;
+    let (status, body) = f.admin(Method::GET, "/tenants/acme/domains", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body["domains"],
+        json!([{
+            "domain": "acme.test",
+            "tenant_id": f.id("acme"),
+            "primary": true,
+            "created_at": body["domains"][0]["created_at"],
+        }]),
+        "the demo seeds acme.test"
+    );
+
+    // Unknown until added; added, it resolves at once (the admin API invalidates the cache).
+    let whoami = async |host: &str| f.get("/api/whoami", &[("host", host)]).await;
+    assert_eq!(whoami("globex.test").await.0, StatusCode::FORBIDDEN);
+    let (status, body) = f
+        .admin(Method::PUT, "/tenants/globex/domains/Globex.TEST", None)
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["domains"][0]["domain"], "globex.test");
+    assert_eq!(body["domains"][0]["primary"], true);
+    let (status, body) = whoami("globex.test").await;
+    assert_eq!((status, &body["slug"]), (StatusCode::OK, &json!("globex")));
+    let (status, _) = f
+        .admin(Method::PUT, "/tenants/globex/domains/globex.test", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "adding it again is no change");
+
+    // Another tenant's domain is a conflict; a domain the tenant lacks is 404; garbage is 400.
+    let (status, body) = f
+        .admin(Method::PUT, "/tenants/globex/domains/acme.test", None)
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(body["error"], "domain_conflict");
+    assert!(
+        body["message"].as_str().unwrap().contains("acme.test"),
+        "{body}"
+    );
+    let (status, body) = f
+        .admin(Method::DELETE, "/tenants/globex/domains/acme.test", None)
+        .await;
+    assert_eq!(
+        (status, &body["error"]),
+        (StatusCode::NOT_FOUND, &json!("domain_not_found"))
+    );
+    for bad in ["127.0.0.1", "localhost", "ac_me.test", "acme.test:443"] {
+        let (status, body) = f
+            .admin(Method::PUT, &format!("/tenants/globex/domains/{bad}"), None)
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        assert_eq!(body["error"], "invalid_input");
+    }
+    let (status, _) = f
+        .admin(
+            Method::PUT,
+            "/tenants/globex/domains/www.globex.test",
+            Some(r#"{"primary": true}"#),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (_, body) = f
+        .admin(
+            Method::POST,
+            "/tenants/globex/domains/globex.test/primary",
+            None,
+        )
+        .await;
+    assert_eq!(body["domains"][0]["domain"], "globex.test");
+    assert_eq!(body["domains"][1]["primary"], false);
+
+    let (status, body) = f
+        .admin(Method::DELETE, "/tenants/globex/domains/globex.test", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body["domains"],
+        json!([{
+            "domain": "www.globex.test",
+            "tenant_id": f.id("globex"),
+            "primary": true,
+            "created_at": body["domains"][0]["created_at"],
+        }]),
+        "the remaining domain became primary"
+    );
+    assert_eq!(whoami("globex.test").await.0, StatusCode::FORBIDDEN);
+    f.demo.shutdown().await.unwrap();
 }

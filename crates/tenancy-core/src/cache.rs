@@ -8,6 +8,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use async_trait::async_trait;
 
+use crate::domain::DomainName;
 use crate::id::{Slug, TenantId};
 
 /// A cache holding tenant data that must forget a tenant when it changes.
@@ -19,6 +20,10 @@ pub trait CacheInvalidation: Send + Sync + fmt::Debug {
     /// Drops whatever is cached under this slug (a negative entry for a slug just taken, or the slug
     /// a tenant was renamed from). Caches that are not keyed by slug ignore it.
     async fn invalidate_slug(&self, _slug: &Slug) {}
+
+    /// Drops whatever is cached under this domain (a negative entry for a domain just added, or
+    /// the owner of a domain just removed). Caches that are not keyed by domain ignore it.
+    async fn invalidate_domain(&self, _domain: &DomainName) {}
 
     /// Drops everything.
     async fn invalidate_all(&self);
@@ -96,6 +101,12 @@ impl CacheInvalidation for Invalidators {
         }
     }
 
+    async fn invalidate_domain(&self, domain: &DomainName) {
+        for cache in self.snapshot() {
+            cache.invalidate_domain(domain).await;
+        }
+    }
+
     async fn invalidate_all(&self) {
         for cache in self.snapshot() {
             cache.invalidate_all().await;
@@ -116,14 +127,26 @@ impl StampKey for TenantId {
     }
 }
 
+impl StampKey for str {
+    /// FNV-1a of the bytes.
+    fn stamp_key(&self) -> u64 {
+        self.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+        })
+    }
+}
+
 impl StampKey for Slug {
     /// FNV-1a of the slug's bytes.
     fn stamp_key(&self) -> u64 {
-        self.as_str()
-            .bytes()
-            .fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
-                (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-            })
+        self.as_str().stamp_key()
+    }
+}
+
+impl StampKey for DomainName {
+    /// FNV-1a of the domain's bytes: the same as its `&str`, so either may name it.
+    fn stamp_key(&self) -> u64 {
+        self.as_str().stamp_key()
     }
 }
 
@@ -182,20 +205,20 @@ impl Generation {
         }
     }
 
-    fn stripe(&self, key: &impl StampKey) -> &AtomicU64 {
+    fn stripe(&self, key: &(impl StampKey + ?Sized)) -> &AtomicU64 {
         // `STRIPES` is a power of two: the low bits pick the counter.
         &self.stripes[(key.stamp_key() as usize) & (STRIPES - 1)]
     }
 
     /// The stamp of `key` now. Take it when a load or a caller begins.
     #[must_use]
-    pub fn stamp(&self, key: &impl StampKey) -> Stamp {
+    pub fn stamp(&self, key: &(impl StampKey + ?Sized)) -> Stamp {
         Stamp(self.stripe(key).load(Ordering::SeqCst))
     }
 
     /// Marks `key` changed. Call it *before* removing the key's entries, so that a load running
     /// meanwhile cannot store a value a later caller accepts.
-    pub fn advance(&self, key: &impl StampKey) {
+    pub fn advance(&self, key: &(impl StampKey + ?Sized)) {
         self.epoch.fetch_add(1, Ordering::SeqCst);
         self.stripe(key).fetch_add(1, Ordering::SeqCst);
     }
@@ -218,7 +241,7 @@ impl Generation {
     /// The stamp `key` had at `began`, when no invalidation of any key has landed since; `None`
     /// otherwise (the loaded value must then not be cached under `key`).
     #[must_use]
-    pub fn stamp_since(&self, key: &impl StampKey, began: Epoch) -> Option<Stamp> {
+    pub fn stamp_since(&self, key: &(impl StampKey + ?Sized), began: Epoch) -> Option<Stamp> {
         let stamp = self.stamp(key);
         // `advance` counts the epoch before the key: a stamp that includes an invalidation after
         // `began` comes with an epoch that shows it.
@@ -234,7 +257,7 @@ impl Generation {
     /// Whether a value loaded at `loaded` for `key` is still current (serves a caller beginning
     /// now).
     #[must_use]
-    pub fn is_current(&self, key: &impl StampKey, loaded: Stamp) -> bool {
+    pub fn is_current(&self, key: &(impl StampKey + ?Sized), loaded: Stamp) -> bool {
         Self::serves(loaded, self.stamp(key))
     }
 }

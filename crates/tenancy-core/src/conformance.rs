@@ -16,6 +16,7 @@ use std::sync::Arc;
 use chrono::Utc;
 use serde_json::{Value, json};
 
+use crate::domain::{DomainName, TenantDomain};
 use crate::error::TenantError;
 use crate::id::{Slug, TenantId, TenantRef};
 use crate::store::{ConfigStore, ListQuery, StatusChange, TenantStore};
@@ -57,6 +58,226 @@ pub async fn run_all<S: Store + 'static>(store: Arc<S>) {
     racing_status_changes(store.clone()).await;
     concurrent_first_writes_of_a_key(store.clone(), 30).await;
     config_values(&*store).await;
+    domains_and_primaries(&*store).await;
+    concurrent_adds_of_one_domain(store.clone(), 30).await;
+    concurrent_first_domains_of_a_tenant(store.clone(), 20).await;
+}
+
+fn domain(s: &str) -> DomainName {
+    s.parse().expect("the suite uses valid domains")
+}
+
+/// A domain no other check uses, under `prefix`.
+fn unique_domain(prefix: &str) -> DomainName {
+    domain(&format!(
+        "{prefix}-{}.example",
+        &TenantId::new().simple().to_string()[20..]
+    ))
+}
+
+fn names(domains: &[TenantDomain]) -> Vec<(&str, bool)> {
+    domains
+        .iter()
+        .map(|d| (d.domain.as_str(), d.primary))
+        .collect()
+}
+
+/// Domains: the first is primary, one owner per domain, adding twice changes nothing, removing the
+/// primary promotes the oldest remaining one, and mistakes get the errors the trait names.
+pub async fn domains_and_primaries<S: Store + ?Sized>(store: &S) {
+    let acme = store.create(new_tenant("dom-a")).await.expect("create");
+    let other = store.create(new_tenant("dom-b")).await.expect("create");
+    let (first, second, third) = (
+        unique_domain("first"),
+        unique_domain("second"),
+        unique_domain("third"),
+    );
+    assert!(store.domains(acme.id).await.expect("domains").is_empty());
+    assert_eq!(
+        store.get_by_domain(&first).await.expect("get_by_domain"),
+        None
+    );
+
+    let added = store.add_domain(acme.id, &first, false).await.expect("add");
+    assert!(added.changed);
+    assert_eq!(
+        names(&added.domains),
+        [(first.as_str(), true)],
+        "the first domain is primary"
+    );
+    assert_eq!(added.domains[0].tenant_id, acme.id);
+    let again = store
+        .add_domain(acme.id, &first, false)
+        .await
+        .expect("add again");
+    assert!(
+        !again.changed,
+        "adding a domain the tenant has changes nothing"
+    );
+    assert_eq!(again.domains, added.domains);
+
+    store
+        .add_domain(acme.id, &second, false)
+        .await
+        .expect("add");
+    let added = store.add_domain(acme.id, &third, false).await.expect("add");
+    assert_eq!(
+        names(&added.domains),
+        [
+            (first.as_str(), true),
+            (second.as_str(), false),
+            (third.as_str(), false)
+        ],
+        "primary first, then by name"
+    );
+    let found = store.get_by_domain(&second).await.expect("get_by_domain");
+    assert_eq!(found.map(|t| t.id), Some(acme.id));
+
+    match store.add_domain(other.id, &second, true).await {
+        Err(TenantError::DomainConflict { domain }) => assert_eq!(domain, second),
+        other => panic!("another tenant's domain must be DomainConflict, got {other:?}"),
+    }
+    match store
+        .add_domain(TenantId::new(), &unique_domain("orphan"), false)
+        .await
+    {
+        Err(TenantError::NotFound { .. }) => {}
+        other => panic!("a missing tenant must be NotFound, got {other:?}"),
+    }
+    for result in [
+        store.remove_domain(other.id, &second).await,
+        store.set_primary_domain(other.id, &second).await,
+    ] {
+        match result {
+            Err(TenantError::DomainNotFound { tenant, domain }) => {
+                assert_eq!((tenant, domain), (other.id, second.clone()));
+            }
+            other => {
+                panic!("a domain the tenant does not own must be DomainNotFound, got {other:?}")
+            }
+        }
+    }
+
+    let promoted = store
+        .set_primary_domain(acme.id, &third)
+        .await
+        .expect("set primary");
+    assert!(promoted.changed);
+    assert_eq!(
+        names(&promoted.domains),
+        [
+            (third.as_str(), true),
+            (first.as_str(), false),
+            (second.as_str(), false)
+        ]
+    );
+    let same = store
+        .set_primary_domain(acme.id, &third)
+        .await
+        .expect("set primary again");
+    assert!(!same.changed);
+    let promoted = store
+        .add_domain(acme.id, &second, true)
+        .await
+        .expect("add as primary");
+    assert!(
+        promoted.changed,
+        "adding an owned domain as primary makes it primary"
+    );
+    assert_eq!(promoted.domains[0].domain, second);
+    assert_eq!(promoted.domains.iter().filter(|d| d.primary).count(), 1);
+
+    let removed = store.remove_domain(acme.id, &second).await.expect("remove");
+    assert!(removed.changed);
+    assert_eq!(
+        names(&removed.domains),
+        [(first.as_str(), true), (third.as_str(), false)],
+        "removing the primary promotes the oldest remaining domain"
+    );
+    assert_eq!(
+        store.get_by_domain(&second).await.expect("get_by_domain"),
+        None
+    );
+    store
+        .add_domain(other.id, &second, false)
+        .await
+        .expect("a freed domain can be taken");
+    store.remove_domain(acme.id, &first).await.expect("remove");
+    let last = store.remove_domain(acme.id, &third).await.expect("remove");
+    assert!(last.domains.is_empty());
+    assert_eq!(
+        names(&store.domains(other.id).await.expect("domains")),
+        [(second.as_str(), true)]
+    );
+}
+
+/// Of `n` tenants adding one domain at once, exactly one gets it; the rest get `DomainConflict`.
+pub async fn concurrent_adds_of_one_domain<S: Store + 'static>(store: Arc<S>, n: usize) {
+    let contested = unique_domain("contested");
+    let mut tenants = Vec::with_capacity(n);
+    for _ in 0..n {
+        tenants.push(
+            store
+                .create(new_tenant("dom-race"))
+                .await
+                .expect("create")
+                .id,
+        );
+    }
+    let handles: Vec<_> = tenants
+        .iter()
+        .map(|&tenant| {
+            let (store, contested) = (store.clone(), contested.clone());
+            tokio::spawn(async move { store.add_domain(tenant, &contested, false).await })
+        })
+        .collect();
+    let (mut won, mut conflicts) = (Vec::new(), 0);
+    for (handle, tenant) in handles.into_iter().zip(&tenants) {
+        match handle.await.expect("task") {
+            Ok(change) => won.push((*tenant, change)),
+            Err(TenantError::DomainConflict { domain }) if domain == contested => conflicts += 1,
+            Err(other) => panic!("a losing add must be DomainConflict, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        (won.len(), conflicts),
+        (1, n - 1),
+        "exactly one concurrent add wins"
+    );
+    let owner = store
+        .get_by_domain(&contested)
+        .await
+        .expect("get_by_domain");
+    assert_eq!(owner.map(|t| t.id), Some(won[0].0));
+}
+
+/// `n` domains added to one tenant at once leave exactly one of them primary.
+pub async fn concurrent_first_domains_of_a_tenant<S: Store + 'static>(store: Arc<S>, n: usize) {
+    let tenant = store
+        .create(new_tenant("dom-first"))
+        .await
+        .expect("create")
+        .id;
+    let handles: Vec<_> = (0..n)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .add_domain(tenant, &unique_domain("many"), false)
+                    .await
+            })
+        })
+        .collect();
+    for handle in handles {
+        handle.await.expect("task").expect("add_domain");
+    }
+    let domains = store.domains(tenant).await.expect("domains");
+    assert_eq!(domains.len(), n);
+    assert_eq!(
+        domains.iter().filter(|d| d.primary).count(),
+        1,
+        "exactly one primary: {domains:?}"
+    );
 }
 
 /// Created tenants read back equal, by id and by slug; unknown ones are `None`.

@@ -1,5 +1,6 @@
 //! [`TenantError`], the one error type of the tenancy crates.
 
+use crate::domain::DomainName;
 use crate::id::{Slug, TenantId, TenantRef};
 use crate::tenant::TenantStatus;
 
@@ -60,6 +61,20 @@ pub enum TenantError {
     SlugConflict {
         /// The contested slug.
         slug: Slug,
+    },
+    /// Another tenant already owns this domain.
+    #[error("domain {domain} already belongs to another tenant")]
+    DomainConflict {
+        /// The contested domain.
+        domain: DomainName,
+    },
+    /// The tenant does not own this domain.
+    #[error("tenant {tenant} has no domain {domain}")]
+    DomainNotFound {
+        /// The tenant.
+        tenant: TenantId,
+        /// The domain.
+        domain: DomainName,
     },
     /// The transition table forbids this status change.
     #[error("tenant {tenant} cannot go from {from} to {to}")]

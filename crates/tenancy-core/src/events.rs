@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::broadcast;
 
+use crate::domain::DomainName;
 use crate::error::BoxError;
 use crate::id::{Slug, TenantId};
 
@@ -41,6 +42,26 @@ pub enum TenantEventKind {
     },
     /// It was deactivated.
     Deactivated,
+    /// A domain was added to the tenant.
+    DomainAdded {
+        /// The domain.
+        domain: DomainName,
+        /// Whether it became the primary domain.
+        primary: bool,
+    },
+    /// A domain was removed from the tenant.
+    DomainRemoved {
+        /// The domain.
+        domain: DomainName,
+        /// The tenant's primary domain after the removal (another one when the removed domain was
+        /// primary), if any is left.
+        primary: Option<DomainName>,
+    },
+    /// Another of the tenant's domains became its primary domain.
+    PrimaryDomainChanged {
+        /// The new primary domain.
+        domain: DomainName,
+    },
     /// A configuration override was set or removed.
     ConfigChanged {
         /// The configuration key.
@@ -63,6 +84,9 @@ impl TenantEventKind {
             Self::Activated => "activated",
             Self::Suspended { .. } => "suspended",
             Self::Deactivated => "deactivated",
+            Self::DomainAdded { .. } => "domain_added",
+            Self::DomainRemoved { .. } => "domain_removed",
+            Self::PrimaryDomainChanged { .. } => "primary_domain_changed",
             Self::ConfigChanged { .. } => "config_changed",
         }
     }

@@ -2,7 +2,8 @@
 //!
 //! This crate holds what every other tenancy crate shares, and depends on none of them:
 //!
-//! - validated identifiers: [`TenantId`], [`Slug`], [`TenantRef`];
+//! - validated identifiers: [`TenantId`], [`Slug`], [`TenantRef`], and tenants' own host names
+//!   ([`DomainName`], [`normalize_host`]);
 //! - tenants: [`TenantInfo`], [`TenantStatus`] with its one transition table, the commands
 //!   [`CreateTenant`] and [`UpdateTenant`];
 //! - [`TenantError`], the one error type;
@@ -31,6 +32,7 @@
 
 mod cache;
 pub mod context;
+mod domain;
 mod error;
 mod events;
 mod id;
@@ -46,6 +48,10 @@ pub mod conformance;
 
 pub use cache::{CacheInvalidation, Epoch, Generation, Invalidators, Stamp, StampKey};
 pub use context::TenantContext;
+pub use domain::{
+    DOMAIN_MAX_LEN, DomainChange, DomainError, DomainName, TenantDomain, normalize_host,
+    sort_domains,
+};
 pub use error::{BoxError, TenantError};
 pub use events::{BroadcastPublisher, EventPublisher, NoopPublisher, TenantEvent, TenantEventKind};
 pub use id::{IdError, SLUG_MAX_LEN, Slug, TenantId, TenantRef};

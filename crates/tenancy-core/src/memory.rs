@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use chrono::Utc;
 use serde_json::Value;
 
+use crate::domain::{DomainChange, DomainName, TenantDomain, sort_domains};
 use crate::error::TenantError;
 use crate::id::{Slug, TenantId, TenantRef};
 use crate::store::{ConfigStore, ListQuery, Page, StatusChange, TenantStore};
@@ -18,6 +19,50 @@ struct State {
     slugs: HashMap<Slug, TenantId>,
     /// Configuration overrides, by tenant (only tenants that have some).
     configs: HashMap<TenantId, JsonObject>,
+    /// Every tenant's domains.
+    domains: HashMap<DomainName, TenantDomain>,
+}
+
+impl State {
+    fn tenant_domains(&self, tenant: TenantId) -> Vec<TenantDomain> {
+        let mut domains: Vec<TenantDomain> = self
+            .domains
+            .values()
+            .filter(|d| d.tenant_id == tenant)
+            .cloned()
+            .collect();
+        sort_domains(&mut domains);
+        domains
+    }
+
+    fn change(&self, tenant: TenantId, changed: bool) -> DomainChange {
+        DomainChange {
+            domains: self.tenant_domains(tenant),
+            changed,
+        }
+    }
+
+    /// Makes `domain` the tenant's only primary domain.
+    fn make_primary(&mut self, tenant: TenantId, domain: &DomainName) {
+        for entry in self.domains.values_mut() {
+            if entry.tenant_id == tenant {
+                entry.primary = entry.domain == *domain;
+            }
+        }
+    }
+
+    fn owned(&self, tenant: TenantId, domain: &DomainName) -> Result<&TenantDomain, TenantError> {
+        if !self.tenants.contains_key(&tenant) {
+            return Err(not_found(tenant));
+        }
+        self.domains
+            .get(domain)
+            .filter(|d| d.tenant_id == tenant)
+            .ok_or_else(|| TenantError::DomainNotFound {
+                tenant,
+                domain: domain.clone(),
+            })
+    }
 }
 
 /// A tenant store and config store in memory: for tests, examples and single-process tools.
@@ -153,6 +198,100 @@ impl TenantStore for InMemoryStore {
             tenant.status_reason = change.reason;
             tenant.updated_at = Utc::now();
             Ok(tenant.clone())
+        })
+    }
+
+    async fn get_by_domain(&self, domain: &DomainName) -> Result<Option<TenantInfo>, TenantError> {
+        Ok(self.read(|s| {
+            s.domains
+                .get(domain)
+                .and_then(|d| s.tenants.get(&d.tenant_id))
+                .cloned()
+        }))
+    }
+
+    async fn domains(&self, tenant: TenantId) -> Result<Vec<TenantDomain>, TenantError> {
+        Ok(self.read(|s| s.tenant_domains(tenant)))
+    }
+
+    async fn add_domain(
+        &self,
+        tenant: TenantId,
+        domain: &DomainName,
+        primary: bool,
+    ) -> Result<DomainChange, TenantError> {
+        self.write(|s| {
+            if !s.tenants.contains_key(&tenant) {
+                return Err(not_found(tenant));
+            }
+            match s.domains.get(domain) {
+                Some(owned) if owned.tenant_id != tenant => Err(TenantError::DomainConflict {
+                    domain: domain.clone(),
+                }),
+                Some(owned) => {
+                    let promote = primary && !owned.primary;
+                    if promote {
+                        s.make_primary(tenant, domain);
+                    }
+                    Ok(s.change(tenant, promote))
+                }
+                None => {
+                    let first = !s.domains.values().any(|d| d.tenant_id == tenant);
+                    s.domains.insert(
+                        domain.clone(),
+                        TenantDomain {
+                            domain: domain.clone(),
+                            tenant_id: tenant,
+                            primary: false,
+                            created_at: Utc::now(),
+                        },
+                    );
+                    if primary || first {
+                        s.make_primary(tenant, domain);
+                    }
+                    Ok(s.change(tenant, true))
+                }
+            }
+        })
+    }
+
+    async fn remove_domain(
+        &self,
+        tenant: TenantId,
+        domain: &DomainName,
+    ) -> Result<DomainChange, TenantError> {
+        self.write(|s| {
+            let was_primary = s.owned(tenant, domain)?.primary;
+            s.domains.remove(domain);
+            if was_primary
+                && let Some(next) = s
+                    .domains
+                    .values()
+                    .filter(|d| d.tenant_id == tenant)
+                    .min_by(|a, b| {
+                        a.created_at
+                            .cmp(&b.created_at)
+                            .then_with(|| a.domain.cmp(&b.domain))
+                    })
+                    .map(|d| d.domain.clone())
+            {
+                s.make_primary(tenant, &next);
+            }
+            Ok(s.change(tenant, true))
+        })
+    }
+
+    async fn set_primary_domain(
+        &self,
+        tenant: TenantId,
+        domain: &DomainName,
+    ) -> Result<DomainChange, TenantError> {
+        self.write(|s| {
+            let changed = !s.owned(tenant, domain)?.primary;
+            if changed {
+                s.make_primary(tenant, domain);
+            }
+            Ok(s.change(tenant, changed))
         })
     }
 

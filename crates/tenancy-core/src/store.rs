@@ -8,6 +8,7 @@ use std::fmt;
 use async_trait::async_trait;
 use serde_json::Value;
 
+use crate::domain::{DomainChange, DomainName, TenantDomain};
 use crate::error::TenantError;
 use crate::id::{Slug, TenantId, TenantRef};
 use crate::tenant::{JsonObject, TenantInfo, TenantStatus, UpdateTenant};
@@ -86,6 +87,10 @@ pub struct StatusChange {
 /// - `set_status` checks the transition table and applies the change only if the tenant is still in
 ///   `change.from` ([`TenantError::StatusConflict`] otherwise), in one atomic step.
 /// - Missing tenants are `Ok(None)` from getters and [`TenantError::NotFound`] from mutations.
+/// - A domain belongs to one tenant at most: of concurrent adds of one domain exactly one tenant
+///   gets it, the others get [`TenantError::DomainConflict`]. A tenant with domains has exactly one
+///   primary: its first domain becomes primary, and removing the primary makes the oldest remaining
+///   domain primary.
 /// - Every mutation is all or nothing.
 #[async_trait]
 pub trait TenantStore: Send + Sync + fmt::Debug {
@@ -118,6 +123,49 @@ pub trait TenantStore: Send + Sync + fmt::Debug {
         id: TenantId,
         change: StatusChange,
     ) -> Result<TenantInfo, TenantError>;
+
+    /// The tenant that owns `domain`, whatever its status.
+    async fn get_by_domain(&self, domain: &DomainName) -> Result<Option<TenantInfo>, TenantError>;
+
+    /// The tenant's domains, primary first, then by name (empty for an unknown tenant).
+    async fn domains(&self, tenant: TenantId) -> Result<Vec<TenantDomain>, TenantError>;
+
+    /// Gives `domain` to the tenant; as its primary domain when `primary` or when it is the
+    /// tenant's first. Adding a domain the tenant already has changes nothing, unless `primary`
+    /// asks to make it primary.
+    ///
+    /// # Errors
+    /// [`TenantError::NotFound`] for a missing tenant, [`TenantError::DomainConflict`] when another
+    /// tenant owns the domain.
+    async fn add_domain(
+        &self,
+        tenant: TenantId,
+        domain: &DomainName,
+        primary: bool,
+    ) -> Result<DomainChange, TenantError>;
+
+    /// Takes `domain` from the tenant. When it was primary, the oldest remaining domain becomes
+    /// primary.
+    ///
+    /// # Errors
+    /// [`TenantError::NotFound`] for a missing tenant, [`TenantError::DomainNotFound`] when the
+    /// tenant does not own the domain.
+    async fn remove_domain(
+        &self,
+        tenant: TenantId,
+        domain: &DomainName,
+    ) -> Result<DomainChange, TenantError>;
+
+    /// Makes `domain`, which the tenant owns, its primary domain.
+    ///
+    /// # Errors
+    /// [`TenantError::NotFound`] for a missing tenant, [`TenantError::DomainNotFound`] when the
+    /// tenant does not own the domain.
+    async fn set_primary_domain(
+        &self,
+        tenant: TenantId,
+        domain: &DomainName,
+    ) -> Result<DomainChange, TenantError>;
 
     /// Records why the tenant is in its status (such as the error of a failed provisioning) without
     /// changing the status, only if the tenant is still in `status`; `None` clears the reason.

@@ -52,6 +52,6 @@ mod provisioner;
 mod service;
 
 pub use config::LifecycleConfig;
-pub use outcome::Outcome;
+pub use outcome::{DomainOutcome, Outcome};
 pub use provisioner::Provisioner;
 pub use service::{Recovery, TenantLifecycle};

@@ -1,6 +1,6 @@
 //! [`Outcome`]: a stored change, and whether its events were published.
 
-use tenancy_core::{TenantError, TenantInfo};
+use tenancy_core::{DomainChange, TenantError, TenantInfo};
 
 /// The result of a lifecycle operation whose change the store accepted.
 ///
@@ -45,6 +45,30 @@ impl Outcome {
     pub fn into_result(self) -> Result<TenantInfo, TenantError> {
         match self.publish_errors.into_iter().next() {
             None => Ok(self.tenant),
+            Some(error) => Err(error),
+        }
+    }
+}
+
+/// The result of a change to a tenant's domains that the store accepted: the tenant's domains
+/// after it, and the events that could not be published (as in [`Outcome`]).
+#[derive(Debug)]
+#[must_use = "an outcome may carry publish failures"]
+pub struct DomainOutcome {
+    /// The tenant's domains after the change, and whether anything changed.
+    pub change: DomainChange,
+    /// The events that could not be published, each a [`TenantError::Publish`].
+    pub publish_errors: Vec<TenantError>,
+}
+
+impl DomainOutcome {
+    /// The change, or the first publish failure (the change is stored either way).
+    ///
+    /// # Errors
+    /// The first [`TenantError::Publish`].
+    pub fn into_result(self) -> Result<DomainChange, TenantError> {
+        match self.publish_errors.into_iter().next() {
+            None => Ok(self.change),
             Some(error) => Err(error),
         }
     }

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use chrono::Utc;
 use tenancy_core::{
-    CacheInvalidation as _, CreateTenant, EventPublisher, Invalidators, IsolationStrategy,
-    ListQuery, MAX_PAGE_SIZE, NoopPublisher, Page, StatusChange, TenantError, TenantEvent,
-    TenantEventKind, TenantId, TenantInfo, TenantRef, TenantStatus, TenantStore, UpdateTenant,
+    CacheInvalidation as _, CreateTenant, DomainName, EventPublisher, Invalidators,
+    IsolationStrategy, ListQuery, MAX_PAGE_SIZE, NoopPublisher, Page, StatusChange, TenantDomain,
+    TenantError, TenantEvent, TenantEventKind, TenantId, TenantInfo, TenantRef, TenantStatus,
+    TenantStore, UpdateTenant,
 };
 
 use crate::config::LifecycleConfig;
@@ -22,7 +23,7 @@ pub struct Recovery {
     /// The tenants whose provisioning failed again, with the error (also recorded on them).
     pub failed: Vec<(TenantId, TenantError)>,
 }
-use crate::outcome::Outcome;
+use crate::outcome::{DomainOutcome, Outcome};
 use crate::provisioner::Provisioner;
 
 /// The longest status reason kept on a tenant, in characters: longer suspension reasons are
@@ -305,6 +306,117 @@ impl TenantLifecycle {
                 TenantEventKind::Updated { fields },
             )
             .await;
+        }
+        Ok(outcome)
+    }
+
+    /// The tenant's domains, primary first, then by name.
+    ///
+    /// # Errors
+    /// The store's error.
+    pub async fn domains(&self, id: TenantId) -> Result<Vec<TenantDomain>, TenantError> {
+        self.store.domains(id).await
+    }
+
+    /// Gives the tenant `domain` (its primary domain when `primary`, or when it is its first):
+    /// invalidates the domain in every cache (a request for it may have been cached as "no
+    /// tenant"), then publishes `domain_added`, and `primary_domain_changed` when an existing
+    /// domain became primary. Adding a domain the tenant has changes and publishes nothing.
+    ///
+    /// # Errors
+    /// [`TenantError::NotFound`], [`TenantError::DomainConflict`] when another tenant owns the
+    /// domain, or the store's error.
+    #[tracing::instrument(skip_all, fields(tenant_id = %id, %domain))]
+    pub async fn add_domain(
+        &self,
+        id: TenantId,
+        domain: &DomainName,
+        primary: bool,
+    ) -> Result<DomainOutcome, TenantError> {
+        let change = self.store.add_domain(id, domain, false).await?;
+        let mut outcome = DomainOutcome {
+            change,
+            publish_errors: Vec::new(),
+        };
+        let is_primary = |change: &tenancy_core::DomainChange| {
+            change
+                .domains
+                .iter()
+                .any(|d| d.primary && d.domain == *domain)
+        };
+        if outcome.change.changed {
+            self.invalidators.invalidate_domain(domain).await;
+            let primary = is_primary(&outcome.change);
+            tracing::info!(tenant_id = %id, %domain, primary, "domain added");
+            let kind = TenantEventKind::DomainAdded {
+                domain: domain.clone(),
+                primary,
+            };
+            self.publish(&mut outcome.publish_errors, id, kind).await;
+        }
+        if primary && !is_primary(&outcome.change) {
+            let errors = std::mem::take(&mut outcome.publish_errors);
+            outcome = self.set_primary_domain(id, domain).await?;
+            outcome.publish_errors.splice(0..0, errors);
+        }
+        Ok(outcome)
+    }
+
+    /// Takes `domain` from the tenant (the oldest remaining domain becomes primary when it was),
+    /// invalidates it in every cache, and publishes `domain_removed`.
+    ///
+    /// # Errors
+    /// [`TenantError::NotFound`], [`TenantError::DomainNotFound`] when the tenant does not own the
+    /// domain, or the store's error.
+    #[tracing::instrument(skip_all, fields(tenant_id = %id, %domain))]
+    pub async fn remove_domain(
+        &self,
+        id: TenantId,
+        domain: &DomainName,
+    ) -> Result<DomainOutcome, TenantError> {
+        let change = self.store.remove_domain(id, domain).await?;
+        self.invalidators.invalidate_domain(domain).await;
+        let mut outcome = DomainOutcome {
+            change,
+            publish_errors: Vec::new(),
+        };
+        let primary = outcome
+            .change
+            .domains
+            .iter()
+            .find(|d| d.primary)
+            .map(|d| d.domain.clone());
+        tracing::info!(tenant_id = %id, %domain, "domain removed");
+        let kind = TenantEventKind::DomainRemoved {
+            domain: domain.clone(),
+            primary,
+        };
+        self.publish(&mut outcome.publish_errors, id, kind).await;
+        Ok(outcome)
+    }
+
+    /// Makes `domain`, which the tenant owns, its primary domain; publishes
+    /// `primary_domain_changed` when it was not.
+    ///
+    /// # Errors
+    /// [`TenantError::NotFound`], [`TenantError::DomainNotFound`], or the store's error.
+    #[tracing::instrument(skip_all, fields(tenant_id = %id, %domain))]
+    pub async fn set_primary_domain(
+        &self,
+        id: TenantId,
+        domain: &DomainName,
+    ) -> Result<DomainOutcome, TenantError> {
+        let change = self.store.set_primary_domain(id, domain).await?;
+        let mut outcome = DomainOutcome {
+            change,
+            publish_errors: Vec::new(),
+        };
+        if outcome.change.changed {
+            tracing::info!(tenant_id = %id, %domain, "primary domain changed");
+            let kind = TenantEventKind::PrimaryDomainChanged {
+                domain: domain.clone(),
+            };
+            self.publish(&mut outcome.publish_errors, id, kind).await;
         }
         Ok(outcome)
     }

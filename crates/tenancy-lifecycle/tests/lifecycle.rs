@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use tenancy_core::{
-    CreateTenant, Invalidators, TenantError, TenantEventKind, TenantId, TenantStatus, TenantStore,
-    UpdateTenant,
+    CreateTenant, DomainName, Invalidators, TenantError, TenantEventKind, TenantId, TenantStatus,
+    TenantStore, UpdateTenant,
 };
 use tenancy_lifecycle::{LifecycleConfig, Outcome, TenantLifecycle};
 
@@ -620,4 +620,88 @@ async fn the_recovery_sweep_finishes_tenants_stuck_provisioning() {
     assert_eq!(h.stored(stuck.id).await.status, TenantStatus::Active);
     assert_eq!(h.stored(active.id).await.status, TenantStatus::Active);
     assert_eq!(h.stored(off.id).await.status, TenantStatus::Inactive);
+}
+
+#[tokio::test]
+async fn domains_change_with_events_and_invalidations() {
+    let h = Harness::new();
+    let acme = h.tenant_in("acme", TenantStatus::Active).await;
+    let other = h.tenant_in("other", TenantStatus::Active).await;
+    h.publisher.taken();
+    let (com, portal): (DomainName, DomainName) = (
+        "acme.com".parse().unwrap(),
+        "portal.acme.example".parse().unwrap(),
+    );
+
+    let outcome = h.lifecycle.add_domain(acme.id, &com, false).await.unwrap();
+    assert!(outcome.publish_errors.is_empty());
+    let change = outcome.into_result().unwrap();
+    assert!(change.changed);
+    assert!(change.domains[0].primary, "the first domain is primary");
+    let outcome = h
+        .lifecycle
+        .add_domain(acme.id, &portal, true)
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome.change.domains[0].domain, portal,
+        "asked to be primary"
+    );
+    let again = h
+        .lifecycle
+        .add_domain(acme.id, &portal, true)
+        .await
+        .unwrap();
+    assert!(!again.change.changed, "adding it again changes nothing");
+    assert_eq!(
+        h.publisher.names(),
+        ["domain_added", "domain_added", "primary_domain_changed"]
+    );
+    let events = h.publisher.taken();
+    assert_eq!(
+        events[0].kind,
+        TenantEventKind::DomainAdded {
+            domain: com.clone(),
+            primary: true
+        }
+    );
+    assert_eq!(
+        events[1].kind,
+        TenantEventKind::DomainAdded {
+            domain: portal.clone(),
+            primary: false
+        }
+    );
+
+    match h.lifecycle.add_domain(other.id, &com, false).await {
+        Err(TenantError::DomainConflict { domain }) => assert_eq!(domain, com),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    match h.lifecycle.remove_domain(other.id, &com).await {
+        Err(TenantError::DomainNotFound { .. }) => {}
+        other => panic!("expected DomainNotFound, got {other:?}"),
+    }
+    assert!(
+        h.publisher.taken().is_empty(),
+        "refused changes publish nothing"
+    );
+
+    let outcome = h.lifecycle.remove_domain(acme.id, &portal).await.unwrap();
+    assert_eq!(outcome.change.domains.len(), 1);
+    let events = h.publisher.taken();
+    assert_eq!(
+        events[0].kind,
+        TenantEventKind::DomainRemoved {
+            domain: portal.clone(),
+            primary: Some(com.clone())
+        },
+        "the remaining domain became primary"
+    );
+    assert_eq!(
+        *h.cache.domains.lock().unwrap(),
+        [com.clone(), portal.clone(), portal.clone()],
+        "every add and removal invalidated its domain"
+    );
+    let listed = h.lifecycle.domains(acme.id).await.unwrap();
+    assert_eq!(listed.iter().map(|d| &d.domain).collect::<Vec<_>>(), [&com]);
 }

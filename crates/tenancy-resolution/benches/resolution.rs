@@ -1,6 +1,7 @@
 //! Criterion bench `resolution`, each part against a baseline measured in the same run:
 //!
-//! 1. header resolve + validator cache hit, against parsing the UUID and a
+//! 1. header resolve + validator cache hit, and the same through the `domain` resolver (host
+//!    normalised, domain cache, id cache), against parsing the UUID and a
 //!    `HashMap<TenantId, Arc<TenantInfo>>` lookup;
 //! 2. a request through an axum `Router` with the tenancy middleware and guard (two layers), and
 //!    with the single `ResolveTenantLayer::require_tenant` layer, against the same router without them
@@ -33,8 +34,8 @@ use tenancy_core::{
     TenantStore,
 };
 use tenancy_resolution::{
-    HeaderResolver, RequireTenantLayer, Resolution, ResolutionConfig, ResolutionContext,
-    ResolveTenant, ResolveTenantLayer, TenantResolver, TenantValidator,
+    DomainResolver, HeaderResolver, RequireTenantLayer, Resolution, ResolutionConfig,
+    ResolutionContext, ResolveTenant, ResolveTenantLayer, TenantResolver, TenantValidator,
 };
 use tower::ServiceExt as _;
 use tower::layer::util::Identity;
@@ -90,6 +91,8 @@ fn fixture(rt: &tokio::runtime::Runtime) -> Fixture {
             reason: None,
         };
         let tenant = store.set_status(tenant.id, change).await.unwrap();
+        let domain = "acme.com".parse().unwrap();
+        store.add_domain(tenant.id, &domain, true).await.unwrap();
         // The header is set by a trusted gateway in this setup: no membership check.
         let config = ResolutionConfig {
             trusted_resolvers: Some(vec!["jwt_claim".into(), "header".into(), "path".into()]),
@@ -97,6 +100,7 @@ fn fixture(rt: &tokio::runtime::Runtime) -> Fixture {
         };
         let validator = TenantValidator::new(store, &config.validator).unwrap();
         validator.validate(TenantRef::Id(tenant.id)).await.unwrap();
+        validator.lookup_domain(&domain).await.unwrap();
         Fixture {
             tenant,
             validator,
@@ -196,6 +200,22 @@ fn report_ratios(rt: &tokio::runtime::Runtime, fixture: &Fixture) {
     println!(
         "paired ratio to baseline_parse_uuid_hashmap, tenancy_header_resolver_validator_hit: {ratio:.3}"
     );
+    let header_to_domain = paired_ratio(
+        || {
+            for _ in 0..1_000 {
+                black_box(lookup.tenancy(&fixture.validator));
+            }
+        },
+        || {
+            for _ in 0..1_000 {
+                black_box(lookup.domain(&fixture.validator));
+            }
+        },
+    );
+    println!(
+        "paired ratio to tenancy_header_resolver_validator_hit, \
+         tenancy_domain_resolver_validator_hit: {header_to_domain:.3}"
+    );
     let id = fixture.tenant.id.to_string();
     let stacks = stacks(fixture);
     let (_, baseline) = &stacks[0];
@@ -217,6 +237,9 @@ struct Lookup {
     parts: http::request::Parts,
     map: HashMap<TenantId, Arc<TenantInfo>>,
     resolver: HeaderResolver,
+    /// A request for `acme.com` (browsers send the host lower case).
+    host_parts: http::request::Parts,
+    domain: DomainResolver,
 }
 
 impl Lookup {
@@ -225,7 +248,24 @@ impl Lookup {
             parts: request(&fixture.tenant.id.to_string()).into_parts().0,
             map: [(fixture.tenant.id, Arc::new(fixture.tenant.clone()))].into(),
             resolver: HeaderResolver::from_config(&fixture.config).unwrap(),
+            host_parts: Request::builder()
+                .uri("/whoami")
+                .header("host", "acme.com")
+                .body(())
+                .unwrap()
+                .into_parts()
+                .0,
+            domain: DomainResolver::new(fixture.validator.clone(), 35),
         }
+    }
+
+    /// The domain resolver (a cache hit, answered synchronously), then the validator.
+    fn domain(&self, validator: &TenantValidator) -> Arc<TenantInfo> {
+        let cx = ResolutionContext::from_parts(black_box(&self.host_parts));
+        let Resolution::Found(tenant) = self.domain.resolve(&cx) else {
+            unreachable!()
+        };
+        validator.validate(tenant).now_or_never().unwrap().unwrap()
     }
 
     /// Parse the UUID from the header, look it up in a `HashMap`, clone the `Arc`.
@@ -306,6 +346,9 @@ fn bench_resolve_validate(c: &mut Criterion, fixture: &Fixture) {
     });
     group.bench_function("tenancy_header_resolver_validator_hit", |b| {
         b.iter(|| black_box(lookup.tenancy(&fixture.validator)));
+    });
+    group.bench_function("tenancy_domain_resolver_validator_hit", |b| {
+        b.iter(|| black_box(lookup.domain(&fixture.validator)));
     });
     // References: one read of a bare cache (no expiry policy) of each candidate, and the clock
     // read `std::time::Instant::now` would add (the validator reads the coarse clock instead).

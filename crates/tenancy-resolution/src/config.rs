@@ -15,6 +15,8 @@ pub const HEADER: &str = Builtin::Header.name();
 pub const SUBDOMAIN: &str = Builtin::Subdomain.name();
 /// Name of the path resolver.
 pub const PATH: &str = Builtin::Path.name();
+/// Name of the custom domain resolver.
+pub const DOMAIN: &str = Builtin::Domain.name();
 
 /// A built-in resolver, as `resolution.resolvers` names it. Parsed when the configuration is
 /// loaded: an unknown name fails there, naming the ones that exist.
@@ -37,13 +39,21 @@ pub enum Builtin {
     Header,
     /// The first label of the host under a base domain (priority 30).
     Subdomain,
+    /// The whole host, as a tenant's custom domain (priority 35).
+    Domain,
     /// A segment of the path (priority 40).
     Path,
 }
 
 impl Builtin {
     /// Every built-in resolver, in default priority order.
-    pub const ALL: [Self; 4] = [Self::JwtClaim, Self::Header, Self::Subdomain, Self::Path];
+    pub const ALL: [Self; 5] = [
+        Self::JwtClaim,
+        Self::Header,
+        Self::Subdomain,
+        Self::Domain,
+        Self::Path,
+    ];
 
     /// The resolver's name, as configuration, logs and trust decisions use it.
     #[must_use]
@@ -52,6 +62,7 @@ impl Builtin {
             Self::JwtClaim => "jwt_claim",
             Self::Header => "header",
             Self::Subdomain => "subdomain",
+            Self::Domain => "domain",
             Self::Path => "path",
         }
     }
@@ -63,6 +74,7 @@ impl Builtin {
             Self::JwtClaim => 10,
             Self::Header => 20,
             Self::Subdomain => 30,
+            Self::Domain => 35,
             Self::Path => 40,
         }
     }
@@ -149,9 +161,12 @@ impl Default for ValidatorConfig {
 
 /// Settings for verifying bearer tokens in the `jwt_claim` resolver (needs feature `jwt`).
 ///
-/// Exactly one key: `secret` for the HMAC algorithms (HS256/384/512), `public_key_pem` for the
-/// others (RS*, PS*, ES*, EdDSA). All `algorithms` must belong to the key's family, so a token
-/// signed with HS256 and an RSA public key as secret is refused.
+/// Exactly one key source: `secret` for the HMAC algorithms (HS256/384/512), `public_key_pem`
+/// for the others (RS*, PS*, ES*, EdDSA), or `jwks`, a key set fetched from an identity provider
+/// (feature `jwks`; public-key algorithms only). With one key, all `algorithms` must belong to
+/// its family, so a token signed with HS256 and an RSA public key as secret is refused; with a
+/// JWKS, each key serves only the listed algorithms of its own type (and its `alg`, when the key
+/// names one).
 ///
 /// Its `Debug` output shows `secret` as `<redacted>`, so that logging the configuration does not
 /// leak the key.
@@ -164,6 +179,9 @@ pub struct JwtVerifyConfig {
     pub secret: Option<String>,
     /// PEM-encoded public key for RS*, PS*, ES* and EdDSA.
     pub public_key_pem: Option<String>,
+    /// Keys fetched from an identity provider's JWKS endpoint, chosen by the token's `kid`
+    /// (feature `jwks`).
+    pub jwks: Option<JwksConfig>,
     /// Accepted issuers (`iss`); empty accepts any.
     pub issuers: Vec<String>,
     /// Accepted audiences (`aud`); empty does not check `aud`.
@@ -179,6 +197,7 @@ impl fmt::Debug for JwtVerifyConfig {
             .field("algorithms", &self.algorithms)
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
             .field("public_key_pem", &self.public_key_pem)
+            .field("jwks", &self.jwks)
             .field("issuers", &self.issuers)
             .field("audiences", &self.audiences)
             .field("leeway", &self.leeway)
@@ -192,10 +211,93 @@ impl Default for JwtVerifyConfig {
             algorithms: Vec::new(),
             secret: None,
             public_key_pem: None,
+            jwks: None,
             issuers: Vec::new(),
             audiences: Vec::new(),
             leeway: Duration::from_secs(60),
         }
+    }
+}
+
+/// Where and how often the `jwt_claim` resolver fetches its JSON Web Key Set (feature `jwks`).
+///
+/// The set is fetched once and cached; a token whose `kid` is in the set is verified without any
+/// I/O. A set older than `refresh_interval` is refreshed in the background by the next request
+/// that uses it. A token with an unknown `kid` triggers one refresh (concurrent requests share
+/// it), at most once per `min_refresh_interval`; meanwhile such tokens name no tenant. A failed
+/// fetch keeps the last good set. Durations are written the human way (`30s`, `5m`).
+///
+/// ```
+/// use std::time::Duration;
+/// use tenancy_resolution::JwksConfig;
+///
+/// let jwks: JwksConfig = serde_json::from_value(serde_json::json!({
+///     "url": "https://idp.example.com/.well-known/jwks.json",
+///     "refresh_interval": "10m",
+/// }))?;
+/// assert_eq!(jwks.refresh_interval, Duration::from_secs(600));
+/// assert_eq!(jwks.min_refresh_interval, Duration::from_secs(30));
+/// assert_eq!(jwks, JwksConfig { refresh_interval: Duration::from_secs(600), ..JwksConfig::new("https://idp.example.com/.well-known/jwks.json") });
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwksConfig {
+    /// The JWKS endpoint, `https://` (or `http://`, for a provider on a trusted network).
+    pub url: String,
+    /// Age after which the set is refreshed in the background (default `5m`).
+    #[serde(
+        default = "JwksConfig::default_refresh_interval",
+        with = "humantime_serde"
+    )]
+    pub refresh_interval: Duration,
+    /// Least time between two refreshes triggered by unknown key ids, and between two retries
+    /// after a failed fetch (default `30s`); not zero.
+    #[serde(
+        default = "JwksConfig::default_min_refresh_interval",
+        with = "humantime_serde"
+    )]
+    pub min_refresh_interval: Duration,
+    /// Limit on one fetch: connecting, sending, receiving the whole body (default `5s`).
+    #[serde(default = "JwksConfig::default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Largest accepted response body, in bytes (default 1 MiB).
+    #[serde(default = "JwksConfig::default_max_bytes")]
+    pub max_bytes: usize,
+    /// A PEM file of root certificates trusted for the endpoint in addition to the system's (an
+    /// identity provider behind a private CA); none by default. Read when the resolver is built.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+impl JwksConfig {
+    /// The settings for `url`, every other one at its default.
+    #[must_use]
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            refresh_interval: Self::default_refresh_interval(),
+            min_refresh_interval: Self::default_min_refresh_interval(),
+            timeout: Self::default_timeout(),
+            max_bytes: Self::default_max_bytes(),
+            ca_file: None,
+        }
+    }
+
+    fn default_refresh_interval() -> Duration {
+        Duration::from_secs(300)
+    }
+
+    fn default_min_refresh_interval() -> Duration {
+        Duration::from_secs(30)
+    }
+
+    fn default_timeout() -> Duration {
+        Duration::from_secs(5)
+    }
+
+    fn default_max_bytes() -> usize {
+        1024 * 1024
     }
 }
 
@@ -217,8 +319,9 @@ impl Default for JwtVerifyConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct ResolutionConfig {
     /// Built-in resolvers to activate. When absent (the default): `jwt_claim`, `header`, `path`,
-    /// and `subdomain` too when `subdomain_base_domain` is set. When listed explicitly,
-    /// `subdomain` without a base domain is a configuration error (an unknown name fails to load).
+    /// and `subdomain` too when `subdomain_base_domain` is set; `domain` (tenants' custom
+    /// domains) only when listed. When listed explicitly, `subdomain` without a base domain is a
+    /// configuration error (an unknown name fails to load).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resolvers: Option<Vec<Builtin>>,
     /// Header read by the `header` resolver (default `x-tenant-id`).
@@ -281,7 +384,11 @@ impl ResolutionConfig {
             Some(names) => names.clone(),
             None => Builtin::ALL
                 .into_iter()
-                .filter(|b| *b != Builtin::Subdomain || self.subdomain_base_domain.is_some())
+                .filter(|b| match b {
+                    Builtin::Subdomain => self.subdomain_base_domain.is_some(),
+                    Builtin::Domain => false,
+                    _ => true,
+                })
                 .collect(),
         }
     }
@@ -304,11 +411,20 @@ mod tests {
             config.active_resolvers(),
             [Builtin::JwtClaim, Builtin::Header, Builtin::Path]
         );
-        let with_domain = ResolutionConfig {
+        let with_base = ResolutionConfig {
             subdomain_base_domain: Some("app.example.com".into()),
             ..ResolutionConfig::default()
         };
-        assert_eq!(with_domain.active_resolvers(), Builtin::ALL);
+        assert_eq!(
+            with_base.active_resolvers(),
+            [
+                Builtin::JwtClaim,
+                Builtin::Header,
+                Builtin::Subdomain,
+                Builtin::Path
+            ],
+            "`domain` runs only when listed"
+        );
         assert_eq!(config.validator.cache_ttl, Duration::from_secs(300));
         assert_eq!(config.validator.negative_ttl, Duration::from_secs(5));
         assert_eq!(config.validator.cache_capacity, 100_000);

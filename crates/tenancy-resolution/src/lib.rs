@@ -3,7 +3,8 @@
 //!
 //! - [`TenantResolver`]s find which tenant a request names: built in, [`JwtClaimResolver`]
 //!   (`jwt_claim`, priority 10), [`HeaderResolver`] (`header`, 20), [`SubdomainResolver`]
-//!   (`subdomain`, 30), [`PathResolver`] (`path`, 40); application resolvers may await.
+//!   (`subdomain`, 30), [`DomainResolver`] (`domain`, 35: tenants' custom domains, through the
+//!   validator's cache), [`PathResolver`] (`path`, 40); application resolvers may await.
 //! - [`ResolverRegistry`], the composite resolver, asks them in priority order; the first answer
 //!   wins, with the resolver's name.
 //! - [`TenantValidator`] looks the tenant up through a bounded cache; only active tenants pass.
@@ -56,10 +57,14 @@
 //!
 //! # Features
 //! - `jwt`: the `jwt_claim` resolver verifies bearer tokens itself (jsonwebtoken).
+//! - `jwks`: it verifies them against an identity provider's key set, fetched over HTTP(S),
+//!   cached and refreshed on rotation ([`JwksCache`]); implies `jwt`.
 //! - `axum`: the `Tenant` extractor.
 
 mod config;
 mod context;
+#[cfg(feature = "jwks")]
+mod jwks;
 mod membership;
 pub mod rejection;
 pub mod require;
@@ -72,8 +77,8 @@ mod validator;
 mod extract;
 
 pub use config::{
-    Builtin, HEADER, JWT_CLAIM, JwtVerifyConfig, KeyKind, MembershipMode, PATH, ResolutionConfig,
-    SUBDOMAIN, ValidatorConfig,
+    Builtin, DOMAIN, HEADER, JWT_CLAIM, JwksConfig, JwtVerifyConfig, KeyKind, MembershipMode, PATH,
+    ResolutionConfig, SUBDOMAIN, ValidatorConfig,
 };
 pub use context::{
     AuthenticatedUser, MAX_BEARER_TOKEN_LEN, ResolutionContext, ResolvedTenant, VerifiedClaims,
@@ -81,10 +86,14 @@ pub use context::{
 };
 #[cfg(feature = "axum")]
 pub use extract::Tenant;
+#[cfg(feature = "jwks")]
+pub use jwks::{JwksCache, JwksError};
 pub use membership::TenantMembership;
 pub use rejection::{GrpcRejection, JsonRejection, RejectionResponse, TenantRejection};
 pub use require::{RequireTenant, RequireTenantLayer};
 pub use resolve::{ResolveTenant, ResolveTenantBuilder, ResolveTenantLayer};
 pub use resolver::{Resolution, Resolved, ResolverRegistry, TenantResolver};
-pub use resolvers::{HeaderResolver, JwtClaimResolver, PathResolver, SubdomainResolver};
+pub use resolvers::{
+    DomainResolver, HeaderResolver, JwtClaimResolver, PathResolver, SubdomainResolver,
+};
 pub use validator::TenantValidator;

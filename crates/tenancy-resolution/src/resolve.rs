@@ -249,6 +249,15 @@ impl ResolveTenantLayer {
 }
 
 impl<R> ResolveTenantLayer<R> {
+    /// The key set the `jwt_claim` resolver verifies bearer tokens with, when
+    /// `resolution.jwt_verify.jwks` is configured (feature `jwks`): fetch it before serving, report
+    /// its health.
+    #[cfg(feature = "jwks")]
+    #[must_use]
+    pub fn jwks(&self) -> Option<&crate::JwksCache> {
+        self.pipeline.registry.jwks()
+    }
+
     /// The same middleware, also answering the [`TenantRejection`] itself when it sets no tenant,
     /// exactly as [`RequireTenantLayer`](crate::RequireTenantLayer) would behind it: one layer
     /// does both jobs. Keep the separate guard for routers that mix public and tenant routes.
@@ -332,7 +341,7 @@ impl ResolveTenantBuilder<'_> {
     /// and priorities: a second `jwt_claim` would be trusted as the first is), or a membership
     /// mode other than `off` with an untrusted resolver and no membership checker.
     pub fn build(self) -> Result<ResolveTenantLayer, TenantError> {
-        let mut registry = ResolverRegistry::from_config(self.config)?;
+        let mut registry = ResolverRegistry::from_config(self.config, &self.validator)?;
         for resolver in self.resolvers {
             if registry.names().any(|name| name == resolver.name()) {
                 return Err(TenantError::Configuration(format!(

@@ -9,7 +9,10 @@ use tenancy_core::{TenantError, TenantRef};
 
 use crate::config::{Builtin, ResolutionConfig};
 use crate::context::ResolutionContext;
-use crate::resolvers::{HeaderResolver, JwtClaimResolver, PathResolver, SubdomainResolver};
+use crate::resolvers::{
+    DomainResolver, HeaderResolver, JwtClaimResolver, PathResolver, SubdomainResolver,
+};
+use crate::validator::TenantValidator;
 
 /// The answer of [`TenantResolver::resolve`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,10 +105,14 @@ pub(crate) enum SyncResolution {
 /// turn; the first answer wins, with the name of the resolver that gave it.
 ///
 /// ```
-/// use tenancy_resolution::{ResolutionConfig, ResolutionContext, ResolverRegistry};
+/// use std::sync::Arc;
+/// use tenancy_core::InMemoryStore;
+/// use tenancy_resolution::{ResolutionConfig, ResolutionContext, ResolverRegistry, TenantValidator};
 ///
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-/// let registry = ResolverRegistry::from_config(&ResolutionConfig::default())?;
+/// let config = ResolutionConfig::default();
+/// let validator = TenantValidator::new(Arc::new(InMemoryStore::new()), &config.validator)?;
+/// let registry = ResolverRegistry::from_config(&config, &validator)?;
 /// assert_eq!(registry.names().collect::<Vec<_>>(), ["jwt_claim", "header", "path"]);
 ///
 /// let request = http::Request::builder().uri("/tenants/acme/orders").body(())?;
@@ -119,6 +126,9 @@ pub(crate) enum SyncResolution {
 pub struct ResolverRegistry {
     entries: Vec<Entry>,
     priorities: std::collections::BTreeMap<String, i32>,
+    /// The key set of the built-in `jwt_claim` resolver, when it verifies against a JWKS.
+    #[cfg(feature = "jwks")]
+    jwks: Option<crate::JwksCache>,
 }
 
 impl ResolverRegistry {
@@ -128,16 +138,22 @@ impl ResolverRegistry {
         Self::default()
     }
 
-    /// The built-in resolvers that `config` names, with their configured priorities.
+    /// The built-in resolvers that `config` names, with their configured priorities; the
+    /// `domain` resolver looks hosts up through `validator`.
     ///
     /// # Errors
     /// [`TenantError::Configuration`] for a name listed twice,
     /// `subdomain` without `subdomain_base_domain`, an invalid header name, path pattern or JWT
     /// verification setting.
-    pub fn from_config(config: &ResolutionConfig) -> Result<Self, TenantError> {
+    pub fn from_config(
+        config: &ResolutionConfig,
+        validator: &TenantValidator,
+    ) -> Result<Self, TenantError> {
         let mut registry = Self {
             entries: Vec::new(),
             priorities: config.priorities.clone(),
+            #[cfg(feature = "jwks")]
+            jwks: None,
         };
         for builtin in config.active_resolvers() {
             if registry.names().any(|n| n == builtin.name()) {
@@ -146,9 +162,17 @@ impl ResolverRegistry {
                 )));
             }
             let resolver: Arc<dyn TenantResolver> = match builtin {
-                Builtin::JwtClaim => Arc::new(JwtClaimResolver::from_config(config)?),
+                Builtin::JwtClaim => {
+                    let resolver = JwtClaimResolver::from_config(config)?;
+                    #[cfg(feature = "jwks")]
+                    {
+                        registry.jwks = resolver.jwks().cloned();
+                    }
+                    Arc::new(resolver)
+                }
                 Builtin::Header => Arc::new(HeaderResolver::from_config(config)?),
                 Builtin::Subdomain => Arc::new(SubdomainResolver::from_config(config)?),
+                Builtin::Domain => Arc::new(DomainResolver::from_config(config, validator.clone())),
                 Builtin::Path => Arc::new(PathResolver::from_config(config)?),
             };
             registry.register(resolver);
@@ -181,6 +205,14 @@ impl ResolverRegistry {
     pub fn with(mut self, resolver: Arc<dyn TenantResolver>) -> Self {
         self.register(resolver);
         self
+    }
+
+    /// The key set the built-in `jwt_claim` resolver verifies tokens with, when
+    /// `resolution.jwt_verify.jwks` is configured (feature `jwks`).
+    #[cfg(feature = "jwks")]
+    #[must_use]
+    pub fn jwks(&self) -> Option<&crate::JwksCache> {
+        self.jwks.as_ref()
     }
 
     /// Resolver names in the order they are asked.

@@ -17,8 +17,8 @@ use coarsetime::Instant;
 use quick_cache::OptionsBuilder;
 use quick_cache::sync::{Cache, EntryAction, EntryResult, PlaceholderGuard};
 use tenancy_core::{
-    CacheInvalidation, Generation, Slug, Stamp, TenantError, TenantId, TenantInfo, TenantRef,
-    TenantStore,
+    CacheInvalidation, DomainName, Generation, Slug, Stamp, TenantError, TenantId, TenantInfo,
+    TenantRef, TenantStore,
 };
 
 use crate::config::ValidatorConfig;
@@ -44,6 +44,15 @@ struct SlugEntry {
     loaded: Stamp,
 }
 
+/// A domain: the id of the tenant owning it (`None`: no tenant does), until when, and the
+/// domain's stamp when its load began. The tenant itself is read from the id cache.
+#[derive(Clone, Copy)]
+struct DomainEntry {
+    id: Option<TenantId>,
+    expires: Instant,
+    loaded: Stamp,
+}
+
 type Guard<'a, K, V> = PlaceholderGuard<
     'a,
     K,
@@ -63,6 +72,8 @@ struct Shared {
     ids: Cache<TenantId, IdEntry>,
     /// Slugs to ids, as many as tenants.
     slugs: Cache<Slug, SlugEntry>,
+    /// Domains (normalised hosts) to ids, as many as tenants.
+    domains: Cache<DomainName, DomainEntry>,
     store: Arc<dyn TenantStore>,
     capacity: u64,
     ttl: coarsetime::Duration,
@@ -135,7 +146,8 @@ where
 /// Validates tenant references against a [`TenantStore`] through a bounded cache.
 ///
 /// - Tenants are cached by id, one entry per tenant, so `cache_capacity` counts tenants; a second
-///   cache of as many entries maps slugs to ids. A tenant loaded by either is reachable by both.
+///   cache of as many entries maps slugs to ids, and a third domains to ids (for the `domain`
+///   resolver). A tenant loaded by any is reachable by id and slug.
 ///   Shards are sized with headroom for uneven hashing, so `cache_capacity` tenants fit without
 ///   eviction; the cache holds at most a few percent more.
 /// - Found tenants stay `cache_ttl`, unknown keys `negative_ttl` (an expired entry is a miss); at
@@ -209,6 +221,7 @@ impl TenantValidator {
             shared: Arc::new(Shared {
                 ids: bounded_cache(config.cache_capacity)?,
                 slugs: bounded_cache(config.cache_capacity)?,
+                domains: bounded_cache(config.cache_capacity)?,
                 store,
                 capacity: config.cache_capacity,
                 ttl: coarse(config.cache_ttl),
@@ -297,7 +310,7 @@ impl TenantValidator {
                     // Neither comes out of `entry_async` with this callback; load uncoalesced.
                     EntryResult::Removed(..) | EntryResult::Timeout => None,
                 };
-                shared_failure(shared, failures, tenant)?;
+                shared_failure(shared, failures, &tenant)?;
                 self.fetch(tenant, guard.map(Placeholder::Id)).await
             }
             TenantRef::Slug(slug) => {
@@ -320,7 +333,7 @@ impl TenantValidator {
                     | EntryResult::Removed(..)
                     | EntryResult::Timeout => None,
                 };
-                shared_failure(shared, failures, tenant)?;
+                shared_failure(shared, failures, &tenant)?;
                 self.fetch(tenant, guard.map(Placeholder::Slug)).await
             }
         }
@@ -425,6 +438,118 @@ impl TenantValidator {
         Ok(found)
     }
 
+    /// The id of the tenant owning `domain` (a host as [`tenancy_core::normalize_host`] returns it),
+    /// from a fresh cache entry only: `Some(Some(id))` on a hit, `Some(None)` for a domain cached
+    /// as owned by no tenant, `None` on a miss. Never calls the store and never waits.
+    #[must_use]
+    pub fn cached_domain(&self, domain: &str) -> Option<Option<TenantId>> {
+        let shared = &*self.shared;
+        let entry = shared.domains.get(domain)?;
+        (now() < entry.expires && shared.generation.is_current(domain, entry.loaded))
+            .then_some(entry.id)
+    }
+
+    /// The id of the tenant owning `domain`, whatever its status, through the cache: concurrent
+    /// misses make one store call, an unowned domain is cached for `negative_ttl`, and the tenant
+    /// found is cached by id and slug too.
+    ///
+    /// # Errors
+    /// [`TenantError::Storage`] when the store failed (nothing cached).
+    pub async fn lookup_domain(
+        &self,
+        domain: &DomainName,
+    ) -> Result<Option<TenantId>, TenantError> {
+        if let Some(found) = self.cached_domain(domain.as_str()) {
+            return Ok(found);
+        }
+        let shared = &*self.shared;
+        let failures = shared.failures.load(Ordering::SeqCst);
+        let caller = shared.generation.stamp(domain);
+        let now = now();
+        let found = shared
+            .domains
+            .entry_async(domain, |_, entry| {
+                if now < entry.expires && Generation::serves(entry.loaded, caller) {
+                    EntryAction::Retain(entry.id)
+                } else {
+                    EntryAction::ReplaceWithGuard
+                }
+            })
+            .await;
+        let guard = match found {
+            EntryResult::Retained(id) => return Ok(id),
+            EntryResult::Vacant(guard) | EntryResult::Replaced(guard, _) => Some(guard),
+            EntryResult::Removed(..) | EntryResult::Timeout => None,
+        };
+        shared_failure(shared, failures, &format_args!("of domain {domain}"))?;
+        Box::pin(self.fetch_domain(domain, guard)).await
+    }
+
+    /// Reads the owner of `domain` from the store and caches it under the domain, and the tenant
+    /// under its id and slug (each only if no invalidation of it came since the load began).
+    async fn fetch_domain(
+        &self,
+        domain: &DomainName,
+        guard: Option<Guard<'_, DomainName, DomainEntry>>,
+    ) -> Result<Option<TenantId>, TenantError> {
+        let shared = &*self.shared;
+        let generation = &shared.generation;
+        let began = generation.epoch();
+        let stamp = generation.stamp(domain);
+        let found = match shared.store.get_by_domain(domain).await {
+            Ok(found) => found.map(Arc::new),
+            Err(err) => {
+                shared.failures.fetch_add(1, Ordering::SeqCst);
+                return Err(TenantError::storage(
+                    format!("loading the tenant of domain {domain}"),
+                    err,
+                ));
+            }
+        };
+        let expires = now()
+            + if found.is_some() {
+                shared.ttl
+            } else {
+                shared.negative_ttl
+            };
+        let entry = DomainEntry {
+            id: found.as_ref().map(|info| info.id),
+            expires,
+            loaded: stamp,
+        };
+        match guard {
+            Some(guard) => {
+                let _ = guard.insert(entry);
+            }
+            None => shared.domains.insert(domain.clone(), entry),
+        }
+        if let Some(info) = &found {
+            if let Some(loaded) = generation.stamp_since(&info.id, began) {
+                let tenant = Some(Arc::clone(info));
+                shared.ids.insert(
+                    info.id,
+                    IdEntry {
+                        tenant,
+                        expires,
+                        loaded,
+                    },
+                );
+            }
+            if let Some(loaded) = generation.stamp_since(&info.slug, began) {
+                let id = Some(info.id);
+                shared.slugs.insert(
+                    info.slug,
+                    SlugEntry {
+                        id,
+                        expires,
+                        loaded,
+                    },
+                );
+            }
+        }
+        Ok(entry.id)
+    }
+
     /// How many tenants (and unknown ids) the cache holds, expired ones not yet read or evicted
     /// included.
     #[must_use]
@@ -454,12 +579,16 @@ enum Placeholder<'a> {
 
 /// A storage error when a load this miss waited for failed: it shares that failure rather than
 /// queueing another store call behind it.
-fn shared_failure(shared: &Shared, failures: u64, tenant: TenantRef) -> Result<(), TenantError> {
+fn shared_failure(
+    shared: &Shared,
+    failures: u64,
+    key: &dyn fmt::Display,
+) -> Result<(), TenantError> {
     if shared.failures.load(Ordering::SeqCst) == failures {
         Ok(())
     } else {
         Err(TenantError::storage(
-            format!("loading tenant {tenant}"),
+            format!("loading tenant {key}"),
             ConcurrentLoadFailed,
         ))
     }
@@ -491,9 +620,15 @@ impl CacheInvalidation for TenantValidator {
         self.shared.slugs.remove(slug);
     }
 
+    async fn invalidate_domain(&self, domain: &DomainName) {
+        self.shared.generation.advance(domain);
+        self.shared.domains.remove(domain);
+    }
+
     async fn invalidate_all(&self) {
         self.shared.generation.advance_all();
         self.shared.ids.clear();
         self.shared.slugs.clear();
+        self.shared.domains.clear();
     }
 }

@@ -330,7 +330,7 @@ fn registry_orders_by_priority_and_first_answer_wins() {
         header_kind: KeyKind::Slug,
         ..ResolutionConfig::default()
     };
-    let registry = ResolverRegistry::from_config(&config).unwrap();
+    let registry = ResolverRegistry::from_config(&config, &empty_validator()).unwrap();
     assert_eq!(
         registry.names().collect::<Vec<_>>(),
         ["header", "subdomain", "path"]
@@ -356,7 +356,7 @@ fn registry_orders_by_priority_and_first_answer_wins() {
         priorities: [("path".to_owned(), 1)].into(),
         ..config
     };
-    let registry = ResolverRegistry::from_config(&config).unwrap();
+    let registry = ResolverRegistry::from_config(&config, &empty_validator()).unwrap();
     assert_eq!(
         registry.names().collect::<Vec<_>>(),
         ["path", "header", "subdomain"]
@@ -415,7 +415,7 @@ impl TenantResolver for ApiKeyResolver {
 
 #[test]
 fn awaiting_application_resolvers_take_part() {
-    let registry = ResolverRegistry::from_config(&ResolutionConfig::default())
+    let registry = ResolverRegistry::from_config(&ResolutionConfig::default(), &empty_validator())
         .unwrap()
         .with(Arc::new(ApiKeyResolver));
     assert_eq!(
@@ -447,10 +447,12 @@ fn awaiting_application_resolvers_take_part() {
 
 #[test]
 fn configuration_errors_name_the_problem() {
-    let error = |config: ResolutionConfig| match ResolverRegistry::from_config(&config) {
-        Err(TenantError::Configuration(message)) => message,
-        other => panic!("expected a configuration error, got {other:?}"),
-    };
+    let error =
+        |config: ResolutionConfig| match ResolverRegistry::from_config(&config, &empty_validator())
+        {
+            Err(TenantError::Configuration(message)) => message,
+            other => panic!("expected a configuration error, got {other:?}"),
+        };
     let unknown =
         serde_json::from_str::<ResolutionConfig>(r#"{"resolvers": ["header", "cookie"]}"#)
             .unwrap_err()
@@ -472,7 +474,8 @@ fn configuration_errors_name_the_problem() {
     });
     assert!(message.contains("header_name"), "{message}");
     // The default list leaves subdomain out when no base domain is set.
-    let registry = ResolverRegistry::from_config(&ResolutionConfig::default()).unwrap();
+    let registry =
+        ResolverRegistry::from_config(&ResolutionConfig::default(), &empty_validator()).unwrap();
     assert!(!registry.names().any(|n| n == "subdomain"));
 }
 
@@ -511,7 +514,7 @@ proptest! {
             subdomain_base_domain: Some("app.example.com".into()),
             ..ResolutionConfig::default()
         };
-        let registry = ResolverRegistry::from_config(&config).unwrap();
+        let registry = ResolverRegistry::from_config(&config, &empty_validator()).unwrap();
         let slug_header = HeaderResolver::new("x-tenant-id".parse().unwrap(), KeyKind::Slug, 1);
         let mut headers = HeaderMap::new();
         if let Ok(value) = HeaderValue::from_bytes(&header) {
@@ -548,4 +551,13 @@ fn token_verification_needs_the_jwt_feature() {
         Err(TenantError::Configuration(message)) => assert!(message.contains("`jwt` feature")),
         other => panic!("expected a configuration error, got {other:?}"),
     }
+}
+
+/// A validator over an empty store, for registries whose `domain` resolver is not asked.
+fn empty_validator() -> tenancy_resolution::TenantValidator {
+    tenancy_resolution::TenantValidator::new(
+        Arc::new(tenancy_core::InMemoryStore::new()),
+        &ResolutionConfig::default().validator,
+    )
+    .unwrap()
 }

@@ -1,7 +1,7 @@
 //! [`ChangeNotice`], the payload every PostgreSQL mutation sends on the change channel.
 
 use serde::{Deserialize, Serialize};
-use tenancy_core::{Slug, TenantId};
+use tenancy_core::{DomainName, Slug, TenantId};
 
 /// What a mutation changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -15,11 +15,14 @@ pub enum ChangeKind {
     Status,
     /// A tenant's configuration overrides changed.
     Config,
+    /// A tenant's domains changed.
+    Domains,
 }
 
 /// The JSON payload of a change notification: small (well under PostgreSQL's 8000-byte limit),
-/// naming the tenant, what changed, and the slugs that caches may hold entries under (the new slug
-/// of a created tenant, the old and new slug of a renamed one).
+/// naming the tenant, what changed, and the slugs and domains that caches may hold entries under
+/// (the new slug of a created tenant, the old and new slug of a renamed one, a domain added or
+/// removed). One notice names at most two slugs or one domain (253 bytes at most).
 ///
 /// ```
 /// use tenancy_store_sql::{ChangeKind, ChangeNotice};
@@ -39,6 +42,9 @@ pub struct ChangeNotice {
     /// Slugs whose cache entries are stale (possibly negative entries).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub slugs: Vec<Slug>,
+    /// Domains whose cache entries are stale (possibly negative entries).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub domains: Vec<DomainName>,
 }
 
 impl ChangeNotice {
@@ -49,7 +55,17 @@ impl ChangeNotice {
             tenant_id,
             kind,
             slugs: Vec::new(),
+            domains: Vec::new(),
         }
+    }
+
+    /// Adds a domain.
+    #[must_use]
+    pub fn with_domain(mut self, domain: DomainName) -> Self {
+        if !self.domains.contains(&domain) {
+            self.domains.push(domain);
+        }
+        self
     }
 
     /// Adds a slug.
@@ -64,7 +80,7 @@ impl ChangeNotice {
     /// The payload text.
     #[must_use]
     pub fn to_payload(&self) -> String {
-        // Serialising ids, an enum and slugs cannot fail.
+        // Serialising ids, an enum, slugs and domains cannot fail.
         serde_json::to_string(self).unwrap_or_default()
     }
 }
@@ -80,7 +96,17 @@ mod tests {
         let notice = ChangeNotice::new(TenantId::new(), ChangeKind::Updated)
             .with_slug(slug)
             .with_slug(other)
-            .with_slug(slug);
+            .with_slug(slug)
+            .with_domain(
+                format!(
+                    "{}.{}.{}.example",
+                    "a".repeat(63),
+                    "b".repeat(63),
+                    "c".repeat(63)
+                )
+                .parse()
+                .unwrap(),
+            );
         let payload = notice.to_payload();
         assert!(payload.len() < 8000);
         assert_eq!(

@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::{Decode, Encode, Executor, IntoArguments, Pool, Transaction, Type};
 use tenancy_core::{
-    ConfigStore, JsonObject, ListQuery, Page, Slug, StatusChange, TenantError, TenantId,
-    TenantInfo, TenantStatus, TenantStore, UpdateTenant, Uuid,
+    ConfigStore, DomainChange, DomainName, JsonObject, ListQuery, Page, Slug, StatusChange,
+    TenantDomain, TenantError, TenantId, TenantInfo, TenantStatus, TenantStore, UpdateTenant, Uuid,
 };
 use tracing::debug;
 
@@ -33,6 +33,8 @@ pub(crate) mod sealed {
         Slug,
         /// `tenants.id`.
         Id,
+        /// `domains.domain`.
+        Domain,
     }
 
     /// What the shared store code asks of a backend.
@@ -194,12 +196,14 @@ macro_rules! for_every_backend {
             for<'q> &'q str: Encode<'q, DB> + Type<DB>,
             for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
             for<'q> i64: Encode<'q, DB> + Type<DB>,
-            for<'q> bool: Encode<'q, DB> + Type<DB>,
+            for<'q> bool: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
             for<'q> DateTime<Utc>: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
             for<'q> Option<String>: Decode<'q, DB> + Type<DB>,
             &'static str: sqlx::ColumnIndex<DB::Row>,
             for<'r> (String,): sqlx::FromRow<'r, DB::Row>,
             for<'r> (String, String): sqlx::FromRow<'r, DB::Row>,
+            for<'r> (String, bool, DateTime<Utc>): sqlx::FromRow<'r, DB::Row>,
+            for<'r> (Uuid, bool): sqlx::FromRow<'r, DB::Row>,
         {
             $($body)*
         }
@@ -239,11 +243,11 @@ impl {
         Ok(())
     }
 
-    /// Locks `tenant`'s row for a config write, or answers `NotFound`. Every config write of a
-    /// tenant takes it first: writes of a key not stored yet have no config row to lock, so
-    /// without it concurrent first writes would each report no old value and announce their own
-    /// change as the first.
-    async fn lock_for_config(
+    /// Locks `tenant`'s row, or answers `NotFound`. Every config and domain write of a tenant
+    /// takes it first: writes of a key not stored yet have no row to lock, so without it
+    /// concurrent first writes would each report no old value and announce their own change as
+    /// the first (and concurrent first domains would each become primary).
+    async fn lock_tenant(
         &self,
         tx: &mut Transaction<'static, DB>,
         tenant: TenantId,
@@ -260,6 +264,118 @@ impl {
         } else {
             Err(not_found(tenant))
         }
+    }
+
+    /// The tenant's domains, read in `tx`.
+    async fn domains_in(
+        &self,
+        tx: &mut Transaction<'static, DB>,
+        tenant: TenantId,
+    ) -> Result<Vec<TenantDomain>, TenantError> {
+        self.list_domains(&mut **tx, tenant).await
+    }
+
+    async fn list_domains<'e>(
+        &self,
+        executor: impl Executor<'e, Database = DB>,
+        tenant: TenantId,
+    ) -> Result<Vec<TenantDomain>, TenantError> {
+        let rows: Vec<(String, bool, DateTime<Utc>)> =
+            sqlx::query_as(q(&self.inner.sql.list_domains))
+                .bind(Uuid::from(tenant))
+                .fetch_all(executor)
+                .await
+                .map_err(|e| tenant_storage("loading domains", tenant, e))?;
+        rows.into_iter()
+            .map(|(domain, primary, created_at)| {
+                Ok(TenantDomain {
+                    domain: stored_domain(tenant, &domain)?,
+                    tenant_id: tenant,
+                    primary,
+                    created_at,
+                })
+            })
+            .collect()
+    }
+
+    /// Who owns `domain` and whether it is their primary one, locked for the transaction.
+    async fn domain_owner(
+        &self,
+        tx: &mut Transaction<'static, DB>,
+        tenant: TenantId,
+        domain: &DomainName,
+    ) -> Result<Option<(TenantId, bool)>, TenantError> {
+        let owner: Option<(Uuid, bool)> = sqlx::query_as(q(&self.inner.sql.domain_owner))
+            .bind(domain.as_str())
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(|e| tenant_storage("loading domain owner", tenant, e))?;
+        Ok(owner.map(|(id, primary)| (TenantId::from_uuid(id), primary)))
+    }
+
+    /// The tenant's oldest domain, if it has any.
+    async fn oldest_domain(
+        &self,
+        tx: &mut Transaction<'static, DB>,
+        tenant: TenantId,
+    ) -> Result<Option<DomainName>, TenantError> {
+        let oldest: Option<String> = sqlx::query_scalar(q(&self.inner.sql.oldest_domain))
+            .bind(Uuid::from(tenant))
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(|e| tenant_storage("loading domains", tenant, e))?;
+        oldest.map(|text| stored_domain(tenant, &text)).transpose()
+    }
+
+    /// Runs one statement of a domain write in `tx`, binding the tenant and then `domain` if given.
+    async fn domain_write(
+        &self,
+        tx: &mut Transaction<'static, DB>,
+        statement: &Sql,
+        tenant: TenantId,
+        domain: Option<&DomainName>,
+    ) -> Result<(), TenantError> {
+        let mut query = sqlx::query(q(statement)).bind(Uuid::from(tenant));
+        if let Some(domain) = domain {
+            query = query.bind(domain.as_str());
+        }
+        query
+            .execute(&mut **tx)
+            .await
+            .map_err(|e| tenant_storage("changing domains", tenant, e))?;
+        Ok(())
+    }
+
+    /// Makes `domain` the tenant's only primary domain, in `tx`.
+    async fn make_primary(
+        &self,
+        tx: &mut Transaction<'static, DB>,
+        tenant: TenantId,
+        domain: &DomainName,
+    ) -> Result<(), TenantError> {
+        self.domain_write(tx, &self.inner.sql.clear_primary, tenant, None)
+            .await?;
+        self.domain_write(tx, &self.inner.sql.set_primary, tenant, Some(domain))
+            .await
+    }
+
+    /// Ends a domain write: notifies when something changed, reads the tenant's domains, commits.
+    async fn domains_changed(
+        &self,
+        mut tx: Transaction<'static, DB>,
+        tenant: TenantId,
+        domain: &DomainName,
+        changed: bool,
+    ) -> Result<DomainChange, TenantError> {
+        if changed {
+            let notice = Notice::new(tenant, ChangeKind::Domains).with_domain(domain.clone());
+            self.notify(&mut tx, notice).await?;
+        }
+        let domains = self.domains_in(&mut tx, tenant).await?;
+        tx.commit()
+            .await
+            .map_err(|e| tenant_storage("changing domains", tenant, e))?;
+        Ok(DomainChange { domains, changed })
     }
 
     /// The tenant's current status (`None`: no such tenant), read to explain a refused change.
@@ -441,6 +557,129 @@ impl TenantStore for {
         Ok(tenant)
     }
 
+    async fn get_by_domain(&self, domain: &DomainName) -> Result<Option<TenantInfo>, TenantError> {
+        sqlx::query_as::<_, TenantRow>(q(&self.inner.sql.get_by_domain))
+            .bind(domain.as_str())
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(|e| storage(&format!("loading the tenant of domain {domain}"), e))?
+            .map(TenantRow::into_info)
+            .transpose()
+    }
+
+    async fn domains(&self, tenant: TenantId) -> Result<Vec<TenantDomain>, TenantError> {
+        self.list_domains(&self.inner.pool, tenant).await
+    }
+
+    async fn add_domain(
+        &self,
+        tenant: TenantId,
+        domain: &DomainName,
+        primary: bool,
+    ) -> Result<DomainChange, TenantError> {
+        const OPERATION: &str = "adding a domain";
+        let mut tx = self.begin(OPERATION, tenant).await?;
+        self.lock_tenant(&mut tx, tenant, OPERATION).await?;
+        let changed = match self.domain_owner(&mut tx, tenant, domain).await? {
+            Some((owner, _)) if owner != tenant => {
+                return Err(TenantError::DomainConflict {
+                    domain: domain.clone(),
+                });
+            }
+            Some((_, is_primary)) => {
+                let promote = primary && !is_primary;
+                if promote {
+                    self.make_primary(&mut tx, tenant, domain).await?;
+                }
+                promote
+            }
+            None => {
+                let primary = primary || self.oldest_domain(&mut tx, tenant).await?.is_none();
+                if primary {
+                    self.domain_write(&mut tx, &self.inner.sql.clear_primary, tenant, None)
+                        .await?;
+                }
+                let inserted = sqlx::query(q(&self.inner.sql.insert_domain))
+                    .bind(domain.as_str())
+                    .bind(Uuid::from(tenant))
+                    .bind(primary)
+                    .bind(Utc::now())
+                    .execute(&mut *tx)
+                    .await;
+                if let Err(e) = inserted {
+                    let taken = database_error(&e)
+                        .filter(|db| db.is_unique_violation())
+                        .and_then(DB::unique_violation)
+                        == Some(Unique::Domain);
+                    return Err(if taken {
+                        TenantError::DomainConflict {
+                            domain: domain.clone(),
+                        }
+                    } else {
+                        tenant_storage(OPERATION, tenant, e)
+                    });
+                }
+                true
+            }
+        };
+        let change = self.domains_changed(tx, tenant, domain, changed).await?;
+        debug!(tenant_id = %tenant, %domain, changed, "domain added");
+        Ok(change)
+    }
+
+    async fn remove_domain(
+        &self,
+        tenant: TenantId,
+        domain: &DomainName,
+    ) -> Result<DomainChange, TenantError> {
+        const OPERATION: &str = "removing a domain";
+        let mut tx = self.begin(OPERATION, tenant).await?;
+        self.lock_tenant(&mut tx, tenant, OPERATION).await?;
+        let was_primary = match self.domain_owner(&mut tx, tenant, domain).await? {
+            Some((owner, is_primary)) if owner == tenant => is_primary,
+            _ => {
+                return Err(TenantError::DomainNotFound {
+                    tenant,
+                    domain: domain.clone(),
+                });
+            }
+        };
+        self.domain_write(&mut tx, &self.inner.sql.delete_domain, tenant, Some(domain))
+            .await?;
+        if was_primary && let Some(oldest) = self.oldest_domain(&mut tx, tenant).await? {
+            self.domain_write(&mut tx, &self.inner.sql.set_primary, tenant, Some(&oldest))
+                .await?;
+        }
+        let change = self.domains_changed(tx, tenant, domain, true).await?;
+        debug!(tenant_id = %tenant, %domain, "domain removed");
+        Ok(change)
+    }
+
+    async fn set_primary_domain(
+        &self,
+        tenant: TenantId,
+        domain: &DomainName,
+    ) -> Result<DomainChange, TenantError> {
+        const OPERATION: &str = "changing the primary domain";
+        let mut tx = self.begin(OPERATION, tenant).await?;
+        self.lock_tenant(&mut tx, tenant, OPERATION).await?;
+        let changed = match self.domain_owner(&mut tx, tenant, domain).await? {
+            Some((owner, is_primary)) if owner == tenant => !is_primary,
+            _ => {
+                return Err(TenantError::DomainNotFound {
+                    tenant,
+                    domain: domain.clone(),
+                });
+            }
+        };
+        if changed {
+            self.make_primary(&mut tx, tenant, domain).await?;
+        }
+        let change = self.domains_changed(tx, tenant, domain, changed).await?;
+        debug!(tenant_id = %tenant, %domain, changed, "primary domain set");
+        Ok(change)
+    }
+
     async fn set_status_reason(
         &self,
         id: TenantId,
@@ -503,7 +742,7 @@ impl ConfigStore for {
         let fail = |e| tenant_storage("setting config", tenant, e);
         let text = to_json_text(&value)?;
         let mut tx = self.begin("setting config", tenant).await?;
-        self.lock_for_config(&mut tx, tenant, "setting config")
+        self.lock_tenant(&mut tx, tenant, "setting config")
             .await?;
         let old: Option<String> = sqlx::query_scalar(q(&sql.get_config_for_update))
             .bind(Uuid::from(tenant))
@@ -539,7 +778,7 @@ impl ConfigStore for {
         let sql = &self.inner.sql;
         let fail = |e| tenant_storage("removing config", tenant, e);
         let mut tx = self.begin("removing config", tenant).await?;
-        self.lock_for_config(&mut tx, tenant, "removing config")
+        self.lock_tenant(&mut tx, tenant, "removing config")
             .await?;
         let old: Option<String> = sqlx::query_scalar(q(&sql.delete_config))
             .bind(Uuid::from(tenant))
@@ -560,6 +799,16 @@ impl ConfigStore for {
 }
 }
 
+/// A domain read from the database; one that does not parse is a storage error (the row is kept).
+fn stored_domain(tenant: TenantId, text: &str) -> Result<DomainName, TenantError> {
+    text.parse().map_err(|e| {
+        TenantError::storage(
+            format!("reading stored domain {text:?} of tenant {tenant}"),
+            e,
+        )
+    })
+}
+
 /// The error of a tenant insert or update the database refused: a taken slug or id, or a
 /// storage failure.
 fn refused_write<DB: SqlBackend>(
@@ -574,6 +823,6 @@ fn refused_write<DB: SqlBackend>(
     match unique {
         Some(Unique::Slug) => TenantError::SlugConflict { slug },
         Some(Unique::Id) => duplicate_id(id),
-        None => tenant_storage(operation, id, err),
+        Some(Unique::Domain) | None => tenant_storage(operation, id, err),
     }
 }

@@ -44,10 +44,11 @@ use crate::statements::{Dialect, Statements};
 /// ```
 pub type SqliteTenantStore = SqlStore<Sqlite>;
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "tenants and config overrides",
-    r"
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "tenants and config overrides",
+        r"
 CREATE TABLE tenancy_tenants (
     id BLOB PRIMARY KEY NOT NULL CHECK (length(id) = 16),
     slug TEXT NOT NULL UNIQUE,
@@ -67,7 +68,22 @@ CREATE TABLE tenancy_config (
     PRIMARY KEY (tenant_id, key)
 ) WITHOUT ROWID;
 ",
-)];
+    ),
+    (
+        2,
+        "tenant domains",
+        r"
+CREATE TABLE tenancy_domains (
+    domain TEXT PRIMARY KEY NOT NULL CHECK (length(domain) BETWEEN 3 AND 253),
+    tenant_id BLOB NOT NULL REFERENCES tenancy_tenants (id) ON DELETE CASCADE,
+    is_primary INTEGER NOT NULL DEFAULT 0 CHECK (is_primary IN (0, 1)),
+    created_at TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX tenancy_domains_tenant ON tenancy_domains (tenant_id);
+CREATE UNIQUE INDEX tenancy_domains_one_primary ON tenancy_domains (tenant_id) WHERE is_primary;
+",
+    ),
+];
 
 impl Backend for Sqlite {
     const BACKEND: &'static str = "sqlite";
@@ -84,6 +100,8 @@ impl Backend for Sqlite {
             Some(Unique::Slug)
         } else if message.contains("tenancy_tenants.id") {
             Some(Unique::Id)
+        } else if message.contains("tenancy_domains.domain") {
+            Some(Unique::Domain)
         } else {
             None
         }
@@ -180,6 +198,7 @@ impl SqlStore<Sqlite> {
         let dialect = Dialect {
             tenants: "tenancy_tenants".to_owned(),
             config: "tenancy_config".to_owned(),
+            domains: "tenancy_domains".to_owned(),
             to_json: "",
             to_text: "",
             // Write transactions begin IMMEDIATE: they hold the database's write lock throughout.
@@ -258,6 +277,6 @@ mod tests {
     #[test]
     fn migrations_are_gapless() {
         assert!(crate::migrate::is_gapless(&embedded()));
-        assert_eq!(migrations().latest(), 1);
+        assert_eq!(migrations().latest(), 2);
     }
 }

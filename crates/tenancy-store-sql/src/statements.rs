@@ -20,6 +20,8 @@ pub(crate) struct Dialect {
     pub(crate) tenants: String,
     /// The config overrides table (`{config}`).
     pub(crate) config: String,
+    /// The domains table (`{domains}`).
+    pub(crate) domains: String,
     /// Appended to a text parameter stored in a JSON column (`{json}`).
     pub(crate) to_json: &'static str,
     /// Appended to a JSON column read as text (`{text}`).
@@ -52,6 +54,14 @@ pub(crate) struct Statements {
     pub(crate) get_all_config: Sql,
     pub(crate) upsert_config: Sql,
     pub(crate) delete_config: Sql,
+    pub(crate) get_by_domain: Sql,
+    pub(crate) list_domains: Sql,
+    pub(crate) domain_owner: Sql,
+    pub(crate) insert_domain: Sql,
+    pub(crate) clear_primary: Sql,
+    pub(crate) set_primary: Sql,
+    pub(crate) delete_domain: Sql,
+    pub(crate) oldest_domain: Sql,
 }
 
 impl Statements {
@@ -59,6 +69,7 @@ impl Statements {
         let sql = |text: &str| -> Sql {
             text.replace("{tenants}", &dialect.tenants)
                 .replace("{config}", &dialect.config)
+                .replace("{domains}", &dialect.domains)
                 .replace("{json}", dialect.to_json)
                 .replace("{text}", dialect.to_text)
                 .replace("{lock}", dialect.lock)
@@ -107,6 +118,26 @@ impl Statements {
             delete_config: sql(
                 "DELETE FROM {config} WHERE tenant_id = $1 AND key = $2 RETURNING value{text}",
             ),
+            get_by_domain: select("JOIN {domains} d ON d.tenant_id = t.id WHERE d.domain = $1"),
+            list_domains: sql("SELECT domain, is_primary, created_at FROM {domains} \
+                 WHERE tenant_id = $1 ORDER BY is_primary DESC, domain"),
+            domain_owner: sql(
+                "SELECT tenant_id, is_primary FROM {domains} WHERE domain = $1{lock}",
+            ),
+            insert_domain: sql(
+                "INSERT INTO {domains} (domain, tenant_id, is_primary, created_at) \
+                 VALUES ($1, $2, $3, $4)",
+            ),
+            // Before `set_primary`: one primary per tenant is a unique index.
+            clear_primary: sql(
+                "UPDATE {domains} SET is_primary = false WHERE tenant_id = $1 AND is_primary",
+            ),
+            set_primary: sql(
+                "UPDATE {domains} SET is_primary = true WHERE tenant_id = $1 AND domain = $2",
+            ),
+            delete_domain: sql("DELETE FROM {domains} WHERE tenant_id = $1 AND domain = $2"),
+            oldest_domain: sql("SELECT domain FROM {domains} WHERE tenant_id = $1 \
+                 ORDER BY created_at, domain LIMIT 1"),
         }
     }
 }
@@ -120,6 +151,7 @@ mod tests {
         let dialect = Dialect {
             tenants: "\"order\".tenants".into(),
             config: "\"order\".config".into(),
+            domains: "\"order\".domains".into(),
             to_json: "::jsonb",
             to_text: "::text",
             lock: " FOR UPDATE",
@@ -136,6 +168,7 @@ mod tests {
         for placeholder in [
             "{tenants}",
             "{config}",
+            "{domains}",
             "{json}",
             "{text}",
             "{lock}",

@@ -5,8 +5,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::Value;
 use tenancy_core::{
-    ConfigStore, JsonObject, ListQuery, Page, Slug, StatusChange, TenantError, TenantId,
-    TenantInfo, TenantStatus, TenantStore, UpdateTenant,
+    ConfigStore, DomainChange, DomainName, JsonObject, ListQuery, Page, Slug, StatusChange,
+    TenantDomain, TenantError, TenantId, TenantInfo, TenantStatus, TenantStore, UpdateTenant,
 };
 
 use crate::config::StoreConfig;
@@ -174,6 +174,39 @@ impl TenantStore for SqlTenantStore {
         reason: Option<String>,
     ) -> Result<TenantInfo, TenantError> {
         delegate!(self, s => s.set_status_reason(id, status, reason).await)
+    }
+
+    async fn get_by_domain(&self, domain: &DomainName) -> Result<Option<TenantInfo>, TenantError> {
+        delegate!(self, s => s.get_by_domain(domain).await)
+    }
+
+    async fn domains(&self, tenant: TenantId) -> Result<Vec<TenantDomain>, TenantError> {
+        delegate!(self, s => s.domains(tenant).await)
+    }
+
+    async fn add_domain(
+        &self,
+        tenant: TenantId,
+        domain: &DomainName,
+        primary: bool,
+    ) -> Result<DomainChange, TenantError> {
+        delegate!(self, s => s.add_domain(tenant, domain, primary).await)
+    }
+
+    async fn remove_domain(
+        &self,
+        tenant: TenantId,
+        domain: &DomainName,
+    ) -> Result<DomainChange, TenantError> {
+        delegate!(self, s => s.remove_domain(tenant, domain).await)
+    }
+
+    async fn set_primary_domain(
+        &self,
+        tenant: TenantId,
+        domain: &DomainName,
+    ) -> Result<DomainChange, TenantError> {
+        delegate!(self, s => s.set_primary_domain(tenant, domain).await)
     }
 }
 

@@ -84,6 +84,7 @@ async fn connects_from_a_url_into_a_custom_schema() {
         tables,
         [
             "tenant_registry.config",
+            "tenant_registry.domains",
             "tenant_registry.schema_migrations",
             "tenant_registry.tenants"
         ],
@@ -117,13 +118,13 @@ async fn migrations_are_idempotent_serialised_and_refuse_a_newer_schema() {
         .map(|s| tokio::spawn(async move { s.migrate().await }))
         .collect();
     for run in runs {
-        assert_eq!(run.await.unwrap().unwrap(), 1);
+        assert_eq!(run.await.unwrap().unwrap(), 2);
     }
     let store = &stores[0];
     let tenant = store.create(new_tenant("migrate")).await.unwrap();
     assert_eq!(
         store.migrate().await.unwrap(),
-        1,
+        2,
         "running again is harmless"
     );
     assert_eq!(store.get(tenant.id).await.unwrap().unwrap().id, tenant.id);
@@ -134,7 +135,7 @@ async fn migrations_are_idempotent_serialised_and_refuse_a_newer_schema() {
     .await
     .unwrap();
     assert_eq!(
-        versions, 1,
+        versions, 2,
         "each migration is recorded once, with its checksum"
     );
 
@@ -152,7 +153,7 @@ async fn migrations_are_idempotent_serialised_and_refuse_a_newer_schema() {
     assert!(matches!(err, TenantError::Migration { .. }), "{err}");
     assert_eq!(
         err.to_string(),
-        "migration failed: schema version 7 is newer than this binary supports (1): upgrade tenancy"
+        "migration failed: schema version 7 is newer than this binary supports (2): upgrade tenancy"
     );
     drop(stores);
     db.drop_db().await;
@@ -207,8 +208,8 @@ async fn a_schema_of_the_version_table_release_is_adopted_and_a_changed_migratio
             .unwrap();
     assert_eq!(
         recorded,
-        [1],
-        "the old table's version is recorded, not run again"
+        [1, 2],
+        "the old table's version is recorded, not run again; the later ones run"
     );
     let old: Option<String> =
         sqlx::query_scalar("SELECT to_regclass('tenancy.schema_version')::text")
@@ -216,7 +217,7 @@ async fn a_schema_of_the_version_table_release_is_adopted_and_a_changed_migratio
             .await
             .unwrap();
     assert_eq!(old, None, "the old version table is gone");
-    assert_eq!(store.migrate().await.unwrap(), 1);
+    assert_eq!(store.migrate().await.unwrap(), 2);
 
     // A recorded migration whose text differs from the embedded one is refused.
     sqlx::query("UPDATE tenancy.schema_migrations SET checksum = '\\x00' WHERE version = 1")
@@ -238,7 +239,7 @@ async fn a_version_table_newer_than_the_binary_is_refused() {
         "CREATE SCHEMA tenancy; \
          CREATE TABLE tenancy.schema_version (version bigint PRIMARY KEY, \
              description text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now()); \
-         INSERT INTO tenancy.schema_version (version, description) VALUES (1, 'a'), (2, 'b')",
+         INSERT INTO tenancy.schema_version (version, description) VALUES (1, 'a'), (3, 'c')",
     )
     .execute(&pool)
     .await
@@ -248,7 +249,7 @@ async fn a_version_table_newer_than_the_binary_is_refused() {
         .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "migration failed: schema version 2 is newer than this binary supports (1): upgrade tenancy"
+        "migration failed: schema version 3 is newer than this binary supports (2): upgrade tenancy"
     );
     db.drop_db().await;
 }
@@ -356,6 +357,23 @@ async fn every_committed_mutation_notifies_and_refused_ones_do_not() {
     assert_eq!(
         (notice.tenant_id, notice.kind),
         (tenant.id, ChangeKind::Config)
+    );
+
+    // Domain changes name the domain; one that changes nothing sends nothing.
+    let domain: tenancy_core::DomainName = "notify.example".parse().unwrap();
+    store.add_domain(tenant.id, &domain, false).await.unwrap();
+    let notice = next().await;
+    assert_eq!(
+        (notice.tenant_id, notice.kind, notice.domains),
+        (tenant.id, ChangeKind::Domains, vec![domain.clone()])
+    );
+    store.add_domain(tenant.id, &domain, true).await.unwrap();
+    store.remove_domain(tenant.id, &domain).await.unwrap();
+    let notice = next().await;
+    assert_eq!(
+        (notice.kind, notice.domains),
+        (ChangeKind::Domains, vec![domain]),
+        "adding an owned primary domain again sent nothing"
     );
     drop(listener);
     drop((store, quiet));

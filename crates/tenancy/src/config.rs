@@ -2,17 +2,20 @@
 //! `tenancy:` section of a YAML file and `TENANCY__*` environment variables.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Yaml};
 use figment::value::Uncased;
 use serde::Deserialize;
-use tenancy_core::TenantError;
+use tenancy_core::{InMemoryStore, TenantError};
 
 use tenancy_isolation_sql::IsolationConfig;
 use tenancy_lifecycle::LifecycleConfig;
 use tenancy_overrides::OverridesConfig;
-use tenancy_resolution::{Builtin, HEADER, MembershipMode, ResolutionConfig, ResolverRegistry};
+use tenancy_resolution::{
+    Builtin, HEADER, MembershipMode, ResolutionConfig, ResolverRegistry, TenantValidator,
+};
 use tenancy_store_sql::StoreConfig;
 
 use crate::integration::IntegrationConfig;
@@ -208,10 +211,13 @@ impl TenancyConfig {
                     .to_owned(),
             });
         }
-        // Building the resolvers checks names, header, path pattern and token settings.
+        // Building the validator and the resolvers (over an empty store, which nothing asks)
+        // checks the cache settings, names, header, path pattern and token settings.
         section(
             "resolution",
-            ResolverRegistry::from_config(resolution).map(drop),
+            TenantValidator::new(Arc::new(InMemoryStore::new()), &resolution.validator)
+                .and_then(|validator| ResolverRegistry::from_config(resolution, &validator))
+                .map(drop),
         )?;
         section("overrides", self.overrides.validate())?;
         section("isolation", self.isolation.validate())?;

@@ -13,10 +13,14 @@ use tenancy_resolution::TenantValidator;
 use crate::integration::IntegrationConfig;
 use crate::store::Store;
 
-/// Resolution: how many tenants the validator holds.
+/// Resolution: how many tenants the validator holds and, with a JWKS configured, the state of its
+/// key set (fetched at boot).
 #[derive(Debug)]
 pub(crate) struct ResolutionProvider {
     pub(crate) validator: TenantValidator,
+    /// The key set of `resolution.jwt_verify.jwks`.
+    #[cfg(feature = "jwks")]
+    pub(crate) jwks: Option<tenancy_resolution::JwksCache>,
 }
 
 #[async_trait]
@@ -25,8 +29,28 @@ impl Provider for ResolutionProvider {
         "resolution"
     }
 
+    /// Fetches the JWKS, when one is configured. A failure does not stop the boot: resolvers
+    /// that need no token keep working, the first token with a key id retries (rate-limited), and
+    /// health reports the stack unhealthy until a set is fetched.
+    async fn boot(&self) -> Result<(), TenantError> {
+        #[cfg(feature = "jwks")]
+        if let Some(jwks) = &self.jwks
+            && let Err(error) = jwks.refresh().await
+        {
+            tracing::error!(jwks = jwks.url(), error = %error, "the JWKS could not be fetched at start-up: bearer tokens verified against it name no tenant until it is");
+        }
+        Ok(())
+    }
+
     async fn health(&self) -> Health {
-        Health::healthy().with_detail("cached_tenants", self.validator.entry_count().to_string())
+        #[cfg(feature = "jwks")]
+        let health = self
+            .jwks
+            .as_ref()
+            .map_or_else(Health::healthy, tenancy_resolution::JwksCache::health);
+        #[cfg(not(feature = "jwks"))]
+        let health = Health::healthy();
+        health.with_detail("cached_tenants", self.validator.entry_count().to_string())
     }
 }
 

@@ -234,6 +234,8 @@ impl StackBuilder {
         let mut providers: Vec<Arc<dyn Provider>> = vec![
             Arc::new(ResolutionProvider {
                 validator: parts.validator.clone(),
+                #[cfg(feature = "jwks")]
+                jwks: parts.layer.jwks().cloned(),
             }),
             Arc::new(LifecycleProvider {
                 lifecycle: Arc::clone(&parts.lifecycle),

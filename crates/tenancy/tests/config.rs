@@ -278,7 +278,7 @@ fn an_unknown_resolver_is_rejected_at_load() {
             matches!(&error, ConfigError::Invalid { key, message, .. }
                 if key == "tenancy.resolution.resolvers.1"
                     && message.contains("found `cookie`")
-                    && message.contains("`jwt_claim`, `header`, `subdomain`, `path`")),
+                    && message.contains("`jwt_claim`, `header`, `subdomain`, `domain`, `path`")),
             "{error}"
         );
         Ok(())

@@ -161,3 +161,80 @@ async fn a_change_in_one_process_reaches_the_other_through_the_change_feed() {
     second.shutdown().await.unwrap();
     db.drop_db().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_domain_added_in_one_process_resolves_in_the_other_through_the_change_feed() {
+    use axum::body::Body;
+    use http::{Request, StatusCode};
+    use http_body_util::BodyExt as _;
+    use tower::ServiceExt as _;
+
+    let db = TestDb::create("umbrella_domains").await;
+    let yaml = format!(
+        "tenancy:
+  store: {{ url: '{}' }}
+  resolution: {{ resolvers: [domain], trusted_resolvers: [domain] }}
+",
+        db.url
+    );
+    let config = || TenancyConfig::from_figment(&Figment::from(Yaml::string(&yaml))).unwrap();
+    let first = tenancy::configure(config()).await.unwrap();
+    let second = tenancy::configure(config()).await.unwrap();
+    let acme = create(&first, "acme").await;
+    let served_by_second = common::app(&second);
+    let get = async |host: &str| {
+        let request = Request::get("/whoami")
+            .header("host", host)
+            .body(Body::empty())
+            .unwrap();
+        let response = served_by_second.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    };
+    // The second process caches the unknown host as such (for `negative_ttl`, 5 s by default).
+    assert_eq!(get("shop.acme.example").await.0, StatusCode::FORBIDDEN);
+
+    let domain = "Shop.ACME.example".parse().unwrap();
+    first
+        .lifecycle()
+        .add_domain(acme.id, &domain, true)
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
+    // The change feed drops the negative entry: no wait for its TTL to run out.
+    let mut answer = get("shop.acme.example:443").await;
+    for _ in 0..100 {
+        if answer.0 == StatusCode::OK {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        answer = get("shop.acme.example:443").await;
+    }
+    assert_eq!(answer, (StatusCode::OK, "acme domain".to_owned()));
+
+    first
+        .lifecycle()
+        .remove_domain(acme.id, &domain)
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
+    let mut status = StatusCode::OK;
+    for _ in 0..400 {
+        status = get("shop.acme.example").await.0;
+        if status == StatusCode::FORBIDDEN {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "the removal reached the second process"
+    );
+    first.shutdown().await.unwrap();
+    second.shutdown().await.unwrap();
+    db.drop_db().await;
+}

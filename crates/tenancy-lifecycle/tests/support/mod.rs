@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use tenancy_core::{
-    BoxError, CacheInvalidation, CreateTenant, EventPublisher, InMemoryStore, IsolationPlan,
-    IsolationStrategy, Slug, StatusChange, TenantError, TenantEvent, TenantId, TenantInfo,
-    TenantRef, TenantStatus, TenantStore,
+    BoxError, CacheInvalidation, CreateTenant, DomainName, EventPublisher, InMemoryStore,
+    IsolationPlan, IsolationStrategy, Slug, StatusChange, TenantError, TenantEvent, TenantId,
+    TenantInfo, TenantRef, TenantStatus, TenantStore,
 };
 use tenancy_lifecycle::{Provisioner, TenantLifecycle};
 
@@ -125,6 +125,7 @@ impl IsolationStrategy for TestStrategy {
 pub struct RecordingCache {
     pub tenants: Mutex<Vec<TenantId>>,
     pub slugs: Mutex<Vec<Slug>>,
+    pub domains: Mutex<Vec<DomainName>>,
 }
 
 impl RecordingCache {
@@ -141,6 +142,10 @@ impl CacheInvalidation for RecordingCache {
 
     async fn invalidate_slug(&self, slug: &Slug) {
         self.slugs.lock().unwrap().push(*slug);
+    }
+
+    async fn invalidate_domain(&self, domain: &DomainName) {
+        self.domains.lock().unwrap().push(domain.clone());
     }
 
     async fn invalidate_all(&self) {}

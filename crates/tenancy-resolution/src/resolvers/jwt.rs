@@ -16,6 +16,10 @@ use crate::resolver::{Resolution, TenantResolver};
 ///   optional issuers and audiences.
 ///   `alg: none`, a wrong key, an expired token or an algorithm of another family than the key's
 ///   (HS/RS confusion) name no tenant.
+/// - with `jwt_verify.jwks` (feature `jwks`), the key is the one of the provider's key set that the
+///   token's `kid` names ([`JwksCache`](crate::JwksCache)); a token with an unknown `kid` waits for
+///   one rate-limited refresh of the set ([`Resolution::Deferred`]), or names no tenant when no
+///   refresh is allowed.
 #[derive(Debug)]
 pub struct JwtClaimResolver {
     claim: Box<str>,
@@ -42,8 +46,10 @@ impl JwtClaimResolver {
     ///
     /// # Errors
     /// [`TenantError::Configuration`] when `jwt_verify` is invalid (no algorithm, unknown
-    /// algorithm, algorithms of several families, no key or two keys, a key that does not parse, a
-    /// secret shorter than 32 bytes), or is set while the `jwt` feature is off.
+    /// algorithm, algorithms of several families for one key, no key or two keys, a key that does
+    /// not parse, a secret shorter than 32 bytes, an HMAC algorithm with a JWKS, a JWKS URL that
+    /// does not parse or is not http(s), a zero interval), or is set while the `jwt` feature (for
+    /// `jwks`, the `jwks` feature) is off.
     pub fn from_config(config: &ResolutionConfig) -> Result<Self, TenantError> {
         #[cfg_attr(not(feature = "jwt"), allow(unused_mut))]
         let mut resolver = Self::new(
@@ -67,6 +73,13 @@ impl JwtClaimResolver {
             }
         }
         Ok(resolver)
+    }
+
+    /// The key set this resolver verifies tokens with, when `jwt_verify.jwks` is configured.
+    #[cfg(feature = "jwks")]
+    #[must_use]
+    pub fn jwks(&self) -> Option<&crate::JwksCache> {
+        self.verifier.as_ref().and_then(verify::Verifier::jwks)
     }
 
     /// A string claim as it is; an integer claim (`"tenant": 42`) as its decimal text; any other
@@ -105,13 +118,36 @@ impl TenantResolver for JwtClaimResolver {
         if let Some(verifier) = &self.verifier
             && let Some(token) = crate::bearer_token(cx.headers())
         {
-            return found(
-                verifier
-                    .claims(token)
-                    .and_then(|claims| self.parse_claim(claims.get(&*self.claim))),
-            );
+            return match verifier.check(token) {
+                verify::Checked::Claims(claims) => {
+                    found(self.parse_claim(claims.get(&*self.claim)))
+                }
+                verify::Checked::Refused => Resolution::NotFound,
+                #[cfg(feature = "jwks")]
+                verify::Checked::Refresh => Resolution::Deferred,
+            };
         }
         Resolution::NotFound
+    }
+
+    /// A token whose `kid` the key set does not hold: refresh the set (single-flight, rate
+    /// limited), then verify.
+    #[cfg(feature = "jwks")]
+    fn resolve_deferred<'a>(
+        &'a self,
+        cx: &'a ResolutionContext<'a>,
+    ) -> futures_util::future::BoxFuture<'a, Result<Option<TenantRef>, TenantError>> {
+        Box::pin(async move {
+            let (Some(jwks), None, Some(token)) =
+                (self.jwks(), cx.claims(), crate::bearer_token(cx.headers()))
+            else {
+                return Ok(None);
+            };
+            Ok(jwks
+                .verify_after_refresh(token)
+                .await
+                .and_then(|claims| self.parse_claim(claims.get(&*self.claim))))
+        })
     }
 }
 
@@ -120,7 +156,7 @@ mod verify {
     use std::fmt;
     use std::str::FromStr;
 
-    use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode};
+    use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, Validation, decode};
     use tenancy_core::{JsonObject, TenantError};
 
     use crate::config::JwtVerifyConfig;
@@ -128,16 +164,35 @@ mod verify {
     /// The shortest HMAC secret accepted (256 bits).
     const MIN_SECRET_LEN: usize = 32;
 
-    pub(super) struct Verifier {
-        key: DecodingKey,
-        validation: Validation,
+    /// Verifies bearer tokens with one configured key, or with the key set of a JWKS endpoint.
+    pub(super) enum Verifier {
+        Key {
+            key: DecodingKey,
+            validation: Box<Validation>,
+        },
+        #[cfg(feature = "jwks")]
+        Jwks(crate::JwksCache),
+    }
+
+    /// What checking a token found.
+    pub(super) enum Checked {
+        Claims(JsonObject),
+        Refused,
+        /// Its key is unknown, a refresh of the key set is allowed: defer.
+        #[cfg(feature = "jwks")]
+        Refresh,
     }
 
     impl fmt::Debug for Verifier {
         fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.debug_struct("Verifier")
-                .field("algorithms", &self.validation.algorithms)
-                .finish_non_exhaustive()
+            match self {
+                Self::Key { validation, .. } => f
+                    .debug_struct("Verifier")
+                    .field("algorithms", &validation.algorithms)
+                    .finish_non_exhaustive(),
+                #[cfg(feature = "jwks")]
+                Self::Jwks(jwks) => f.debug_tuple("Verifier").field(jwks).finish(),
+            }
         }
     }
 
@@ -161,6 +216,34 @@ mod verify {
             let first = *algorithms
                 .first()
                 .ok_or_else(|| invalid("algorithms is empty: list at least one, e.g. RS256"))?;
+            let validation = validation(settings, first, &algorithms);
+            if let Some(jwks) = &settings.jwks {
+                if settings.secret.is_some() || settings.public_key_pem.is_some() {
+                    return Err(invalid(
+                        "set one of secret, public_key_pem and jwks, not several",
+                    ));
+                }
+                if let Some(hmac) = algorithms
+                    .iter()
+                    .find(|alg| alg.family() == AlgorithmFamily::Hmac)
+                {
+                    return Err(invalid(format!(
+                        "{hmac:?} cannot be verified with a JWKS, whose keys are public keys: \
+                         list public-key algorithms (RS256, ES256, ...), or use secret"
+                    )));
+                }
+                #[cfg(feature = "jwks")]
+                return Ok(Self::Jwks(crate::JwksCache::new(
+                    jwks, algorithms, validation,
+                )?));
+                #[cfg(not(feature = "jwks"))]
+                {
+                    let _ = jwks;
+                    return Err(invalid(
+                        "jwks is set but tenancy-resolution was built without the `jwks` feature",
+                    ));
+                }
+            }
             let family = first.family();
             if algorithms.iter().any(|alg| alg.family() != family) {
                 return Err(invalid(
@@ -171,7 +254,7 @@ mod verify {
                 (Some(_), Some(_), _) => {
                     return Err(invalid("set either secret or public_key_pem, not both"));
                 }
-                (Some(secret), None, jsonwebtoken::AlgorithmFamily::Hmac) => {
+                (Some(secret), None, AlgorithmFamily::Hmac) => {
                     if secret.len() < MIN_SECRET_LEN {
                         return Err(invalid(format!(
                             "secret is {} bytes, at least {MIN_SECRET_LEN} are required",
@@ -180,16 +263,18 @@ mod verify {
                     }
                     DecodingKey::from_secret(secret.as_bytes()).map_err(invalid)?
                 }
-                (None, Some(pem), jsonwebtoken::AlgorithmFamily::Rsa) => {
+                (None, Some(pem), AlgorithmFamily::Rsa) => {
                     DecodingKey::from_rsa_pem(pem.as_bytes()).map_err(invalid)?
                 }
-                (None, Some(pem), jsonwebtoken::AlgorithmFamily::Ec) => {
+                (None, Some(pem), AlgorithmFamily::Ec) => {
                     DecodingKey::from_ec_pem(pem.as_bytes()).map_err(invalid)?
                 }
-                (None, Some(pem), jsonwebtoken::AlgorithmFamily::Ed) => {
+                (None, Some(pem), AlgorithmFamily::Ed) => {
                     DecodingKey::from_ed_pem(pem.as_bytes()).map_err(invalid)?
                 }
-                (None, None, _) => return Err(invalid("no key: set secret or public_key_pem")),
+                (None, None, _) => {
+                    return Err(invalid("no key: set secret, public_key_pem or jwks"));
+                }
                 (Some(_), None, _) => {
                     return Err(invalid(format!(
                         "{first:?} needs public_key_pem, a secret was given"
@@ -201,37 +286,68 @@ mod verify {
                     )));
                 }
             };
-            let mut validation = Validation::new(first);
-            validation.algorithms = algorithms;
-            validation.leeway = settings.leeway.as_secs();
-            // Off by default in jsonwebtoken: a token is not valid before its `nbf` (RFC 7519).
-            validation.validate_nbf = true;
-            let mut required = vec!["exp"];
-            if settings.issuers.is_empty() {
-                validation.iss = None;
-            } else {
-                validation.set_issuer(&settings.issuers);
-                required.push("iss");
-            }
-            if settings.audiences.is_empty() {
-                validation.validate_aud = false;
-            } else {
-                validation.set_audience(&settings.audiences);
-                required.push("aud");
-            }
-            validation.set_required_spec_claims(&required);
-            Ok(Self { key, validation })
+            Ok(Self::Key {
+                key,
+                validation: Box::new(validation),
+            })
         }
 
-        /// The claims of `token` if it verifies, else `None` (the reason is logged at debug).
-        pub(super) fn claims(&self, token: &[u8]) -> Option<JsonObject> {
-            match decode::<JsonObject>(token, &self.key, &self.validation) {
-                Ok(data) => Some(data.claims),
-                Err(err) => {
-                    tracing::debug!(error = %err, "bearer token refused");
-                    None
-                }
+        /// The key set, for a JWKS verifier.
+        #[cfg(feature = "jwks")]
+        pub(super) fn jwks(&self) -> Option<&crate::JwksCache> {
+            match self {
+                Self::Jwks(jwks) => Some(jwks),
+                Self::Key { .. } => None,
             }
         }
+
+        /// Checks `token` without I/O (the reason of a refusal is logged at debug).
+        pub(super) fn check(&self, token: &[u8]) -> Checked {
+            match self {
+                Self::Key { key, validation } => {
+                    match decode::<JsonObject>(token, key, validation) {
+                        Ok(data) => Checked::Claims(data.claims),
+                        Err(err) => {
+                            tracing::debug!(error = %err, "bearer token refused");
+                            Checked::Refused
+                        }
+                    }
+                }
+                #[cfg(feature = "jwks")]
+                Self::Jwks(jwks) => match jwks.check(token) {
+                    crate::jwks::Checked::Claims(claims) => Checked::Claims(claims),
+                    crate::jwks::Checked::Refused => Checked::Refused,
+                    crate::jwks::Checked::Refresh => Checked::Refresh,
+                },
+            }
+        }
+    }
+
+    /// The claim checks: `exp` required, `nbf` checked, issuers and audiences when configured.
+    fn validation(
+        settings: &JwtVerifyConfig,
+        first: Algorithm,
+        algorithms: &[Algorithm],
+    ) -> Validation {
+        let mut validation = Validation::new(first);
+        validation.algorithms = algorithms.to_vec();
+        validation.leeway = settings.leeway.as_secs();
+        // Off by default in jsonwebtoken: a token is not valid before its `nbf` (RFC 7519).
+        validation.validate_nbf = true;
+        let mut required = vec!["exp"];
+        if settings.issuers.is_empty() {
+            validation.iss = None;
+        } else {
+            validation.set_issuer(&settings.issuers);
+            required.push("iss");
+        }
+        if settings.audiences.is_empty() {
+            validation.validate_aud = false;
+        } else {
+            validation.set_audience(&settings.audiences);
+            required.push("aud");
+        }
+        validation.set_required_spec_claims(&required);
+        validation
     }
 }

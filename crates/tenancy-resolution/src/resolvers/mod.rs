@@ -1,11 +1,13 @@
 //! The built-in resolvers. Each is synchronous and allocation-free on the request path (except
-//! bearer-token verification, which decodes JSON).
+//! bearer-token verification, which decodes JSON, and a domain cache miss, which is awaited).
 
+mod domain;
 mod header;
 mod jwt;
 mod path;
 mod subdomain;
 
+pub use domain::DomainResolver;
 pub use header::HeaderResolver;
 pub use jwt::JwtClaimResolver;
 pub use path::PathResolver;

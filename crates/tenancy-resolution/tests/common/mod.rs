@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use tenancy_core::{
-    CreateTenant, InMemoryStore, ListQuery, Page, Slug, StatusChange, TenantError, TenantId,
-    TenantInfo, TenantStatus, TenantStore, UpdateTenant,
+    CreateTenant, DomainChange, DomainName, InMemoryStore, ListQuery, Page, Slug, StatusChange,
+    TenantDomain, TenantError, TenantId, TenantInfo, TenantStatus, TenantStore, UpdateTenant,
 };
 use tenancy_resolution::{AuthenticatedUser, TenantMembership};
 
@@ -109,6 +109,40 @@ impl TenantStore for CountingStore {
         reason: Option<String>,
     ) -> Result<TenantInfo, TenantError> {
         self.inner.set_status_reason(id, status, reason).await
+    }
+
+    async fn get_by_domain(&self, domain: &DomainName) -> Result<Option<TenantInfo>, TenantError> {
+        let found = self.inner.get_by_domain(domain).await?;
+        self.lookup(|| found).await
+    }
+
+    async fn domains(&self, tenant: TenantId) -> Result<Vec<TenantDomain>, TenantError> {
+        self.inner.domains(tenant).await
+    }
+
+    async fn add_domain(
+        &self,
+        tenant: TenantId,
+        domain: &DomainName,
+        primary: bool,
+    ) -> Result<DomainChange, TenantError> {
+        self.inner.add_domain(tenant, domain, primary).await
+    }
+
+    async fn remove_domain(
+        &self,
+        tenant: TenantId,
+        domain: &DomainName,
+    ) -> Result<DomainChange, TenantError> {
+        self.inner.remove_domain(tenant, domain).await
+    }
+
+    async fn set_primary_domain(
+        &self,
+        tenant: TenantId,
+        domain: &DomainName,
+    ) -> Result<DomainChange, TenantError> {
+        self.inner.set_primary_domain(tenant, domain).await
     }
 }
 

@@ -65,7 +65,8 @@ impl Shared {
 ///
 /// A task holds a dedicated connection that `LISTEN`s on the change channel; for every
 /// [`ChangeNotice`] it calls [`invalidate_tenant`](CacheInvalidation::invalidate_tenant) (and
-/// [`invalidate_slug`](CacheInvalidation::invalidate_slug) for the slugs it names) on the
+/// [`invalidate_slug`](CacheInvalidation::invalidate_slug) and
+/// [`invalidate_domain`](CacheInvalidation::invalidate_domain) for the slugs and domains it names) on the
 /// [`Invalidators`]. Notifications sent while it is disconnected are lost, so when the connection
 /// is lost it flushes every cache ([`invalidate_all`](CacheInvalidation::invalidate_all)), and once
 /// it listens again it flushes them again. It reconnects with exponential backoff.
@@ -259,6 +260,9 @@ async fn apply(notification: &PgNotification, invalidators: &Invalidators) {
         Ok(notice) => {
             debug!(tenant_id = %notice.tenant_id, kind = ?notice.kind, "change notice");
             invalidators.invalidate_tenant(notice.tenant_id).await;
+            for domain in &notice.domains {
+                invalidators.invalidate_domain(domain).await;
+            }
             for slug in &notice.slugs {
                 invalidators.invalidate_slug(slug).await;
             }

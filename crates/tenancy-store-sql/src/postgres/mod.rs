@@ -44,10 +44,11 @@ use crate::statements::{Dialect, Statements};
 pub type PgTenantStore = SqlStore<Postgres>;
 
 /// The embedded migrations (`{schema}` is replaced by the quoted schema name).
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "tenants and config overrides",
-    r"
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "tenants and config overrides",
+        r"
 CREATE TABLE {schema}.tenants (
     id uuid PRIMARY KEY,
     slug text NOT NULL CONSTRAINT tenants_slug_key UNIQUE,
@@ -68,12 +69,29 @@ CREATE TABLE {schema}.config (
     PRIMARY KEY (tenant_id, key)
 );
 ",
-)];
+    ),
+    (
+        2,
+        "tenant domains",
+        r"
+CREATE TABLE {schema}.domains (
+    domain text CONSTRAINT domains_pkey PRIMARY KEY CHECK (length(domain) BETWEEN 3 AND 253),
+    tenant_id uuid NOT NULL REFERENCES {schema}.tenants (id) ON DELETE CASCADE,
+    is_primary boolean NOT NULL DEFAULT false,
+    created_at timestamptz NOT NULL
+);
+CREATE INDEX domains_tenant_idx ON {schema}.domains (tenant_id);
+CREATE UNIQUE INDEX domains_one_primary_idx ON {schema}.domains (tenant_id) WHERE is_primary;
+",
+    ),
+];
 
 /// The unique constraint on `tenants.slug`.
 const SLUG_CONSTRAINT: &str = "tenants_slug_key";
 /// The primary key of `tenants`.
 const ID_CONSTRAINT: &str = "tenants_pkey";
+/// The primary key of `domains`.
+const DOMAIN_CONSTRAINT: &str = "domains_pkey";
 
 impl Backend for Postgres {
     const BACKEND: &'static str = "postgres";
@@ -89,6 +107,7 @@ impl Backend for Postgres {
         match err.constraint()? {
             SLUG_CONSTRAINT => Some(Unique::Slug),
             ID_CONSTRAINT => Some(Unique::Id),
+            DOMAIN_CONSTRAINT => Some(Unique::Domain),
             _ => None,
         }
     }
@@ -158,6 +177,7 @@ impl SqlStore<Postgres> {
         let dialect = Dialect {
             tenants: format!("{quoted}.tenants"),
             config: format!("{quoted}.config"),
+            domains: format!("{quoted}.domains"),
             to_json: "::jsonb",
             to_text: "::text",
             lock: " FOR UPDATE",
@@ -203,6 +223,7 @@ mod tests {
         let embedded = embedded(&schema.quoted());
         assert!(is_gapless(&embedded));
         assert!(embedded[0].2.contains("CREATE TABLE \"order\".config"));
-        assert_eq!(migrations(&schema).latest(), 1);
+        assert!(embedded[1].2.contains("REFERENCES \"order\".tenants"));
+        assert_eq!(migrations(&schema).latest(), 2);
     }
 }
