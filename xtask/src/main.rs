@@ -263,6 +263,7 @@ fn package() -> Result {
         }
         println!("    {krate}: README.md, LICENSE-MIT, LICENSE-APACHE");
     }
+    forget_extracted_packages()?;
     // `--allow-dirty`: a developer's uncommitted changes are what is checked; CI's clone is clean.
     run(
         "package every crate (cargo package --workspace, verified)",
@@ -275,6 +276,46 @@ fn package() -> Result {
             "--locked",
         ]),
     )
+}
+
+/// Removes the copies of this workspace's packages that an earlier `cargo package --workspace`
+/// extracted under `$CARGO_HOME/registry/src`. Cargo verifies a package against its workspace
+/// dependencies through a temporary local registry, and extracts each of them there once per
+/// name and version: a later run, with changed sources but the same version, would build against
+/// the stale copy. Only directories named after this workspace's crates are touched; cargo
+/// extracts them again from the package it has just made.
+fn forget_extracted_packages() -> Result {
+    let home = env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")));
+    let Some(sources) = home.map(|h| h.join("registry").join("src")) else {
+        return Ok(());
+    };
+    let Ok(registries) = std::fs::read_dir(&sources) else {
+        return Ok(());
+    };
+    for registry in registries.flatten() {
+        let Ok(packages) = std::fs::read_dir(registry.path()) else {
+            continue;
+        };
+        for package in packages.flatten() {
+            let name = package.file_name();
+            let name = name.to_string_lossy();
+            // `<crate>-<version>`: `tenancy-0.1.0` is a copy of `tenancy`, `tenancy-core-0.1.0`
+            // is not.
+            let ours = FEATURE_MATRIX.iter().any(|(krate, _)| {
+                name.strip_prefix(krate)
+                    .and_then(|rest| rest.strip_prefix('-'))
+                    .is_some_and(|version| version.starts_with(|c: char| c.is_ascii_digit()))
+            });
+            if ours {
+                std::fs::remove_dir_all(package.path()).map_err(|e| {
+                    format!("removing the stale copy {}: {e}", package.path().display())
+                })?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn deny() -> Result {
