@@ -264,17 +264,33 @@ fn package() -> Result {
         println!("    {krate}: README.md, LICENSE-MIT, LICENSE-APACHE");
     }
     forget_extracted_packages()?;
+    // Verification has a target directory of its own: cargo takes a registry crate of one name
+    // and version for immutable, so the artifacts of an earlier verification would be reused for
+    // changed sources. There, the workspace's crates are cleaned before each run (third-party
+    // crates stay built), and the main target directory keeps its builds.
+    let target = env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| root().join("target"), PathBuf::from)
+        .join("package-verify");
+    let mut clean = cargo();
+    clean.arg("clean").arg("--target-dir").arg(&target);
+    for (krate, _) in FEATURE_MATRIX {
+        clean.args(["--package", krate]);
+    }
+    run("forget earlier package builds", &mut clean)?;
     // `--allow-dirty`: a developer's uncommitted changes are what is checked; CI's clone is clean.
     run(
         "package every crate (cargo package --workspace, verified)",
-        cargo().args([
-            "package",
-            "--workspace",
-            "--exclude",
-            "xtask",
-            "--allow-dirty",
-            "--locked",
-        ]),
+        cargo()
+            .args([
+                "package",
+                "--workspace",
+                "--exclude",
+                "xtask",
+                "--allow-dirty",
+                "--locked",
+                "--target-dir",
+            ])
+            .arg(&target),
     )
 }
 
