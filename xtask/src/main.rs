@@ -240,9 +240,9 @@ fn dependency_rules() -> Result {
 
 /// Every crate of [`FEATURE_MATRIX`] packages for crates.io: each package holds its README and
 /// both license files, and `cargo package` builds each package from its own tarball, with the
-/// unpublished crates of the workspace it depends on packaged beside it. Verification is kept: on
-/// a warm target it rebuilds only the workspace's crates (about a minute); cold, it builds each
-/// crate's dependencies with that crate's own features once more (about 5 min of CPU).
+/// unpublished crates of the workspace it depends on packaged beside it. Verification is kept:
+/// warm, it rebuilds only the workspace's crates (about 2 min on two cores); cold, it also builds
+/// each crate's dependencies with that crate's own features (about 9 min).
 fn package() -> Result {
     println!("\n==> package contents (cargo package --list)");
     for (krate, _) in FEATURE_MATRIX {
