@@ -19,7 +19,7 @@ usage: cargo xtask <command>
 commands:
   ci            everything CI checks: fmt, clippy per feature set, dependency-tree rules,
                 tests and doctests against a throwaway PostgreSQL and a throwaway Citus
-                cluster (Citus built first when missing), the examples, cargo-deny
+                cluster (Citus built first when missing), the examples, packaging, cargo-deny
   examples      build every example, then run each one (against a throwaway PostgreSQL)
   bench         run the benchmarks (criterion and the PostgreSQL benches) against a
                 throwaway PostgreSQL, then `instructions`; figures go to target/criterion
@@ -124,11 +124,19 @@ const FEATURE_MATRIX: &[(&str, &[&str])] = &[
     ("tenancy-lifecycle", &[]),
     ("tenancy-overrides", &[]),
     ("tenancy-pg-connect", &["postgres"]),
-    ("tenancy-isolation-sql", &["sql"]),
+    ("tenancy-isolation-sql", &["sql", "migration-audit"]),
     ("tenancy-store-sql", &["postgres", "sqlite"]),
     (
         "tenancy",
-        &["sql", "postgres", "sqlite", "axum", "jwt", "jwks"],
+        &[
+            "sql",
+            "postgres",
+            "sqlite",
+            "axum",
+            "jwt",
+            "jwks",
+            "migration-audit",
+        ],
     ),
     ("tenancy-cli", &[]),
 ];
@@ -202,6 +210,7 @@ fn ci() -> Result {
         }
         examples::run_all(&cluster)?;
     }
+    package()?;
     deny()?;
     println!(
         "\nxtask ci: all steps passed in {:.0} s",
@@ -277,6 +286,114 @@ fn dependency_rules() -> Result {
             ));
         }
         println!("    {krate} ({feature}, no default features): no rustls");
+    }
+    // PostgreSQL's parser is C compiled at build time: only the static migration audit (the CLI,
+    // or feature `migration-audit`) brings it in.
+    for features in ["", "sql,postgres,sqlite,axum,jwt,jwks"] {
+        let deps = tree(&["--package", "tenancy", "--features", features])?;
+        if deps.lines().any(|l| l.starts_with("pg_query")) {
+            return Err(format!(
+                "tenancy with features [{features}] depends on pg_query; only feature \
+                 migration-audit may"
+            ));
+        }
+    }
+    println!("    tenancy (every feature but migration-audit): no pg_query");
+    Ok(())
+}
+
+/// Every crate of [`FEATURE_MATRIX`] packages for crates.io: each package holds its README and
+/// both license files, and `cargo package` builds each package from its own tarball, with the
+/// unpublished crates of the workspace it depends on packaged beside it. Verification is kept:
+/// warm, it rebuilds only the workspace's crates (about 2 min on two cores); cold, it also builds
+/// each crate's dependencies with that crate's own features (about 9 min).
+fn package() -> Result {
+    println!("\n==> package contents (cargo package --list)");
+    for (krate, _) in FEATURE_MATRIX {
+        let mut list = cargo();
+        list.args([
+            "package",
+            "--list",
+            "--allow-dirty",
+            "--locked",
+            "--package",
+            krate,
+        ]);
+        let files = output("cargo package --list", &mut list)?;
+        for needed in ["Cargo.toml", "README.md", "LICENSE-MIT", "LICENSE-APACHE"] {
+            if !files.lines().any(|f| f == needed) {
+                return Err(format!("the package of {krate} lacks {needed}"));
+            }
+        }
+        println!("    {krate}: README.md, LICENSE-MIT, LICENSE-APACHE");
+    }
+    forget_extracted_packages()?;
+    // Verification has a target directory of its own: cargo takes a registry crate of one name
+    // and version for immutable, so the artifacts of an earlier verification would be reused for
+    // changed sources. There, the workspace's crates are cleaned before each run (third-party
+    // crates stay built), and the main target directory keeps its builds.
+    let target = env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| root().join("target"), PathBuf::from)
+        .join("package-verify");
+    let mut clean = cargo();
+    clean.arg("clean").arg("--target-dir").arg(&target);
+    for (krate, _) in FEATURE_MATRIX {
+        clean.args(["--package", krate]);
+    }
+    run("forget earlier package builds", &mut clean)?;
+    // `--allow-dirty`: a developer's uncommitted changes are what is checked; CI's clone is clean.
+    run(
+        "package every crate (cargo package --workspace, verified)",
+        cargo()
+            .args([
+                "package",
+                "--workspace",
+                "--exclude",
+                "xtask",
+                "--allow-dirty",
+                "--locked",
+                "--target-dir",
+            ])
+            .arg(&target),
+    )
+}
+
+/// Removes the copies of this workspace's packages that an earlier `cargo package --workspace`
+/// extracted under `$CARGO_HOME/registry/src`. Cargo verifies a package against its workspace
+/// dependencies through a temporary local registry, and extracts each of them there once per
+/// name and version: a later run, with changed sources but the same version, would build against
+/// the stale copy. Only directories named after this workspace's crates are touched; cargo
+/// extracts them again from the package it has just made.
+fn forget_extracted_packages() -> Result {
+    let home = env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")));
+    let Some(sources) = home.map(|h| h.join("registry").join("src")) else {
+        return Ok(());
+    };
+    let Ok(registries) = std::fs::read_dir(&sources) else {
+        return Ok(());
+    };
+    for registry in registries.flatten() {
+        let Ok(packages) = std::fs::read_dir(registry.path()) else {
+            continue;
+        };
+        for package in packages.flatten() {
+            let name = package.file_name();
+            let name = name.to_string_lossy();
+            // `<crate>-<version>`: `tenancy-0.1.0` is a copy of `tenancy`, `tenancy-core-0.1.0`
+            // is not.
+            let ours = FEATURE_MATRIX.iter().any(|(krate, _)| {
+                name.strip_prefix(krate)
+                    .and_then(|rest| rest.strip_prefix('-'))
+                    .is_some_and(|version| version.starts_with(|c: char| c.is_ascii_digit()))
+            });
+            if ours {
+                std::fs::remove_dir_all(package.path()).map_err(|e| {
+                    format!("removing the stale copy {}: {e}", package.path().display())
+                })?;
+            }
+        }
     }
     Ok(())
 }

@@ -70,11 +70,17 @@ pub(crate) enum Command {
     /// Migrate every tenant schema (PostgreSQL).
     #[command(subcommand)]
     Schemas(SchemasCommand),
-    /// Audit row-level security (PostgreSQL); exits 1 on findings.
+    /// Audit row-level security, of a database or of migration files; exits 1 on findings.
     ///
     /// Every table with a `tenant_id` column (the `isolation.tenant_column` of `--config`) must
     /// enable and force row-level security under a fail-closed policy with WITH CHECK, and the
     /// application role must be neither superuser, nor BYPASSRLS, nor the owner.
+    ///
+    /// Without `--migrations` the audit reads the catalog of the PostgreSQL database. With
+    /// `--migrations DIR` it reads the migration files of DIR instead, before they run, and needs
+    /// no database: each file is parsed by PostgreSQL's own parser and replayed in version order,
+    /// and each finding names the file and line of the statement it comes from. A file that
+    /// cannot be read or parsed is an error (exit status 2) naming the file and line.
     Audit(AuditArgs),
 }
 
@@ -276,6 +282,11 @@ pub(crate) enum SchemasCommand {
 
 #[derive(Debug, Args)]
 pub(crate) struct AuditArgs {
+    /// Audit the migration files of DIR, not a database: sqlx's `<version>_<name>.sql` and
+    /// `<version>_<name>.up.sql` files, in version order (`.down.sql` and other files are
+    /// skipped)
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["role", "schema"])]
+    pub(crate) migrations: Option<PathBuf>,
     /// The role the application connects as [default: the connected role]
     #[arg(long)]
     pub(crate) role: Option<String>,

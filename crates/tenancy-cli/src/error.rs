@@ -33,6 +33,11 @@ pub enum CliError {
         #[source]
         source: std::io::Error,
     },
+    /// The migration files given to `audit --migrations` cannot be audited: unreadable,
+    /// misnamed, or refused by PostgreSQL's parser (exit status 2); the message names the file,
+    /// and the line for a syntax error.
+    #[error(transparent)]
+    Migrations(#[from] tenancy::isolation::MigrationAuditError),
     /// The command ran and found problems (audit findings, failed tenant migrations); they were
     /// printed (exit status 1).
     #[error("{0}")]
@@ -52,7 +57,10 @@ impl CliError {
     #[must_use]
     pub fn exit_code(&self) -> ExitCode {
         let usage = match self {
-            Self::Usage(_) | Self::Config(_) | Self::Stack(tenancy::Error::Config(_)) => true,
+            Self::Usage(_)
+            | Self::Config(_)
+            | Self::Migrations(_)
+            | Self::Stack(tenancy::Error::Config(_)) => true,
             Self::Tenant(e) | Self::Stack(tenancy::Error::Build(e)) => is_bad_input(e),
             Self::Stack(_) | Self::Shutdown(_) | Self::Io { .. } | Self::Findings(_) => false,
         };

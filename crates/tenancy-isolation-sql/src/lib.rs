@@ -32,6 +32,7 @@
 
 mod config;
 mod database;
+mod finding;
 mod ident;
 mod registry;
 mod row_level;
@@ -40,6 +41,8 @@ mod row_level;
 mod audit;
 #[cfg(feature = "sql")]
 mod migrate;
+#[cfg(feature = "migration-audit")]
+mod migration_audit;
 #[cfg(feature = "sql")]
 mod router;
 #[cfg(feature = "sql")]
@@ -53,6 +56,7 @@ pub use config::{DeprovisionPolicy, IsolationConfig};
 pub use database::{
     DatabaseProvisioner, DatabaseStrategy, Placement, PlacementStore, validate_server_key,
 };
+pub use finding::AuditFinding;
 pub use ident::{
     ARCHIVED_SCHEMA_PREFIX, MAX_IDENTIFIER_BYTES, TENANT_SCHEMA_PREFIX, TableName, archived_schema,
     quote_ident, tenant_of_schema, tenant_schema, validate_identifier, validate_setting_name,
@@ -61,11 +65,15 @@ pub use registry::{AssignedStrategy, AssignmentStore, IsolationRegistry};
 pub use row_level::{DEFAULT_TENANT_SETTING, RowLevelStrategy, protect_table_sql};
 
 #[cfg(feature = "sql")]
-pub use audit::{AuditFinding, AuditReport, RlsAudit, audit_row_level_security};
+pub use audit::{AuditReport, RlsAudit, audit_row_level_security};
 #[cfg(feature = "sql")]
 pub use migrate::{
     Migration, MigrationProgress, MigrationReport, Migrations, TenantFailure, TenantMigrator,
     VERSION_COMMENT_PREFIX,
+};
+#[cfg(feature = "migration-audit")]
+pub use migration_audit::{
+    MigrationAudit, MigrationAuditError, MigrationAuditReport, MigrationFile, MigrationFinding,
 };
 #[cfg(feature = "sql")]
 pub use router::{DatabaseRouter, PgDatabaseProvisioner};

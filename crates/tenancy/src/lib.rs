@@ -79,6 +79,7 @@
 //! | `axum`     | the `Tenant` axum extractor |
 //! | `jwt`      | bearer-token verification in the `jwt_claim` resolver |
 //! | `jwks`     | `jwt`, with the keys fetched from an identity provider's JWKS endpoint (an HTTPS client: hyper, rustls with ring) |
+//! | `migration-audit` | `isolation::MigrationAudit`, the row-level-security audit of migration files before they run (PostgreSQL's own parser, built from C: needs libclang) |
 //!
 //! Without `sql`, `postgres` or `sqlite`, nothing here depends on sqlx. Every PostgreSQL
 //! connection is built by `pg_connect::connect_options` (feature `postgres`), so a `sslmode`
