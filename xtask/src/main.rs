@@ -113,12 +113,13 @@ const FEATURE_MATRIX: &[(&str, &[&str])] = &[
     ("tenancy-resolution", &["jwt", "jwks", "axum"]),
     ("tenancy-lifecycle", &[]),
     ("tenancy-overrides", &[]),
+    ("tenancy-limits", &[]),
     ("tenancy-pg-connect", &["postgres"]),
     ("tenancy-isolation-sql", &["sql"]),
     ("tenancy-store-sql", &["postgres", "sqlite"]),
     (
         "tenancy",
-        &["sql", "postgres", "sqlite", "axum", "jwt", "jwks"],
+        &["sql", "postgres", "sqlite", "axum", "jwt", "jwks", "limits"],
     ),
     ("tenancy-cli", &[]),
 ];
@@ -212,6 +213,7 @@ fn dependency_rules() -> Result {
         "tenancy-resolution",
         "tenancy-lifecycle",
         "tenancy-overrides",
+        "tenancy-limits",
         "tenancy-pg-connect",
         "tenancy",
     ] {
@@ -227,6 +229,7 @@ fn dependency_rules() -> Result {
         "tenancy-resolution",
         "tenancy-lifecycle",
         "tenancy-overrides",
+        "tenancy-limits",
     ] {
         let deps = tree(&["--package", krate, "--all-features"])?;
         if deps.lines().any(|l| l.starts_with("sqlx")) {
