@@ -39,6 +39,8 @@ mod row_level;
 #[cfg(feature = "sql")]
 mod audit;
 #[cfg(feature = "sql")]
+mod budget;
+#[cfg(feature = "sql")]
 mod migrate;
 #[cfg(feature = "sql")]
 mod router;
@@ -74,4 +76,6 @@ pub use schema::SchemaStrategy;
 #[cfg(feature = "sql")]
 pub use store::{PgIsolationStore, STORE_SCHEMA};
 #[cfg(feature = "sql")]
-pub use tx::{TenantDatabase, TenantTransaction};
+pub use budget::{BudgetError, TransactionBudget, TransactionBudgets};
+#[cfg(feature = "sql")]
+pub use tx::{DEFAULT_TRANSACTION_WAIT, TenantDatabase, TenantTransaction};
