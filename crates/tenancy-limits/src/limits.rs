@@ -169,7 +169,7 @@ mod tests {
         .unwrap()
     }
 
-    fn resolve(tenant_plan: Option<&str>, overrides: serde_json::Value) -> Limits {
+    fn resolve(tenant_plan: Option<&str>, overrides: Value) -> Limits {
         Limits::resolve(
             &config(),
             TenantId::new(),

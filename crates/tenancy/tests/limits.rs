@@ -81,10 +81,21 @@ async fn get_as(client: &reqwest::Client, url: &str, tenant: &TenantInfo) -> req
 async fn over_its_rate_a_tenant_gets_429_while_another_is_served_and_an_override_lifts_it() {
     let tenancy = stack(json!({
         "default_plan": "free",
-        "plans": {"free": {"requests_per_second": 1, "burst": 2}},
+        "plans": {
+            "free": {"requests_per_second": 1, "burst": 2},
+            "pro": {"requests_per_second": 1000, "burst": 1000},
+        },
     }))
     .await;
     let (noisy, quiet) = (create(&tenancy, "noisy").await, create(&tenancy, "quiet").await);
+    // The quiet tenant's plan, named by its configuration.
+    tenancy
+        .config()
+        .set(quiet.id, "limits.plan", json!("pro"))
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
     let (gate, _open) = gate();
     let base = serve(&tenancy, gate).await;
     let client = reqwest::Client::new();
@@ -134,16 +145,10 @@ async fn over_its_rate_a_tenant_gets_429_while_another_is_served_and_an_override
     let entry = tenancy.limits().entry(noisy.id).await;
     assert_eq!(entry.limits().values.burst.map(|n| n.get()), Some(1000));
 
-    // A plan named by an override: unlimited.
-    config
-        .set(quiet.id, "limits.plan", json!("free"))
-        .await
-        .unwrap()
-        .into_result()
-        .unwrap();
+    assert_eq!(entry.limits().plan.as_deref(), Some("free"));
     assert_eq!(
         tenancy.limits().entry(quiet.id).await.limits().plan.as_deref(),
-        Some("free")
+        Some("pro")
     );
     tenancy.shutdown().await.unwrap();
 }
