@@ -65,6 +65,8 @@ pub use row_level::{DEFAULT_TENANT_SETTING, RowLevelStrategy, protect_table_sql}
 #[cfg(feature = "sql")]
 pub use audit::{AuditFinding, AuditReport, RlsAudit, audit_row_level_security};
 #[cfg(feature = "sql")]
+pub use budget::{BudgetError, TransactionBudget, TransactionBudgets};
+#[cfg(feature = "sql")]
 pub use migrate::{
     Migration, MigrationProgress, MigrationReport, Migrations, TenantFailure, TenantMigrator,
     VERSION_COMMENT_PREFIX,
@@ -75,7 +77,5 @@ pub use router::{DatabaseRouter, PgDatabaseProvisioner};
 pub use schema::SchemaStrategy;
 #[cfg(feature = "sql")]
 pub use store::{PgIsolationStore, STORE_SCHEMA};
-#[cfg(feature = "sql")]
-pub use budget::{BudgetError, TransactionBudget, TransactionBudgets};
 #[cfg(feature = "sql")]
 pub use tx::{DEFAULT_TRANSACTION_WAIT, TenantDatabase, TenantTransaction};

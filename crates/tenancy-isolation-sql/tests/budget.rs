@@ -73,7 +73,10 @@ async fn a_slow_query_is_cancelled_at_its_statement_timeout_while_another_tenant
         }),
         "{error}"
     );
-    assert!(error.to_string().contains("statement_timeout of 300 ms"), "{error}");
+    assert!(
+        error.to_string().contains("statement_timeout of 300 ms"),
+        "{error}"
+    );
 
     // The timeout ended with the transaction: the pooled connection carries none.
     let after: String = sqlx::query_scalar("SELECT current_setting('statement_timeout')")
@@ -89,8 +92,11 @@ async fn a_statement_waiting_for_a_lock_is_cancelled_at_its_lock_timeout() {
     let db = TestDb::with_app_connections("budget_lock", 4).await;
     db.exec("CREATE TABLE counters (id int PRIMARY KEY, n int NOT NULL); INSERT INTO counters VALUES (1, 0)")
         .await;
-    db.exec(&format!("GRANT SELECT, UPDATE ON counters TO \"{}\"", db.app_role()))
-        .await;
+    db.exec(&format!(
+        "GRANT SELECT, UPDATE ON counters TO \"{}\"",
+        db.app_role()
+    ))
+    .await;
     let (holder, waiter) = (TenantId::new(), TenantId::new());
     let timeout = Duration::from_millis(200);
     let database = TenantDatabase::new(db.app.clone(), Arc::new(RowLevelStrategy::default()))

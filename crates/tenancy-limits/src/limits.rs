@@ -169,7 +169,7 @@ mod tests {
         .unwrap()
     }
 
-    fn resolve(tenant_plan: Option<&str>, overrides: Value) -> Limits {
+    fn resolve(tenant_plan: Option<&str>, overrides: &Value) -> Limits {
         Limits::resolve(
             &config(),
             TenantId::new(),
@@ -181,23 +181,25 @@ mod tests {
     #[test]
     fn the_plan_comes_from_the_override_then_the_tenant_then_the_default() {
         assert_eq!(
-            resolve(None, serde_json::json!({})).plan.as_deref(),
+            resolve(None, &serde_json::json!({})).plan.as_deref(),
             Some("free")
         );
         assert_eq!(
-            resolve(Some("pro"), serde_json::json!({})).plan.as_deref(),
+            resolve(Some("pro"), &serde_json::json!({})).plan.as_deref(),
             Some("pro")
         );
         assert_eq!(
-            resolve(Some("gold"), serde_json::json!({})).plan.as_deref(),
+            resolve(Some("gold"), &serde_json::json!({}))
+                .plan
+                .as_deref(),
             Some("free"),
             "a tenant plan that is not configured falls back to the default"
         );
-        let open = resolve(Some("pro"), serde_json::json!({"limits.plan": "open"}));
+        let open = resolve(Some("pro"), &serde_json::json!({"limits.plan": "open"}));
         assert_eq!(open.plan.as_deref(), Some("open"));
         assert!(open.is_unlimited());
         assert_eq!(
-            resolve(Some("pro"), serde_json::json!({"limits.plan": "nope"}))
+            resolve(Some("pro"), &serde_json::json!({"limits.plan": "nope"}))
                 .plan
                 .as_deref(),
             Some("pro"),
@@ -209,7 +211,7 @@ mod tests {
     fn field_overrides_replace_the_plans_values_and_bad_ones_are_ignored() {
         let limits = resolve(
             None,
-            serde_json::json!({
+            &serde_json::json!({
                 "limits.requests_per_second": 50,
                 "limits.max_in_flight": 0,
                 "limits.statement_timeout": "250ms",
@@ -227,7 +229,7 @@ mod tests {
         assert_eq!(v.statement_timeout, Some(Duration::from_millis(250)));
         assert_eq!(v.lock_timeout, Some(Duration::from_millis(1500)));
         assert_eq!(v.max_transactions, None);
-        let zero = resolve(None, serde_json::json!({"limits.statement_timeout": "0s"}));
+        let zero = resolve(None, &serde_json::json!({"limits.statement_timeout": "0s"}));
         assert_eq!(zero.values.statement_timeout, Some(Duration::from_secs(5)));
     }
 }

@@ -31,7 +31,10 @@ static ALLOCATOR: Counting = Counting;
 
 async fn pass(limits: &TenantLimits, tenants: usize) {
     for _ in 0..tenants {
-        let permit = limits.check(TenantId::new(), None).await.expect("under its limits");
+        let permit = limits
+            .check(TenantId::new(), None)
+            .await
+            .expect("under its limits");
         drop(permit);
     }
 }
@@ -49,10 +52,18 @@ async fn ten_thousand_tenants_leave_the_limiter_bounded() {
     let before = LIVE.load(Ordering::SeqCst);
     pass(&limits, 10_000).await;
     let after_10k = LIVE.load(Ordering::SeqCst);
-    assert!(limits.entry_count() <= capacity as usize, "{} entries", limits.entry_count());
+    assert!(
+        limits.entry_count() <= capacity as usize,
+        "{} entries",
+        limits.entry_count()
+    );
     pass(&limits, 10_000).await;
     let after_20k = LIVE.load(Ordering::SeqCst);
-    assert!(limits.entry_count() <= capacity as usize, "{} entries", limits.entry_count());
+    assert!(
+        limits.entry_count() <= capacity as usize,
+        "{} entries",
+        limits.entry_count()
+    );
     let (held_10k, held_20k) = (after_10k - before, after_20k - before);
     println!(
         "entries after 10,000 and 20,000 tenants: {}; bytes held: {held_10k} and {held_20k} \
@@ -62,7 +73,13 @@ async fn ten_thousand_tenants_leave_the_limiter_bounded() {
     );
     // Twice the tenants, not twice the memory: bounded by the capacity (10% slack for the
     // allocator's own bookkeeping of a cache that is full either way).
-    assert!(held_20k <= held_10k + held_10k / 10, "{held_10k} -> {held_20k}");
+    assert!(
+        held_20k <= held_10k + held_10k / 10,
+        "{held_10k} -> {held_20k}"
+    );
     // At most ~2 KiB per kept tenant (a limiter, counters, a semaphore, the cache's slot).
-    assert!(held_20k <= 2048 * capacity as isize, "{held_20k} bytes for {capacity} entries");
+    assert!(
+        held_20k <= 2048 * capacity as isize,
+        "{held_20k} bytes for {capacity} entries"
+    );
 }

@@ -4,9 +4,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use tenancy_core::{
-    BoxError, CacheInvalidation, EventPublisher, TenantEvent, TenantEventKind,
-};
+use tenancy_core::{BoxError, CacheInvalidation, EventPublisher, TenantEvent, TenantEventKind};
 use tenancy_limits::{KEY_PREFIX, TenantLimits};
 
 /// Publishes to the stack's broadcast, then makes the limits of a tenant whose `limits.*`
@@ -37,7 +35,10 @@ pub(crate) struct PlanBudgets(pub(crate) TenantLimits);
 #[cfg(feature = "sql")]
 #[async_trait]
 impl tenancy_isolation_sql::TransactionBudgets for PlanBudgets {
-    async fn budget(&self, tenant: tenancy_core::TenantId) -> tenancy_isolation_sql::TransactionBudget {
+    async fn budget(
+        &self,
+        tenant: tenancy_core::TenantId,
+    ) -> tenancy_isolation_sql::TransactionBudget {
         let entry = self.0.entry(tenant).await;
         let values = &entry.limits().values;
         let mut budget = tenancy_isolation_sql::TransactionBudget::unlimited();

@@ -343,10 +343,11 @@ impl Parts {
         #[cfg(feature = "limits")]
         invalidators.register(Arc::new(limits.clone()) as Arc<dyn CacheInvalidation>);
         #[cfg(feature = "limits")]
-        let service = service.with_publisher(Arc::new(crate::limits_wiring::LimitsOnConfigChange {
-            inner: Arc::clone(&events) as _,
-            limits: limits.clone(),
-        }));
+        let service =
+            service.with_publisher(Arc::new(crate::limits_wiring::LimitsOnConfigChange {
+                inner: Arc::clone(&events) as _,
+                limits: limits.clone(),
+            }));
         #[cfg(not(feature = "limits"))]
         let service = service.with_publisher(Arc::clone(&events) as _);
 

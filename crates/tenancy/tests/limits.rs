@@ -87,7 +87,10 @@ async fn over_its_rate_a_tenant_gets_429_while_another_is_served_and_an_override
         },
     }))
     .await;
-    let (noisy, quiet) = (create(&tenancy, "noisy").await, create(&tenancy, "quiet").await);
+    let (noisy, quiet) = (
+        create(&tenancy, "noisy").await,
+        create(&tenancy, "quiet").await,
+    );
     // The quiet tenant's plan, named by its configuration.
     tenancy
         .config()
@@ -147,7 +150,13 @@ async fn over_its_rate_a_tenant_gets_429_while_another_is_served_and_an_override
 
     assert_eq!(entry.limits().plan.as_deref(), Some("free"));
     assert_eq!(
-        tenancy.limits().entry(quiet.id).await.limits().plan.as_deref(),
+        tenancy
+            .limits()
+            .entry(quiet.id)
+            .await
+            .limits()
+            .plan
+            .as_deref(),
         Some("pro")
     );
     tenancy.shutdown().await.unwrap();
@@ -160,7 +169,10 @@ async fn requests_in_flight_are_capped_per_tenant_under_concurrency() {
         "plans": {"small": {"max_in_flight": 2}},
     }))
     .await;
-    let (busy, other) = (create(&tenancy, "busy").await, create(&tenancy, "other").await);
+    let (busy, other) = (
+        create(&tenancy, "busy").await,
+        create(&tenancy, "other").await,
+    );
     let (gate, open) = gate();
     let arrived = Arc::clone(&gate.arrived);
     let base = serve(&tenancy, gate).await;
@@ -179,7 +191,11 @@ async fn requests_in_flight_are_capped_per_tenant_under_concurrency() {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(arrived.load(Ordering::SeqCst), 2, "both requests are in the handler");
+    assert_eq!(
+        arrived.load(Ordering::SeqCst),
+        2,
+        "both requests are in the handler"
+    );
 
     // A third is refused with 503 and Retry-After: 1; another tenant is served meanwhile.
     let refused = get_as(&client, &format!("{base}/fast"), &busy).await;
@@ -188,7 +204,9 @@ async fn requests_in_flight_are_capped_per_tenant_under_concurrency() {
     let body: serde_json::Value = refused.json().await.unwrap();
     assert_eq!(body["error"], "tenant_too_many_in_flight");
     assert_eq!(
-        get_as(&client, &format!("{base}/fast"), &other).await.status(),
+        get_as(&client, &format!("{base}/fast"), &other)
+            .await
+            .status(),
         200
     );
     assert_eq!(tenancy.limits().entry(busy.id).await.in_flight(), 2);
@@ -199,11 +217,17 @@ async fn requests_in_flight_are_capped_per_tenant_under_concurrency() {
     }
     // The places are given back with the responses.
     assert_eq!(
-        get_as(&client, &format!("{base}/fast"), &busy).await.status(),
+        get_as(&client, &format!("{base}/fast"), &busy)
+            .await
+            .status(),
         200
     );
     assert_eq!(tenancy.limits().entry(busy.id).await.in_flight(), 0);
-    assert_eq!(arrived.load(Ordering::SeqCst), 2, "the refused request never reached it");
+    assert_eq!(
+        arrived.load(Ordering::SeqCst),
+        2,
+        "the refused request never reached it"
+    );
     tenancy.shutdown().await.unwrap();
 }
 
