@@ -123,6 +123,7 @@ const FEATURE_MATRIX: &[(&str, &[&str])] = &[
     ("tenancy-resolution", &["jwt", "jwks", "axum"]),
     ("tenancy-lifecycle", &[]),
     ("tenancy-overrides", &[]),
+    ("tenancy-limits", &[]),
     ("tenancy-pg-connect", &["postgres"]),
     ("tenancy-isolation-sql", &["sql", "migration-audit"]),
     ("tenancy-store-sql", &["postgres", "sqlite"]),
@@ -135,6 +136,7 @@ const FEATURE_MATRIX: &[(&str, &[&str])] = &[
             "axum",
             "jwt",
             "jwks",
+            "limits",
             "migration-audit",
         ],
     ),
@@ -234,6 +236,7 @@ fn dependency_rules() -> Result {
         "tenancy-resolution",
         "tenancy-lifecycle",
         "tenancy-overrides",
+        "tenancy-limits",
         "tenancy-pg-connect",
         "tenancy",
     ] {
@@ -249,6 +252,7 @@ fn dependency_rules() -> Result {
         "tenancy-resolution",
         "tenancy-lifecycle",
         "tenancy-overrides",
+        "tenancy-limits",
     ] {
         let deps = tree(&["--package", krate, "--all-features"])?;
         if deps.lines().any(|l| l.starts_with("sqlx")) {
@@ -289,7 +293,7 @@ fn dependency_rules() -> Result {
     }
     // PostgreSQL's parser is C compiled at build time: only the static migration audit (the CLI,
     // or feature `migration-audit`) brings it in.
-    for features in ["", "sql,postgres,sqlite,axum,jwt,jwks"] {
+    for features in ["", "sql,postgres,sqlite,axum,jwt,jwks,limits"] {
         let deps = tree(&["--package", "tenancy", "--features", features])?;
         if deps.lines().any(|l| l.starts_with("pg_query")) {
             return Err(format!(

@@ -352,6 +352,8 @@ fn app(
     let tenant_api = Router::new()
         .nest("/api", api.clone())
         .nest("/tenants/{slug}/api", api)
+        // Each tenant's rate and requests in flight, by its plan (`tenancy.limits`).
+        .route_layer(tenancy.limit_layer())
         .route_layer(tenancy.layer().require_tenant())
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(keys),

@@ -40,6 +40,8 @@ mod row_level;
 #[cfg(feature = "sql")]
 mod audit;
 #[cfg(feature = "sql")]
+mod budget;
+#[cfg(feature = "sql")]
 mod migrate;
 #[cfg(feature = "migration-audit")]
 mod migration_audit;
@@ -67,6 +69,8 @@ pub use row_level::{DEFAULT_TENANT_SETTING, RowLevelStrategy, protect_table_sql}
 #[cfg(feature = "sql")]
 pub use audit::{AuditReport, RlsAudit, audit_row_level_security};
 #[cfg(feature = "sql")]
+pub use budget::{BudgetError, TransactionBudget, TransactionBudgets};
+#[cfg(feature = "sql")]
 pub use migrate::{
     Migration, MigrationProgress, MigrationReport, Migrations, TenantFailure, TenantMigrator,
     VERSION_COMMENT_PREFIX,
@@ -82,4 +86,4 @@ pub use schema::SchemaStrategy;
 #[cfg(feature = "sql")]
 pub use store::{PgIsolationStore, STORE_SCHEMA};
 #[cfg(feature = "sql")]
-pub use tx::{TenantDatabase, TenantTransaction};
+pub use tx::{DEFAULT_TRANSACTION_WAIT, TenantDatabase, TenantTransaction};

@@ -11,7 +11,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::{AssertSqlSafe, PgConnection, PgPool, Postgres, Transaction};
-use tenancy_core::{Health, IsolationStep, IsolationStrategy, TenantError, TenantId, context};
+use tenancy_core::{
+    Health, IsolationStep, IsolationStrategy, TenantError, TenantId, TenantLabels, context,
+};
+use tokio::sync::OwnedSemaphorePermit;
+
+use crate::budget::{BudgetError, TransactionBudget, TransactionBudgets};
 
 use crate::ident::{validate_identifier, validate_setting_name};
 use crate::router::DatabaseRouter;
@@ -45,6 +50,24 @@ pub struct TenantDatabase {
     router: Option<DatabaseRouter>,
     from_context: bool,
     citus: bool,
+    budgets: Option<Budgets>,
+}
+
+/// How long a transaction waits for a slot of its tenant unless configured otherwise.
+pub const DEFAULT_TRANSACTION_WAIT: Duration = Duration::from_secs(5);
+
+#[derive(Clone)]
+struct Budgets {
+    source: Arc<dyn TransactionBudgets>,
+    wait: Duration,
+}
+
+impl std::fmt::Debug for Budgets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Budgets")
+            .field("wait", &self.wait)
+            .finish_non_exhaustive()
+    }
 }
 
 impl TenantDatabase {
@@ -58,6 +81,7 @@ impl TenantDatabase {
             router: None,
             from_context: true,
             citus: false,
+            budgets: None,
         }
     }
 
@@ -71,6 +95,41 @@ impl TenantDatabase {
     #[must_use]
     pub fn on_citus(mut self, enabled: bool) -> Self {
         self.citus = enabled;
+        self
+    }
+
+    /// Gives every tenant transaction the tenant's [`TransactionBudget`] from `budgets`: its
+    /// `statement_timeout` and `lock_timeout` set transaction-locally (`SET LOCAL`, ended with
+    /// the transaction like the isolation settings), and one of its slots held from begin to end,
+    /// waited for at most `wait` (then [`BudgetError::TooManyTransactions`]).
+    ///
+    /// ```no_run
+    /// use std::{sync::Arc, time::Duration};
+    /// use tenancy_isolation_sql::{BudgetError, RowLevelStrategy, TenantDatabase, TransactionBudget};
+    ///
+    /// # async fn example(pool: sqlx::PgPool, tenant: tenancy_core::TenantId) -> Result<(), tenancy_core::TenantError> {
+    /// let slots = Arc::new(tokio::sync::Semaphore::new(4));
+    /// let budgets = move |_tenant| {
+    ///     TransactionBudget::unlimited()
+    ///         .with_statement_timeout(Duration::from_secs(5))
+    ///         .with_slots(Arc::clone(&slots))
+    /// };
+    /// let db = TenantDatabase::new(pool, Arc::new(RowLevelStrategy::default()))
+    ///     .with_budgets(Arc::new(budgets), Duration::from_secs(2));
+    /// let mut tx = db.begin(tenant).await?;
+    /// let result = sqlx::query("SELECT pg_sleep(10)").execute(&mut **tx).await;
+    /// if let Err(error) = result {
+    ///     let error = tx.query_error("sleeping", error);
+    ///     assert!(matches!(BudgetError::of(&error), Some(BudgetError::StatementTimeout { .. })));
+    /// }
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn with_budgets(mut self, budgets: Arc<dyn TransactionBudgets>, wait: Duration) -> Self {
+        self.budgets = Some(Budgets {
+            source: budgets,
+            wait,
+        });
         self
     }
 
@@ -147,17 +206,38 @@ impl TenantDatabase {
     /// Begins a transaction for `tenant`: asks the strategy for its plan, picks the pool (the
     /// tenant's own when the plan routes it), begins, and applies the plan's steps.
     ///
+    /// With budgets ([`with_budgets`](Self::with_budgets)), it first takes one of the tenant's
+    /// transaction slots, and sets the tenant's timeouts transaction-locally.
+    ///
     /// # Errors
     /// The strategy's errors; [`TenantError::Isolation`] when the database fails or the tenant's
-    /// schema does not exist (deprovisioned); [`TenantError::Configuration`] when the plan routes
-    /// but no router is set.
+    /// schema does not exist (deprovisioned), or with a [`BudgetError::TooManyTransactions`]
+    /// source when no slot of the tenant freed up in time; [`TenantError::Configuration`] when
+    /// the plan routes but no router is set.
     pub async fn begin(&self, tenant: TenantId) -> Result<TenantTransaction, TenantError> {
+        let (budget, slot) = match &self.budgets {
+            None => (TransactionBudget::unlimited(), None),
+            Some(budgets) => {
+                let budget = budgets.source.budget(tenant).await;
+                let slot = take_slot(tenant, &budget, budgets.wait).await?;
+                (budget, slot)
+            }
+        };
         let plan = self.strategy.plan(tenant).await?;
         // Settings with plain values ride on the BEGIN as `SET LOCAL` (one round trip, simple
         // protocol), or on Citus in one message right after it (see `on_citus`); any other step
-        // runs after it with bind parameters.
+        // runs after it with bind parameters. The timeouts are whole milliseconds.
         let mut begin = String::from("BEGIN");
         let mut citus_settings = String::new();
+        for (name, timeout) in [
+            ("statement_timeout", budget.statement_timeout),
+            ("lock_timeout", budget.lock_timeout),
+        ] {
+            if let Some(timeout) = timeout {
+                let ms = timeout.as_millis().clamp(1, i32::MAX as u128);
+                begin.push_str(&format!("; SET LOCAL {name} = {ms}"));
+            }
+        }
         let mut rest = Vec::new();
         for step in &plan.steps {
             match step {
@@ -210,7 +290,40 @@ impl TenantDatabase {
             apply_step(&mut tx, tenant, step).await?;
         }
         tracing::trace!(tenant_id = %tenant, strategy = self.strategy.name(), "tenant transaction begun");
-        Ok(TenantTransaction { tenant, tx })
+        Ok(TenantTransaction {
+            tenant,
+            tx,
+            statement_timeout: budget.statement_timeout,
+            lock_timeout: budget.lock_timeout,
+            _slot: slot,
+        })
+    }
+}
+
+/// One of the tenant's transaction slots, waited for at most `wait`.
+async fn take_slot(
+    tenant: TenantId,
+    budget: &TransactionBudget,
+    wait: Duration,
+) -> Result<Option<OwnedSemaphorePermit>, TenantError> {
+    let Some(slots) = &budget.slots else {
+        return Ok(None);
+    };
+    if let Ok(permit) = Arc::clone(slots).try_acquire_owned() {
+        return Ok(Some(permit));
+    }
+    match tokio::time::timeout(wait, Arc::clone(slots).acquire_owned()).await {
+        Ok(Ok(permit)) => Ok(Some(permit)),
+        // A closed semaphore: the budget's owner gave the cap up.
+        Ok(Err(_)) => Ok(None),
+        Err(_) => {
+            let error = BudgetError::TooManyTransactions {
+                tenant,
+                waited: wait,
+            };
+            tracing::warn!(tenant_id = %tenant, %error, "tenant transaction refused");
+            Err(error.into_tenant_error())
+        }
     }
 }
 
@@ -308,6 +421,10 @@ pub(crate) async fn set_search_path(
 pub struct TenantTransaction {
     tenant: TenantId,
     tx: Transaction<'static, Postgres>,
+    statement_timeout: Option<Duration>,
+    lock_timeout: Option<Duration>,
+    /// The tenant's transaction slot, given back when the transaction ends.
+    _slot: Option<OwnedSemaphorePermit>,
 }
 
 impl TenantTransaction {
@@ -315,6 +432,61 @@ impl TenantTransaction {
     #[must_use]
     pub fn tenant(&self) -> TenantId {
         self.tenant
+    }
+
+    /// The `statement_timeout` the transaction runs under, from the tenant's budget.
+    #[must_use]
+    pub fn statement_timeout(&self) -> Option<Duration> {
+        self.statement_timeout
+    }
+
+    /// The `lock_timeout` the transaction runs under, from the tenant's budget.
+    #[must_use]
+    pub fn lock_timeout(&self) -> Option<Duration> {
+        self.lock_timeout
+    }
+
+    /// The error of a query of this transaction, as a [`TenantError`]: a statement PostgreSQL
+    /// cancelled at the tenant's `statement_timeout` (SQLSTATE 57014) or `lock_timeout` (55P03)
+    /// becomes [`TenantError::Isolation`] with a [`BudgetError`] source (and counts in
+    /// `tenancy_tenant_transaction_timeouts_total{tenant, kind}`); anything else is
+    /// [`TenantError::Storage`] with `what` as its message.
+    #[must_use]
+    pub fn query_error(&self, what: impl Into<String>, error: sqlx::Error) -> TenantError {
+        let code = error
+            .as_database_error()
+            .and_then(|e| e.code())
+            .map(|code| code.into_owned());
+        let budget = match (code.as_deref(), self.statement_timeout, self.lock_timeout) {
+            (Some("57014"), Some(timeout), _) => Some((
+                "statement",
+                BudgetError::StatementTimeout {
+                    tenant: self.tenant,
+                    timeout,
+                },
+            )),
+            (Some("55P03"), _, Some(timeout)) => Some((
+                "lock",
+                BudgetError::LockTimeout {
+                    tenant: self.tenant,
+                    timeout,
+                },
+            )),
+            _ => None,
+        };
+        match budget {
+            Some((kind, budget)) => {
+                metrics::counter!(
+                    "tenancy_tenant_transaction_timeouts_total",
+                    "tenant" => TenantLabels::global().label(self.tenant),
+                    "kind" => kind,
+                )
+                .increment(1);
+                tracing::warn!(tenant_id = %self.tenant, kind, error = %budget, "tenant statement cancelled by its budget");
+                budget.into_tenant_error()
+            }
+            None => TenantError::storage(what, error),
+        }
     }
 
     /// Commits; the isolation settings end with it.
@@ -339,7 +511,8 @@ impl TenantTransaction {
         })
     }
 
-    /// The inner transaction, for APIs that take it by value.
+    /// The inner transaction, for APIs that take it by value. Its timeouts stay; its
+    /// transaction slot is given back now.
     #[must_use]
     pub fn into_inner(self) -> Transaction<'static, Postgres> {
         self.tx

@@ -57,6 +57,9 @@ pub struct TenancyConfig {
     pub store: StoreConfig,
     /// Cache-key prefixing and the SQL context bridge.
     pub integration: IntegrationConfig,
+    /// Per-tenant limits: plans, the default plan (feature `limits`).
+    #[cfg(feature = "limits")]
+    pub limits: tenancy_limits::LimitsConfig,
 }
 
 /// The configuration could not be loaded: each case names the key (or file) and what is wrong.
@@ -222,6 +225,8 @@ impl TenancyConfig {
         section("overrides", self.overrides.validate())?;
         section("isolation", self.isolation.validate())?;
         section("store", self.store.validate())?;
+        #[cfg(feature = "limits")]
+        section("limits", self.limits.validate())?;
         Ok(())
     }
 }

@@ -96,6 +96,8 @@ mod bundle;
 mod config;
 mod error;
 pub mod integration;
+#[cfg(feature = "limits")]
+mod limits_wiring;
 mod providers;
 mod stack;
 mod store;
@@ -111,6 +113,8 @@ pub use tenancy_isolation_sql::TenantDatabase;
 pub use tenancy_core as core;
 pub use tenancy_isolation_sql as isolation;
 pub use tenancy_lifecycle as lifecycle;
+#[cfg(feature = "limits")]
+pub use tenancy_limits as limits;
 pub use tenancy_overrides as overrides;
 pub use tenancy_pg_connect as pg_connect;
 pub use tenancy_resolution as resolution;

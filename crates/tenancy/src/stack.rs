@@ -299,6 +299,8 @@ struct Parts {
     isolation: Arc<IsolationRegistry>,
     #[cfg(feature = "sql")]
     database: Option<tenancy_isolation_sql::TenantDatabase>,
+    #[cfg(feature = "limits")]
+    limits: tenancy_limits::TenantLimits,
 }
 
 impl Parts {
@@ -330,8 +332,24 @@ impl Parts {
             &config.overrides,
         )?);
         invalidators.register(Arc::clone(&config_cache) as Arc<dyn CacheInvalidation>);
-        let service = ConfigService::from_config(Arc::clone(&config_cache) as _, &config.overrides)
-            .with_publisher(Arc::clone(&events) as _);
+        let service = ConfigService::from_config(Arc::clone(&config_cache) as _, &config.overrides);
+
+        // Limits: read through the config service (reads publish nothing); a `limits.*` change
+        // written through the stack's service makes the tenant's limits stale at once.
+        #[cfg(feature = "limits")]
+        let limits = tenancy_limits::TenantLimits::new(&config.limits)?
+            .with_overrides(Arc::new(service.clone()))
+            .with_validator(validator.clone());
+        #[cfg(feature = "limits")]
+        invalidators.register(Arc::new(limits.clone()) as Arc<dyn CacheInvalidation>);
+        #[cfg(feature = "limits")]
+        let service =
+            service.with_publisher(Arc::new(crate::limits_wiring::LimitsOnConfigChange {
+                inner: Arc::clone(&events) as _,
+                limits: limits.clone(),
+            }));
+        #[cfg(not(feature = "limits"))]
+        let service = service.with_publisher(Arc::clone(&events) as _);
 
         // Isolation: one strategy, for provisioning and for tenant transactions alike.
         let isolation = isolation_registry(config, store, strategies)?;
@@ -347,6 +365,13 @@ impl Parts {
         })?;
         #[cfg(feature = "sql")]
         let database = tenant_database(config, store, Arc::clone(&strategy))?;
+        #[cfg(all(feature = "sql", feature = "limits"))]
+        let database = database.map(|db| {
+            db.with_budgets(
+                Arc::new(crate::limits_wiring::PlanBudgets(limits.clone())),
+                config.limits.transaction_wait,
+            )
+        });
         let lifecycle = TenantLifecycle::from_config(store.tenants(), strategy, &config.lifecycle)
             .with_publisher(Arc::clone(&events) as _)
             .with_invalidators(invalidators.clone());
@@ -362,6 +387,8 @@ impl Parts {
             isolation: Arc::new(isolation),
             #[cfg(feature = "sql")]
             database,
+            #[cfg(feature = "limits")]
+            limits,
         })
     }
 }
@@ -564,6 +591,39 @@ impl Tenancy {
     #[must_use]
     pub fn prefixed_cache<C: KeyValueCache>(&self, inner: C) -> TenantPrefixedCache<C> {
         TenantPrefixedCache::from_config(inner, &self.integration)
+    }
+
+    /// Every tenant's effective limits (feature `limits`): the plans of the `limits` section with
+    /// the tenants' `limits.*` overrides. Registered with the [`invalidators`](Self::invalidators).
+    #[cfg(feature = "limits")]
+    #[must_use]
+    pub fn limits(&self) -> &tenancy_limits::TenantLimits {
+        &self.parts.limits
+    }
+
+    /// The layer that enforces each tenant's request rate and requests in flight (feature
+    /// `limits`): put it inside [`layer`](Self::layer) (it reads the resolved tenant).
+    ///
+    /// ```
+    /// # #[cfg(feature = "axum")]
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// use axum::{Router, routing::get};
+    ///
+    /// let tenancy = tenancy::stub().await?;
+    /// let app: Router = Router::new()
+    ///     .route("/api/orders", get(|| async { "orders" }))
+    ///     .layer(tenancy.limit_layer())
+    ///     .layer(tenancy.guard())
+    ///     .layer(tenancy.layer());
+    /// # let _ = app;
+    /// tenancy.shutdown().await?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    #[cfg(feature = "limits")]
+    #[must_use]
+    pub fn limit_layer(&self) -> tenancy_limits::TenantLimitLayer {
+        tenancy_limits::TenantLimitLayer::new(self.parts.limits.clone())
     }
 
     /// Tenant-scoped transactions (feature `sql`): present when the stack runs on the PostgreSQL

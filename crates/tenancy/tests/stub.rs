@@ -141,8 +141,8 @@ async fn lifecycle_changes_invalidate_the_config_cache_too() {
     );
     assert_eq!(
         tenancy.invalidators().len(),
-        2,
-        "validator and config cache"
+        2 + usize::from(cfg!(feature = "limits")),
+        "validator and config cache (and the limits, with feature limits)"
     );
     tenancy.shutdown().await.unwrap();
 }
