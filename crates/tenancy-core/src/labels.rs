@@ -72,7 +72,10 @@ impl TenantLabels {
                 return Arc::clone(&self.other);
             }
         }
-        let mut labelled = self.labelled.write().unwrap_or_else(PoisonError::into_inner);
+        let mut labelled = self
+            .labelled
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
         if labelled.len() >= self.capacity && !labelled.contains_key(&tenant) {
             return Arc::clone(&self.other);
         }
