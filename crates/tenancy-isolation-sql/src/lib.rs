@@ -35,6 +35,7 @@ mod database;
 mod ident;
 mod registry;
 mod row_level;
+pub mod telemetry;
 
 #[cfg(feature = "sql")]
 mod audit;

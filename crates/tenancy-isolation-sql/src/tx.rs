@@ -14,6 +14,7 @@ use tenancy_core::{Health, IsolationStep, IsolationStrategy, TenantError, Tenant
 
 use crate::ident::{validate_identifier, validate_setting_name};
 use crate::router::DatabaseRouter;
+use crate::telemetry::TxRecord;
 
 /// Tenant-scoped database access: begins transactions isolated for one tenant (row-level setting,
 /// schema search path, or the tenant's own database, as the isolation strategy says).
@@ -136,6 +137,8 @@ impl TenantDatabase {
     /// schema does not exist (deprovisioned); [`TenantError::Configuration`] when the plan routes
     /// but no router is set.
     pub async fn begin(&self, tenant: TenantId) -> Result<TenantTransaction, TenantError> {
+        // Counts `failed_to_begin` if this returns early (feature `metrics`).
+        let record = TxRecord::start(tenant);
         let plan = self.strategy.plan(tenant).await?;
         // Settings with plain values ride on the BEGIN (one round trip, simple protocol); any
         // other step runs after it with bind parameters.
@@ -181,7 +184,11 @@ impl TenantDatabase {
             apply_step(&mut tx, tenant, step).await?;
         }
         tracing::trace!(tenant_id = %tenant, strategy = self.strategy.name(), "tenant transaction begun");
-        Ok(TenantTransaction { tenant, tx })
+        Ok(TenantTransaction {
+            tenant,
+            tx,
+            record: record.begun(),
+        })
     }
 }
 
@@ -258,6 +265,8 @@ pub(crate) async fn set_search_path(
 pub struct TenantTransaction {
     tenant: TenantId,
     tx: Transaction<'static, Postgres>,
+    /// Its outcome and duration (feature `metrics`); dropped with it: a rollback.
+    record: TxRecord,
 }
 
 impl TenantTransaction {
@@ -272,8 +281,10 @@ impl TenantTransaction {
     /// # Errors
     /// [`TenantError::Storage`] when the commit fails.
     pub async fn commit(self) -> Result<(), TenantError> {
-        let tenant = self.tenant;
-        self.tx.commit().await.map_err(|e| {
+        let Self { tenant, tx, record } = self;
+        let committed = tx.commit().await;
+        record.end(committed.is_ok());
+        committed.map_err(|e| {
             TenantError::storage(format!("committing tenant {tenant}'s transaction"), e)
         })
     }
@@ -283,8 +294,10 @@ impl TenantTransaction {
     /// # Errors
     /// [`TenantError::Storage`] when the rollback fails.
     pub async fn rollback(self) -> Result<(), TenantError> {
-        let tenant = self.tenant;
-        self.tx.rollback().await.map_err(|e| {
+        let Self { tenant, tx, record } = self;
+        let rolled_back = tx.rollback().await;
+        record.end(false);
+        rolled_back.map_err(|e| {
             TenantError::storage(format!("rolling back tenant {tenant}'s transaction"), e)
         })
     }
@@ -292,6 +305,7 @@ impl TenantTransaction {
     /// The inner transaction, for APIs that take it by value.
     #[must_use]
     pub fn into_inner(self) -> Transaction<'static, Postgres> {
+        self.record.forget();
         self.tx
     }
 }
