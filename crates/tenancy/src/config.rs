@@ -19,6 +19,7 @@ use tenancy_resolution::{
 use tenancy_store_sql::StoreConfig;
 
 use crate::integration::IntegrationConfig;
+use crate::telemetry::MetricsConfig;
 
 /// The key of the configuration's section in the YAML file.
 pub const SECTION: &str = "tenancy";
@@ -57,6 +58,8 @@ pub struct TenancyConfig {
     pub store: StoreConfig,
     /// Cache-key prefixing and the SQL context bridge.
     pub integration: IntegrationConfig,
+    /// Metrics: how many tenants get a label of their own (feature `metrics` records them).
+    pub metrics: MetricsConfig,
 }
 
 /// The configuration could not be loaded: each case names the key (or file) and what is wrong.
