@@ -110,15 +110,17 @@ fn output(step: &str, cmd: &mut Command) -> Result<String> {
 /// default features (`tls-rustls` for the SQL crates) and with each feature alone.
 const FEATURE_MATRIX: &[(&str, &[&str])] = &[
     ("tenancy-core", &["conformance"]),
-    ("tenancy-resolution", &["jwt", "jwks", "axum"]),
+    ("tenancy-resolution", &["jwt", "jwks", "axum", "metrics"]),
     ("tenancy-lifecycle", &[]),
     ("tenancy-overrides", &[]),
     ("tenancy-pg-connect", &["postgres"]),
-    ("tenancy-isolation-sql", &["sql"]),
-    ("tenancy-store-sql", &["postgres", "sqlite"]),
+    ("tenancy-isolation-sql", &["sql", "metrics"]),
+    ("tenancy-store-sql", &["postgres", "sqlite", "metrics"]),
     (
         "tenancy",
-        &["sql", "postgres", "sqlite", "axum", "jwt", "jwks"],
+        &[
+            "sql", "postgres", "sqlite", "axum", "jwt", "jwks", "metrics",
+        ],
     ),
     ("tenancy-cli", &[]),
 ];
