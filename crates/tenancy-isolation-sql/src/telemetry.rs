@@ -7,9 +7,9 @@
 //! | `tenancy_tenant_transaction_duration_seconds` | histogram | `tenant` |
 //!
 //! The `tenant` label is [`TenantLabels::global`](tenancy_core::TenantLabels::global)'s label of
-//! the tenant. The duration runs from [`begin`](crate::TenantDatabase::begin) being called to the
+//! the tenant. The duration runs from `TenantDatabase::begin` being called to the
 //! commit or rollback ending (a transaction dropped without either counts as `rolled_back` when it
-//! is dropped; one taken out with [`into_inner`](crate::TenantTransaction::into_inner) is not
+//! is dropped; one taken out with `TenantTransaction::into_inner` is not
 //! counted: its end is the caller's).
 
 #[cfg(feature = "sql")]

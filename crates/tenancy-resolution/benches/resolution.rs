@@ -232,6 +232,25 @@ fn report_ratios(rt: &tokio::runtime::Runtime, fixture: &Fixture) {
         "paired ratio to tenancy_header_resolver_validator_hit, \
          tenancy_domain_resolver_validator_hit: {header_to_domain:.3}"
     );
+    #[cfg(feature = "metrics")]
+    {
+        let recorded = paired_ratio(
+            || {
+                for _ in 0..1_000 {
+                    black_box(lookup.tenancy(&fixture.validator));
+                }
+            },
+            || {
+                for _ in 0..1_000 {
+                    black_box(lookup.tenancy(&fixture.recorded));
+                }
+            },
+        );
+        println!(
+            "paired ratio to tenancy_header_resolver_validator_hit, \
+             tenancy_header_resolver_validator_hit_prometheus_recorder: {recorded:.3}"
+        );
+    }
     let id = fixture.tenant.id.to_string();
     let stacks = stacks(fixture);
     let (_, baseline) = &stacks[0];

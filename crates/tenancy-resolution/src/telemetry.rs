@@ -68,12 +68,16 @@ pub(crate) fn served(tenant: TenantId) {
 pub(crate) fn refused(rejection: TenantRejection, tenant: Option<TenantId>) {
     #[cfg(feature = "metrics")]
     {
-        let label = match tenant {
-            Some(tenant) => tenancy_core::TenantLabels::global().label(tenant),
-            None => std::sync::Arc::from(NO_TENANT),
+        let counter = match tenant {
+            Some(tenant) => {
+                let label = tenancy_core::TenantLabels::global().label(tenant);
+                metrics::counter!(REQUESTS_TOTAL, "tenant" => label, "outcome" => rejection.code())
+            }
+            None => {
+                metrics::counter!(REQUESTS_TOTAL, "tenant" => NO_TENANT, "outcome" => rejection.code())
+            }
         };
-        metrics::counter!(REQUESTS_TOTAL, "tenant" => label, "outcome" => rejection.code())
-            .increment(1);
+        counter.increment(1);
     }
     #[cfg(not(feature = "metrics"))]
     let _ = (rejection, tenant);
