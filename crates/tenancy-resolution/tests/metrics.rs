@@ -18,6 +18,9 @@ use tenancy_resolution::{
 };
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 
+/// One recorded value: metric name, labels, value.
+type Recorded = (String, Vec<(String, String)>, DebugValue);
+
 /// Runs `test` on a current-thread runtime with `recorder` as this thread's recorder.
 fn recorded<F: Future<Output = ()>>(test: impl FnOnce() -> F) -> Snapshotter {
     let recorder = DebuggingRecorder::new();
@@ -34,11 +37,7 @@ fn recorded<F: Future<Output = ()>>(test: impl FnOnce() -> F) -> Snapshotter {
 
 /// Every recorded value of `name` whose labels include `labels`, summed: counters by value,
 /// histograms by the number of samples.
-fn count(
-    snapshot: &[(String, Vec<(String, String)>, DebugValue)],
-    name: &str,
-    labels: &[(&str, &str)],
-) -> u64 {
+fn count(snapshot: &[Recorded], name: &str, labels: &[(&str, &str)]) -> u64 {
     snapshot
         .iter()
         .filter(|(n, l, _)| {
@@ -55,7 +54,7 @@ fn count(
         .sum()
 }
 
-fn snapshot(snapshotter: &Snapshotter) -> Vec<(String, Vec<(String, String)>, DebugValue)> {
+fn snapshot(snapshotter: &Snapshotter) -> Vec<Recorded> {
     snapshotter
         .snapshot()
         .into_vec()
