@@ -120,13 +120,16 @@ fn output(step: &str, cmd: &mut Command) -> Result<String> {
 /// default features (`tls-rustls` for the SQL crates) and with each feature alone.
 const FEATURE_MATRIX: &[(&str, &[&str])] = &[
     ("tenancy-core", &["conformance"]),
-    ("tenancy-resolution", &["jwt", "jwks", "axum"]),
+    ("tenancy-resolution", &["jwt", "jwks", "axum", "metrics"]),
     ("tenancy-lifecycle", &[]),
     ("tenancy-overrides", &[]),
     ("tenancy-limits", &[]),
     ("tenancy-pg-connect", &["postgres"]),
-    ("tenancy-isolation-sql", &["sql", "migration-audit"]),
-    ("tenancy-store-sql", &["postgres", "sqlite"]),
+    (
+        "tenancy-isolation-sql",
+        &["sql", "migration-audit", "metrics"],
+    ),
+    ("tenancy-store-sql", &["postgres", "sqlite", "metrics"]),
     (
         "tenancy",
         &[
@@ -138,6 +141,7 @@ const FEATURE_MATRIX: &[(&str, &[&str])] = &[
             "jwks",
             "limits",
             "migration-audit",
+            "metrics",
         ],
     ),
     ("tenancy-cli", &[]),
@@ -293,7 +297,7 @@ fn dependency_rules() -> Result {
     }
     // PostgreSQL's parser is C compiled at build time: only the static migration audit (the CLI,
     // or feature `migration-audit`) brings it in.
-    for features in ["", "sql,postgres,sqlite,axum,jwt,jwks,limits"] {
+    for features in ["", "sql,postgres,sqlite,axum,jwt,jwks,limits,metrics"] {
         let deps = tree(&["--package", "tenancy", "--features", features])?;
         if deps.lines().any(|l| l.starts_with("pg_query")) {
             return Err(format!(

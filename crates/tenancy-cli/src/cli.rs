@@ -82,6 +82,35 @@ pub(crate) enum Command {
     /// and each finding names the file and line of the statement it comes from. A file that
     /// cannot be read or parsed is an error (exit status 2) naming the file and line.
     Audit(AuditArgs),
+    /// Show the busiest tenants of a running service, from its Prometheus metrics endpoint.
+    ///
+    /// Columns: requests naming the tenant (served + refused), served, refused (suspended,
+    /// inactive, ...), limited (by per-tenant limits, when the service has them), mean and p99
+    /// latency of served requests in milliseconds (the p99 is the upper bound of its histogram
+    /// bucket). Counts are totals since the service started. Tenants beyond the service's label
+    /// cap are counted together as `other`; requests naming no (existing) tenant are summed by
+    /// outcome below the table.
+    Top(TopArgs),
+}
+
+/// Options of `tenancy top`.
+#[derive(Debug, Args)]
+pub(crate) struct TopArgs {
+    /// The metrics endpoint (plain HTTP).
+    #[arg(long, default_value = "http://127.0.0.1:8080/metrics")]
+    pub(crate) url: String,
+
+    /// How many tenants to show.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub(crate) limit: u32,
+
+    /// Refresh every second until interrupted (with --json: one JSON document per line).
+    #[arg(long)]
+    pub(crate) watch: bool,
+
+    /// With --watch: stop after this many refreshes.
+    #[arg(long, requires = "watch", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) count: Option<u64>,
 }
 
 /// Options of `tenancy demo`.

@@ -5,6 +5,8 @@
 //!   resolving middleware in require-tenant mode (403 with the reason without an active tenant),
 //!   membership checked for authenticated users on untrusted resolvers;
 //! - `GET /healthz`: the stack's aggregated health (200 healthy, 503 otherwise);
+//! - `GET /metrics`: the stack's metrics in the Prometheus text format, open like `/healthz`
+//!   (a production service serves them on an internal port; the demo has one port);
 //! - `/admin/...`: the admin API (see the crate documentation).
 //!
 //! ```no_run
@@ -28,6 +30,7 @@ use axum::http::StatusCode;
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 use tenancy::core::{
     CreateTenant, HealthStatus, ListQuery, Slug, TenantError, TenantInfo, TenantRef, TenantStatus,
@@ -128,6 +131,8 @@ pub struct Demo {
     tenancy: Arc<Tenancy>,
     stop: Option<oneshot::Sender<()>>,
     server: JoinHandle<std::io::Result<()>>,
+    /// Drains the metrics recorder while nobody scrapes it.
+    _upkeep: Option<crate::exporter::Upkeep>,
     /// Held while the demo serves a SQLite file: a second demo on it refuses to start.
     _lock: Option<std::fs::File>,
 }
@@ -204,13 +209,19 @@ pub async fn start(options: DemoOptions) -> Result<Demo, CliError> {
         .local_addr()
         .map_err(|e| CliError::io("reading the bound address", e))?;
 
+    // Before the stack: its parts register their metrics when they are built.
+    let recorder = crate::exporter::recorder();
+    if let Err(reason) = &recorder {
+        tracing::warn!(%reason, "no Prometheus recorder: /metrics answers 503");
+    }
     let tenancy = Arc::new(
         tenancy::StackBuilder::new(config)
             .membership(Arc::new(DemoMembership::seeded()))
             .build()
             .await?,
     );
-    let result = prepare(&tenancy, &admin_token, &keys).await;
+    let upkeep = recorder.clone().ok().map(crate::exporter::Upkeep::spawn);
+    let result = prepare(&tenancy, &admin_token, &keys, recorder).await;
     let (app, seeded, tenants) = match result {
         Ok(prepared) => prepared,
         Err(e) => {
@@ -237,6 +248,7 @@ pub async fn start(options: DemoOptions) -> Result<Demo, CliError> {
         tenancy,
         stop: Some(stop),
         server,
+        _upkeep: upkeep,
         _lock: lock,
     })
 }
@@ -246,6 +258,7 @@ async fn prepare(
     tenancy: &Arc<Tenancy>,
     admin_token: &str,
     keys: &Arc<TokenKeys>,
+    recorder: Result<PrometheusHandle, String>,
 ) -> Result<(Router, bool, Vec<TenantInfo>), CliError> {
     let lifecycle = Arc::clone(tenancy.lifecycle());
     let seeded = seed(tenancy).await?;
@@ -255,7 +268,7 @@ async fn prepare(
         lifecycle,
         config: Arc::clone(tenancy.config()),
     };
-    let app = app(tenancy, keys, admin)?;
+    let app = app(tenancy, keys, admin, recorder)?;
     Ok((app, seeded, tenants))
 }
 
@@ -344,6 +357,7 @@ fn app(
     tenancy: &Arc<Tenancy>,
     keys: &Arc<TokenKeys>,
     admin: AdminState,
+    recorder: Result<PrometheusHandle, String>,
 ) -> Result<Router, CliError> {
     let api = Router::new()
         .route("/whoami", get(whoami))
@@ -363,6 +377,10 @@ fn app(
     Ok(Router::new()
         .merge(tenant_api)
         .route("/healthz", get(healthz).with_state(Arc::clone(tenancy)))
+        .route(
+            "/metrics",
+            get(crate::exporter::render).with_state(recorder),
+        )
         .nest("/admin", admin::router(admin))
         .fallback(crate::http::not_found)
         .method_not_allowed_fallback(crate::http::method_not_allowed))
@@ -530,6 +548,10 @@ impl Demo {
         }
         let token = &self.admin_token;
         let _ = writeln!(out, "  # health\n  curl -s {base}/healthz");
+        let _ = writeln!(
+            out,
+            "  # metrics (Prometheus text), and the busiest tenants\n  curl -s {base}/metrics\n  tenancy top --url {base}/metrics"
+        );
         let _ = writeln!(
             out,
             "  # admin: list, create, suspend, set a config value, add a domain"

@@ -29,10 +29,12 @@ mod cli;
 mod commands;
 pub mod demo;
 mod error;
+mod exporter;
 mod http;
 mod output;
 pub mod serve;
 mod stack;
+mod top;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -117,5 +119,15 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Config(command) => commands::config(command, target, out).await,
         Command::Schemas(command) => commands::schemas(command, target, out).await,
         Command::Audit(args) => commands::audit(args, target, out).await,
+        Command::Top(args) => {
+            top::run(
+                &args.url,
+                usize::try_from(args.limit).unwrap_or(usize::MAX),
+                args.watch,
+                args.count,
+                out.json,
+            )
+            .await
+        }
     }
 }

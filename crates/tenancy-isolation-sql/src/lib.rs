@@ -36,6 +36,7 @@ mod finding;
 mod ident;
 mod registry;
 mod row_level;
+pub mod telemetry;
 
 #[cfg(feature = "sql")]
 mod audit;

@@ -20,6 +20,7 @@ use crate::budget::{BudgetError, TransactionBudget, TransactionBudgets};
 
 use crate::ident::{validate_identifier, validate_setting_name};
 use crate::router::DatabaseRouter;
+use crate::telemetry::TxRecord;
 
 /// Tenant-scoped database access: begins transactions isolated for one tenant (row-level setting,
 /// schema search path, or the tenant's own database, as the isolation strategy says).
@@ -215,6 +216,8 @@ impl TenantDatabase {
     /// source when no slot of the tenant freed up in time; [`TenantError::Configuration`] when
     /// the plan routes but no router is set.
     pub async fn begin(&self, tenant: TenantId) -> Result<TenantTransaction, TenantError> {
+        // Counts `failed_to_begin` if this returns early (feature `metrics`).
+        let record = TxRecord::start(tenant);
         let (budget, slot) = match &self.budgets {
             None => (TransactionBudget::unlimited(), None),
             Some(budgets) => {
@@ -296,6 +299,7 @@ impl TenantDatabase {
             statement_timeout: budget.statement_timeout,
             lock_timeout: budget.lock_timeout,
             _slot: slot,
+            record: record.begun(),
         })
     }
 }
@@ -425,6 +429,8 @@ pub struct TenantTransaction {
     lock_timeout: Option<Duration>,
     /// The tenant's transaction slot, given back when the transaction ends.
     _slot: Option<OwnedSemaphorePermit>,
+    /// Its outcome and duration (feature `metrics`); dropped with it: a rollback.
+    record: TxRecord,
 }
 
 impl TenantTransaction {
@@ -494,8 +500,18 @@ impl TenantTransaction {
     /// # Errors
     /// [`TenantError::Storage`] when the commit fails.
     pub async fn commit(self) -> Result<(), TenantError> {
-        let tenant = self.tenant;
-        self.tx.commit().await.map_err(|e| {
+        // The slot is held until the commit is done.
+        let Self {
+            tenant,
+            tx,
+            record,
+            _slot: slot,
+            ..
+        } = self;
+        let committed = tx.commit().await;
+        drop(slot);
+        record.end(committed.is_ok());
+        committed.map_err(|e| {
             TenantError::storage(format!("committing tenant {tenant}'s transaction"), e)
         })
     }
@@ -505,8 +521,17 @@ impl TenantTransaction {
     /// # Errors
     /// [`TenantError::Storage`] when the rollback fails.
     pub async fn rollback(self) -> Result<(), TenantError> {
-        let tenant = self.tenant;
-        self.tx.rollback().await.map_err(|e| {
+        let Self {
+            tenant,
+            tx,
+            record,
+            _slot: slot,
+            ..
+        } = self;
+        let rolled_back = tx.rollback().await;
+        drop(slot);
+        record.end(false);
+        rolled_back.map_err(|e| {
             TenantError::storage(format!("rolling back tenant {tenant}'s transaction"), e)
         })
     }
@@ -515,6 +540,7 @@ impl TenantTransaction {
     /// transaction slot is given back now.
     #[must_use]
     pub fn into_inner(self) -> Transaction<'static, Postgres> {
+        self.record.forget();
         self.tx
     }
 }

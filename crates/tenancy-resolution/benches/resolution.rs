@@ -2,7 +2,8 @@
 //!
 //! 1. header resolve + validator cache hit, and the same through the `domain` resolver (host
 //!    normalised, domain cache, id cache), against parsing the UUID and a
-//!    `HashMap<TenantId, Arc<TenantInfo>>` lookup;
+//!    `HashMap<TenantId, Arc<TenantInfo>>` lookup (with feature `metrics`, also the hit counted
+//!    into a Prometheus recorder);
 //! 2. a request through an axum `Router` with the tenancy middleware and guard (two layers), and
 //!    with the single `ResolveTenantLayer::require_tenant` layer, against the same router without them
 //!    (in-process `oneshot`), with no-op layers placed the same way as controls;
@@ -73,6 +74,10 @@ static GLOBAL: CountingAllocator = CountingAllocator;
 struct Fixture {
     tenant: TenantInfo,
     validator: TenantValidator,
+    /// The same store through a validator whose metrics go to a Prometheus recorder (feature
+    /// `metrics`): `validator` registered its counters with no recorder installed.
+    #[cfg(feature = "metrics")]
+    recorded: TenantValidator,
     config: ResolutionConfig,
 }
 
@@ -98,12 +103,23 @@ fn fixture(rt: &tokio::runtime::Runtime) -> Fixture {
             trusted_resolvers: Some(vec!["jwt_claim".into(), "header".into(), "path".into()]),
             ..ResolutionConfig::default()
         };
+        #[cfg(feature = "metrics")]
+        let recorded = {
+            let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+            let recorded = metrics::with_local_recorder(&recorder, || {
+                TenantValidator::new(store.clone(), &config.validator).unwrap()
+            });
+            recorded.validate(TenantRef::Id(tenant.id)).await.unwrap();
+            recorded
+        };
         let validator = TenantValidator::new(store, &config.validator).unwrap();
         validator.validate(TenantRef::Id(tenant.id)).await.unwrap();
         validator.lookup_domain(&domain).await.unwrap();
         Fixture {
             tenant,
             validator,
+            #[cfg(feature = "metrics")]
+            recorded,
             config,
         }
     })
@@ -216,6 +232,25 @@ fn report_ratios(rt: &tokio::runtime::Runtime, fixture: &Fixture) {
         "paired ratio to tenancy_header_resolver_validator_hit, \
          tenancy_domain_resolver_validator_hit: {header_to_domain:.3}"
     );
+    #[cfg(feature = "metrics")]
+    {
+        let recorded = paired_ratio(
+            || {
+                for _ in 0..1_000 {
+                    black_box(lookup.tenancy(&fixture.validator));
+                }
+            },
+            || {
+                for _ in 0..1_000 {
+                    black_box(lookup.tenancy(&fixture.recorded));
+                }
+            },
+        );
+        println!(
+            "paired ratio to tenancy_header_resolver_validator_hit, \
+             tenancy_header_resolver_validator_hit_prometheus_recorder: {recorded:.3}"
+        );
+    }
     let id = fixture.tenant.id.to_string();
     let stacks = stacks(fixture);
     let (_, baseline) = &stacks[0];
@@ -347,6 +382,15 @@ fn bench_resolve_validate(c: &mut Criterion, fixture: &Fixture) {
     group.bench_function("tenancy_header_resolver_validator_hit", |b| {
         b.iter(|| black_box(lookup.tenancy(&fixture.validator)));
     });
+    // Feature `metrics`: the hit counted into a Prometheus recorder (the line above then counts
+    // into no recorder).
+    #[cfg(feature = "metrics")]
+    group.bench_function(
+        "tenancy_header_resolver_validator_hit_prometheus_recorder",
+        |b| {
+            b.iter(|| black_box(lookup.tenancy(&fixture.recorded)));
+        },
+    );
     group.bench_function("tenancy_domain_resolver_validator_hit", |b| {
         b.iter(|| black_box(lookup.domain(&fixture.validator)));
     });

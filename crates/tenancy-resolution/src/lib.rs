@@ -71,6 +71,7 @@ pub mod require;
 pub mod resolve;
 mod resolver;
 mod resolvers;
+pub mod telemetry;
 mod validator;
 
 #[cfg(feature = "axum")]

@@ -9,14 +9,14 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use futures_util::future::BoxFuture;
 use http::request::Parts;
 use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tenancy_core::context::{self, Scope, TenantContext};
-use tenancy_core::{TenantError, TenantInfo, TenantRef};
+use tenancy_core::{TenantError, TenantId, TenantInfo, TenantRef};
 use tower_layer::Layer;
 use tower_service::Service;
 use tracing::Instrument as _;
@@ -27,6 +27,7 @@ use crate::context::{ResolutionContext, ResolvedTenant};
 use crate::membership::{Access, MembershipPolicy, TenantMembership};
 use crate::rejection::{JsonRejection, RejectionResponse, TenantRejection};
 use crate::resolver::{ResolverRegistry, SyncResolution, TenantResolver};
+use crate::telemetry::{self, Timer};
 use crate::validator::{CacheEntry, TenantValidator};
 
 /// Everything the middleware needs, shared by every clone of the service.
@@ -58,7 +59,7 @@ impl Pipeline {
     /// The synchronous start: resolvers that need no await, then the cache. Creates no future.
     fn start(&self, cx: &ResolutionContext<'_>) -> Step {
         match self.registry.resolve_sync(cx, 0) {
-            SyncResolution::NotFound => Step::Reject(TenantRejection::Missing),
+            SyncResolution::NotFound => missing(),
             SyncResolution::Deferred(index) => Step::Await(Stage::Resolve(index)),
             SyncResolution::Found(tenant, index) => self.found(cx, tenant, index),
         }
@@ -89,15 +90,28 @@ impl Pipeline {
     /// The last check: only an active tenant is admitted.
     fn status(&self, info: Arc<TenantInfo>, index: usize) -> Step {
         match TenantRejection::for_status(&info) {
-            None => Step::Admit(TenantContext::new(
-                info,
-                Arc::clone(self.registry.name_at(index)),
-            )),
-            Some(rejection) => self.refuse(rejection, &TenantRef::Id(info.id), index),
+            None => {
+                telemetry::served(info.id);
+                Step::Admit(TenantContext::new(
+                    info,
+                    Arc::clone(self.registry.name_at(index)),
+                ))
+            }
+            Some(rejection) => {
+                // The tenant exists: its refusals are counted under its label.
+                telemetry::refused(rejection, Some(info.id));
+                self.log_refusal(rejection, &TenantRef::Id(info.id), index)
+            }
         }
     }
 
+    /// Refuses a tenant that was not verified to exist: counted under no tenant label.
     fn refuse(&self, rejection: TenantRejection, tenant: &TenantRef, index: usize) -> Step {
+        telemetry::refused(rejection, None);
+        self.log_refusal(rejection, tenant, index)
+    }
+
+    fn log_refusal(&self, rejection: TenantRejection, tenant: &TenantRef, index: usize) -> Step {
         tracing::debug!(tenant = %tenant, resolver = %self.registry.name_at(index), reason = %rejection, "tenant refused");
         Step::Reject(rejection)
     }
@@ -113,7 +127,7 @@ impl Pipeline {
             let step = match stage {
                 Stage::Resolve(start) => match self.registry.resolve_from(&cx, start).await? {
                     Some((tenant, index)) => self.found(&cx, tenant, index),
-                    None => Step::Reject(TenantRejection::Missing),
+                    None => missing(),
                 },
                 Stage::Lookup(tenant, index) => {
                     let entry = self.validator.lookup(tenant).await?;
@@ -140,6 +154,12 @@ impl Pipeline {
             }
         }
     }
+}
+
+/// No resolver found a tenant.
+fn missing() -> Step {
+    telemetry::refused(TenantRejection::Missing, None);
+    Step::Reject(TenantRejection::Missing)
 }
 
 /// Puts the tenant in the request extensions; returns the span to run the request in.
@@ -459,11 +479,13 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        let timer = Timer::start();
         let step = self
             .pipeline
             .start(&ResolutionContext::from_request(&request));
         let state = match step {
             Step::Admit(tenant) => State::Admitted {
+                timing: Some((timer, tenant.id())),
                 future: scoped(&mut self.inner, tenant, request),
             },
             Step::Reject(rejection) if self.required => State::Ready {
@@ -494,7 +516,12 @@ where
                         let decided = pipeline.finish(stage, &parts).await;
                         let mut request = Request::from_parts(parts, body);
                         match decided {
-                            Ok(Ok(tenant)) => scoped(&mut inner, tenant, request).await,
+                            Ok(Ok(tenant)) => {
+                                let id = tenant.id();
+                                let response = scoped(&mut inner, tenant, request).await;
+                                timer.finish(id);
+                                response
+                            }
                             Ok(Err(refused)) if required => Ok(rejection.respond(refused)),
                             Ok(Err(refused)) => {
                                 let span = reject(refused, &mut request);
@@ -502,6 +529,7 @@ where
                             }
                             Err(err) => {
                                 tracing::error!(error = %err, "tenant store unavailable, answering 503");
+                                telemetry::refused(TenantRejection::Unavailable, None);
                                 Ok(rejection.respond(TenantRejection::Unavailable))
                             }
                         }
@@ -524,7 +552,7 @@ pin_project! {
 pin_project! {
     #[project = StateProj]
     enum State<F: Future> {
-        Admitted { #[pin] future: Admitted<F> },
+        Admitted { #[pin] future: Admitted<F>, timing: Option<(Timer, TenantId)> },
         Plain { #[pin] future: F },
         Boxed { future: BoxFuture<'static, F::Output> },
         Ready { output: Option<F::Output> },
@@ -550,7 +578,13 @@ impl<F: Future> Future for ResponseFuture<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         match self.project().state.project() {
-            StateProj::Admitted { future } => future.poll(cx),
+            StateProj::Admitted { future, timing } => {
+                let output = ready!(future.poll(cx));
+                if let Some((timer, tenant)) = timing.take() {
+                    timer.finish(tenant);
+                }
+                Poll::Ready(output)
+            }
             StateProj::Plain { future } => future.poll(cx),
             StateProj::Boxed { future } => future.as_mut().poll(cx),
             StateProj::Ready { output } => match output.take() {

@@ -22,6 +22,7 @@ use tenancy_core::{
 };
 
 use crate::config::ValidatorConfig;
+use crate::telemetry::LookupCounters;
 
 /// What a lookup found: the tenant, or `None` for "no such tenant" (a negative entry).
 pub(crate) type CacheEntry = Option<Arc<TenantInfo>>;
@@ -83,6 +84,8 @@ struct Shared {
     generation: Generation,
     /// Bumped on every failed load: a miss that waited through one shares its failure.
     failures: AtomicU64,
+    /// `tenancy_validator_lookups_total` (feature `metrics`).
+    lookups: LookupCounters,
 }
 
 /// Now, on the coarse clock.
@@ -228,6 +231,7 @@ impl TenantValidator {
                 negative_ttl: coarse(config.negative_ttl),
                 generation: Generation::new(),
                 failures: AtomicU64::new(0),
+                lookups: LookupCounters::register(),
             }),
         })
     }
@@ -258,6 +262,14 @@ impl TenantValidator {
     /// The fresh cached entry only: `Some(entry)` on a hit, `None` on a miss. Never calls the
     /// store and never waits.
     pub(crate) fn cached(&self, tenant: &TenantRef) -> Option<CacheEntry> {
+        let entry = self.cached_entry(tenant);
+        if entry.is_some() {
+            self.shared.lookups.hit();
+        }
+        entry
+    }
+
+    fn cached_entry(&self, tenant: &TenantRef) -> Option<CacheEntry> {
         let now = now();
         match *tenant {
             TenantRef::Id(id) => self.cached_id(id, now),
@@ -305,12 +317,16 @@ impl TenantValidator {
                     })
                     .await;
                 let guard = match found {
-                    EntryResult::Retained(entry) => return Ok(entry),
+                    EntryResult::Retained(entry) => {
+                        shared.lookups.coalesced();
+                        return Ok(entry);
+                    }
                     EntryResult::Vacant(guard) | EntryResult::Replaced(guard, _) => Some(guard),
                     // Neither comes out of `entry_async` with this callback; load uncoalesced.
                     EntryResult::Removed(..) | EntryResult::Timeout => None,
                 };
-                shared_failure(shared, failures, &tenant)?;
+                shared_failure(shared, failures, &tenant)
+                    .inspect_err(|_| shared.lookups.coalesced())?;
                 self.fetch(tenant, guard.map(Placeholder::Id)).await
             }
             TenantRef::Slug(slug) => {
@@ -326,14 +342,18 @@ impl TenantValidator {
                     })
                     .await;
                 let guard = match found {
-                    EntryResult::Retained(None) => return Ok(None),
+                    EntryResult::Retained(None) => {
+                        shared.lookups.coalesced();
+                        return Ok(None);
+                    }
                     EntryResult::Vacant(guard) | EntryResult::Replaced(guard, _) => Some(guard),
                     // Mapped to an id whose entry is gone: load by slug, uncoalesced.
                     EntryResult::Retained(Some(_))
                     | EntryResult::Removed(..)
                     | EntryResult::Timeout => None,
                 };
-                shared_failure(shared, failures, &tenant)?;
+                shared_failure(shared, failures, &tenant)
+                    .inspect_err(|_| shared.lookups.coalesced())?;
                 self.fetch(tenant, guard.map(Placeholder::Slug)).await
             }
         }
@@ -347,6 +367,7 @@ impl TenantValidator {
         placeholder: Option<Placeholder<'_>>,
     ) -> Result<CacheEntry, TenantError> {
         let shared = &*self.shared;
+        shared.lookups.miss();
         let generation = &shared.generation;
         let began = generation.epoch();
         let stamp = match tenant {

@@ -66,6 +66,7 @@ mod sql_store;
 mod statements;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod store;
+pub mod telemetry;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub use notice::{ChangeKind, ChangeNotice};
 #[cfg(any(feature = "postgres", feature = "sqlite"))]

@@ -1,5 +1,7 @@
 //! [`ChangeNotice`], the payload every PostgreSQL mutation sends on the change channel.
 
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
 use serde::{Deserialize, Serialize};
 use tenancy_core::{DomainName, Slug, TenantId};
 
@@ -45,6 +47,10 @@ pub struct ChangeNotice {
     /// Domains whose cache entries are stale (possibly negative entries).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub domains: Vec<DomainName>,
+    /// When the store sent it, in milliseconds since the Unix epoch (absent from notices of
+    /// older versions): the change feed measures its lag with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_at: Option<u64>,
 }
 
 impl ChangeNotice {
@@ -56,7 +62,25 @@ impl ChangeNotice {
             kind,
             slugs: Vec::new(),
             domains: Vec::new(),
+            sent_at: None,
         }
+    }
+
+    /// Stamps it with the current time as its [`sent_at`](Self::sent_at).
+    #[must_use]
+    pub fn sent_now(mut self) -> Self {
+        self.sent_at = Some(epoch_millis(SystemTime::now()));
+        self
+    }
+
+    /// How long ago it was sent, by the clock of this host (zero when the sender's clock is
+    /// ahead); `None` without [`sent_at`](Self::sent_at).
+    #[must_use]
+    pub fn age(&self, now: SystemTime) -> Option<Duration> {
+        let sent = self.sent_at?;
+        Some(Duration::from_millis(
+            epoch_millis(now).saturating_sub(sent),
+        ))
     }
 
     /// Adds a domain.
@@ -83,6 +107,12 @@ impl ChangeNotice {
         // Serialising ids, an enum, slugs and domains cannot fail.
         serde_json::to_string(self).unwrap_or_default()
     }
+}
+
+/// Milliseconds since the Unix epoch (0 before it).
+fn epoch_millis(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]
@@ -115,5 +145,22 @@ mod tests {
         );
         assert_eq!(notice.slugs.len(), 2);
         assert!(payload.contains(r#""kind":"updated""#), "{payload}");
+        assert!(!payload.contains("sent_at"), "{payload}");
+    }
+
+    #[test]
+    fn sent_at_round_trips_and_ages_never_below_zero() {
+        let notice = ChangeNotice::new(TenantId::new(), ChangeKind::Status).sent_now();
+        let sent = notice.sent_at.unwrap();
+        let parsed: ChangeNotice = serde_json::from_str(&notice.to_payload()).unwrap();
+        assert_eq!(parsed.sent_at, Some(sent));
+        let later = UNIX_EPOCH + Duration::from_millis(sent + 1500);
+        assert_eq!(notice.age(later), Some(Duration::from_millis(1500)));
+        let earlier = UNIX_EPOCH + Duration::from_millis(sent - 1000);
+        assert_eq!(notice.age(earlier), Some(Duration::ZERO));
+        assert_eq!(
+            ChangeNotice::new(TenantId::new(), ChangeKind::Status).age(later),
+            None
+        );
     }
 }

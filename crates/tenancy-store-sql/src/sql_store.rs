@@ -234,6 +234,7 @@ impl {
         let Some(channel) = &self.inner.notify else {
             return Ok(());
         };
+        let notice = notice.sent_now();
         sqlx::query("SELECT pg_notify($1, $2)")
             .bind(channel.as_str())
             .bind(notice.to_payload())

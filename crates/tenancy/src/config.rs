@@ -19,6 +19,7 @@ use tenancy_resolution::{
 use tenancy_store_sql::StoreConfig;
 
 use crate::integration::IntegrationConfig;
+use crate::telemetry::MetricsConfig;
 
 /// The key of the configuration's section in the YAML file.
 pub const SECTION: &str = "tenancy";
@@ -60,6 +61,8 @@ pub struct TenancyConfig {
     /// Per-tenant limits: plans, the default plan (feature `limits`).
     #[cfg(feature = "limits")]
     pub limits: tenancy_limits::LimitsConfig,
+    /// Metrics: how many tenants get a label of their own (feature `metrics` records them).
+    pub metrics: MetricsConfig,
 }
 
 /// The configuration could not be loaded: each case names the key (or file) and what is wrong.

@@ -101,12 +101,16 @@ mod limits_wiring;
 mod providers;
 mod stack;
 mod store;
+pub mod telemetry;
 
 pub use bundle::{DEFAULT_HEALTH_TIMEOUT, Phase, ProviderError, ShutdownError};
 pub use config::{ConfigError, ENV_PREFIX, SECTION, TenancyConfig};
 pub use error::Error;
 pub use integration::IntegrationConfig;
 pub use stack::{DEFAULT_EVENT_CAPACITY, StackBuilder, Tenancy, configure, stub};
+pub use telemetry::MetricsConfig;
+#[cfg(feature = "metrics")]
+pub use telemetry::describe_metrics;
 #[cfg(feature = "sql")]
 pub use tenancy_isolation_sql::TenantDatabase;
 

@@ -215,6 +215,7 @@ impl StackBuilder {
             audit,
         } = self;
         config.validate()?;
+        config.metrics.apply();
         let health_timeout = health_timeout.unwrap_or(DEFAULT_HEALTH_TIMEOUT);
 
         let store = Store::open(&config.store).await?;

@@ -1,7 +1,7 @@
 //! [`ChangeFeed`]: listens on the change channel and invalidates every registered cache.
 
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use sqlx::postgres::{PgConnectOptions, PgListener, PgNotification, PgPool, PgPoolOptions};
 use tenancy_core::{CacheInvalidation, Health, Invalidators, TenantError};
@@ -49,6 +49,55 @@ struct FeedState {
 #[derive(Debug)]
 struct Shared {
     state: Mutex<FeedState>,
+    metrics: FeedMetrics,
+}
+
+/// The feed's metrics (feature `metrics`), registered when it starts: recording is then an
+/// atomic operation on a handle.
+#[derive(Debug)]
+struct FeedMetrics {
+    #[cfg(feature = "metrics")]
+    notices: metrics::Counter,
+    #[cfg(feature = "metrics")]
+    reconnects: metrics::Counter,
+    #[cfg(feature = "metrics")]
+    lag: metrics::Histogram,
+}
+
+impl FeedMetrics {
+    fn register() -> Self {
+        #[cfg(feature = "metrics")]
+        {
+            use crate::telemetry::{
+                CHANGE_FEED_LAG_SECONDS, CHANGE_FEED_NOTICES_TOTAL, CHANGE_FEED_RECONNECTS_TOTAL,
+            };
+            Self {
+                notices: metrics::counter!(CHANGE_FEED_NOTICES_TOTAL),
+                reconnects: metrics::counter!(CHANGE_FEED_RECONNECTS_TOTAL),
+                lag: metrics::histogram!(CHANGE_FEED_LAG_SECONDS),
+            }
+        }
+        #[cfg(not(feature = "metrics"))]
+        Self {}
+    }
+
+    /// A notice applied, `lag` after it was sent (when it says when).
+    fn applied(&self, lag: Option<Duration>) {
+        #[cfg(feature = "metrics")]
+        {
+            self.notices.increment(1);
+            if let Some(lag) = lag {
+                self.lag.record(lag);
+            }
+        }
+        #[cfg(not(feature = "metrics"))]
+        let _ = lag;
+    }
+
+    fn reconnected(&self) {
+        #[cfg(feature = "metrics")]
+        self.reconnects.increment(1);
+    }
 }
 
 impl Shared {
@@ -117,6 +166,7 @@ impl ChangeFeed {
                 reconnects: 0,
                 notices: 0,
             }),
+            metrics: FeedMetrics::register(),
         });
         let cancel = CancellationToken::new();
         let task = tokio::spawn(run(
@@ -233,6 +283,7 @@ async fn run(
             s.reconnects += 1;
             s.health = listening_health(&settings.channel);
         });
+        shared.metrics.reconnected();
         info!(channel = %settings.channel, "change feed reconnected");
     }
     shared.update(|s| s.health = Health::unhealthy("change feed stopped"));
@@ -252,8 +303,11 @@ async fn receive(
         };
         match received {
             Ok(Some(notification)) => {
-                apply(&notification, invalidators).await;
+                let sent = apply(&notification, invalidators).await;
                 shared.update(|s| s.notices += 1);
+                shared
+                    .metrics
+                    .applied(sent.and_then(|notice| notice.age(SystemTime::now())));
             }
             Ok(None) => return Ended::Lost("connection closed".to_owned()),
             Err(e) => return Ended::Lost(e.to_string()),
@@ -261,7 +315,8 @@ async fn receive(
     }
 }
 
-async fn apply(notification: &PgNotification, invalidators: &Invalidators) {
+/// Applies the notice; returns it when it could be read.
+async fn apply(notification: &PgNotification, invalidators: &Invalidators) -> Option<ChangeNotice> {
     match serde_json::from_str::<ChangeNotice>(notification.payload()) {
         Ok(notice) => {
             debug!(tenant_id = %notice.tenant_id, kind = ?notice.kind, "change notice");
@@ -272,10 +327,12 @@ async fn apply(notification: &PgNotification, invalidators: &Invalidators) {
             for slug in &notice.slugs {
                 invalidators.invalidate_slug(slug).await;
             }
+            Some(notice)
         }
         Err(e) => {
             warn!(payload = notification.payload(), error = %e, "unreadable change notice; flushing every cache");
             invalidators.invalidate_all().await;
+            None
         }
     }
 }
