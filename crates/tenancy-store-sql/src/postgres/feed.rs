@@ -268,11 +268,12 @@ async fn run(
         };
         drop(listener);
         warn!(channel = %settings.channel, %reason, "change feed lost its connection; flushing caches and reconnecting");
+        // Flushed before the health says so: whoever sees "reconnecting" sees empty caches.
+        invalidators.invalidate_all().await;
         shared.update(|s| {
             s.health = Health::degraded(format!("reconnecting: {reason}"))
                 .with_detail("channel", &settings.channel);
         });
-        invalidators.invalidate_all().await;
         listener = match reconnect(&pool, &settings, &shared, &cancel).await {
             Some(listener) => listener,
             None => break,
