@@ -176,13 +176,9 @@ async fn suspend(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     // An empty body suspends without a reason.
-    let body: SuspendBody = if body.iter().all(u8::is_ascii_whitespace) {
-        SuspendBody::default()
-    } else {
-        match parse_json(&body) {
-            Ok(body) => body,
-            Err(rejection) => return Ok(*rejection),
-        }
+    let body: SuspendBody = match optional_json(&body) {
+        Ok(body) => body,
+        Err(rejection) => return Ok(*rejection),
     };
     let id = find(&state.lifecycle, &tenant).await?.id;
     let tenant = state
@@ -224,6 +220,17 @@ async fn unset_config(
     ))
 }
 
+/// A JSON body that may be left out: an empty (or blank) body is `T::default()`.
+fn optional_json<T: Default + serde::de::DeserializeOwned>(
+    body: &[u8],
+) -> Result<T, Box<Response>> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        Ok(T::default())
+    } else {
+        parse_json(body)
+    }
+}
+
 /// A domain named in a path.
 fn domain(raw: &str) -> Result<DomainName, ApiError> {
     Ok(raw
@@ -258,13 +265,10 @@ async fn add_domain(
     PathParams((tenant, raw)): PathParams<(String, String)>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let body: AddDomainBody = if body.iter().all(u8::is_ascii_whitespace) {
-        AddDomainBody::default()
-    } else {
-        match parse_json(&body) {
-            Ok(body) => body,
-            Err(rejection) => return Ok(*rejection),
-        }
+    // An empty body adds the domain without making it primary.
+    let body: AddDomainBody = match optional_json(&body) {
+        Ok(body) => body,
+        Err(rejection) => return Ok(*rejection),
     };
     let domain = domain(&raw)?;
     let id = find(&state.lifecycle, &tenant).await?.id;

@@ -374,23 +374,10 @@ impl TenantValidator {
             TenantRef::Id(id) => generation.stamp(&id),
             TenantRef::Slug(slug) => generation.stamp(&slug),
         };
-        let found = match shared.store.find(&tenant).await {
-            Ok(found) => found.map(Arc::new),
-            Err(err) => {
-                // Before the placeholder drops, so that the misses it wakes see it.
-                shared.failures.fetch_add(1, Ordering::SeqCst);
-                return Err(TenantError::storage(
-                    format!("loading tenant {tenant}"),
-                    err,
-                ));
-            }
-        };
-        let expires = now()
-            + if found.is_some() {
-                shared.ttl
-            } else {
-                shared.negative_ttl
-            };
+        let (found, expires) = self.loaded(
+            shared.store.find(&tenant).await,
+            &format_args!("tenant {tenant}"),
+        )?;
         // The key the load did not name is known only now: cache it only when its stamp then
         // is the one it had when the load began.
         let (id, id_stamp, slug, slug_stamp) = match (tenant, &found) {
@@ -517,22 +504,10 @@ impl TenantValidator {
         let generation = &shared.generation;
         let began = generation.epoch();
         let stamp = generation.stamp(domain);
-        let found = match shared.store.get_by_domain(domain).await {
-            Ok(found) => found.map(Arc::new),
-            Err(err) => {
-                shared.failures.fetch_add(1, Ordering::SeqCst);
-                return Err(TenantError::storage(
-                    format!("loading the tenant of domain {domain}"),
-                    err,
-                ));
-            }
-        };
-        let expires = now()
-            + if found.is_some() {
-                shared.ttl
-            } else {
-                shared.negative_ttl
-            };
+        let (found, expires) = self.loaded(
+            shared.store.get_by_domain(domain).await,
+            &format_args!("the tenant of domain {domain}"),
+        )?;
         let entry = DomainEntry {
             id: found.as_ref().map(|info| info.id),
             expires,
@@ -569,6 +544,31 @@ impl TenantValidator {
             }
         }
         Ok(entry.id)
+    }
+
+    /// What a store load answered, with the instant its entry expires (`cache_ttl` for a tenant,
+    /// `negative_ttl` for none); a failure is counted (before the placeholder drops, so that the
+    /// misses it wakes see it) and becomes a storage error naming `what`.
+    fn loaded(
+        &self,
+        answer: Result<Option<TenantInfo>, TenantError>,
+        what: &dyn fmt::Display,
+    ) -> Result<(CacheEntry, Instant), TenantError> {
+        let shared = &*self.shared;
+        match answer {
+            Ok(found) => {
+                let ttl = if found.is_some() {
+                    shared.ttl
+                } else {
+                    shared.negative_ttl
+                };
+                Ok((found.map(Arc::new), now() + ttl))
+            }
+            Err(err) => {
+                shared.failures.fetch_add(1, Ordering::SeqCst);
+                Err(TenantError::storage(format!("loading {what}"), err))
+            }
+        }
     }
 
     /// How many tenants (and unknown ids) the cache holds, expired ones not yet read or evicted
