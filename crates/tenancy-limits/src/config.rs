@@ -131,8 +131,8 @@ pub struct LimitsConfig {
     pub default_plan: Option<String>,
     /// The plans by name.
     pub plans: BTreeMap<String, Plan>,
-    /// How many tenants' limiters are kept; the least recently busy beyond it are forgotten (and
-    /// start afresh when they come back). At least 1.
+    /// How many tenants' limiters are kept; past it, those idle since the last sweep are
+    /// forgotten (and start afresh when they come back). At least 1.
     pub max_tenants: u64,
     /// How long a tenant transaction waits for one of its `max_transactions` slots before it
     /// fails.

@@ -23,6 +23,7 @@ mod layer;
 mod limits;
 mod registry;
 mod rejection;
+mod table;
 
 pub use config::{
     DEFAULT_MAX_TENANTS, DEFAULT_TRANSACTION_WAIT, LimitsConfig, MAX_DATABASE_TIMEOUT, Plan,

@@ -20,6 +20,7 @@ use tokio::sync::Semaphore;
 use crate::config::LimitsConfig;
 use crate::limits::Limits;
 use crate::rejection::LimitRejection;
+use crate::table::Table;
 
 /// Every tenant's effective limits, with the state that enforces them: a token bucket
 /// (governor's GCRA) for the request rate, a counter of requests in flight, and a semaphore of
@@ -27,10 +28,10 @@ use crate::rejection::LimitRejection;
 ///
 /// - **Cached**: a tenant's entry is built once from the `limits` section, its own plan and its
 ///   configuration overrides (`limits.*` keys through the [`ConfigService`]), and then read on
-///   every request from a bounded [`quick_cache`] (lookups take a shard's read lock, shared with
-///   readers only; the limiting itself is per-tenant atomics).
-/// - **Bounded**: at most `max_tenants` entries; the least recently used beyond that are
-///   forgotten, and a tenant that comes back starts with a full bucket.
+///   every request from a lock-free map (`papaya`): a cached tenant's request touches no lock
+///   and no memory another tenant's requests write; the limiting itself is per-tenant atomics.
+/// - **Bounded**: at most about `max_tenants` entries; past that, tenants idle since the last
+///   sweep are forgotten (CLOCK), and a tenant that comes back starts with a full bucket.
 /// - **Invalidated**: as a [`CacheInvalidation`], registered with the stack's `Invalidators`
 ///   (lifecycle changes, the change feed) and called on `limits.*` config changes. An
 ///   invalidation marks the tenant's entry stale (a [`Generation`] stamp); the next request
@@ -63,7 +64,7 @@ pub struct TenantLimits {
 
 struct Inner {
     config: LimitsConfig,
-    entries: quick_cache::sync::Cache<TenantId, Arc<TenantEntry>>,
+    entries: Table<TenantEntry>,
     generation: Generation,
     overrides: Option<Arc<ConfigService>>,
     tenants: Option<TenantValidator>,
@@ -227,7 +228,7 @@ impl TenantLimits {
         Ok(Self {
             inner: Arc::new(Inner {
                 config: config.clone(),
-                entries: quick_cache::sync::Cache::new(capacity),
+                entries: Table::new(capacity),
                 generation: Generation::new(),
                 overrides: None,
                 tenants: None,
@@ -261,7 +262,8 @@ impl TenantLimits {
         &self.inner.config
     }
 
-    /// How many tenants have an entry (at most `max_tenants`).
+    /// How many tenants have an entry (about `max_tenants` at most: inserts that race a sweep
+    /// can pass it briefly).
     #[must_use]
     pub fn entry_count(&self) -> usize {
         self.inner.entries.len()
@@ -286,29 +288,21 @@ impl TenantLimits {
         if let Some(entry) = self.cached(tenant) {
             return entry;
         }
-        let inner = &self.inner;
-        let caller = inner.generation.stamp(&tenant);
-        let previous = inner.entries.peek(&tenant);
-        if previous.is_none() {
-            // Concurrent first requests of a tenant build one entry.
-            match inner.entries.get_value_or_guard_async(&tenant).await {
-                Ok(entry) if Generation::serves(entry.loaded, caller) => return entry,
-                Ok(_) => {}
-                Err(guard) => {
-                    let (entry, cacheable) = self.build(tenant, tenant_plan, None).await;
-                    if cacheable {
-                        let _ = guard.insert(Arc::clone(&entry));
-                    }
-                    return entry;
-                }
-            }
-        }
-        let previous = inner.entries.peek(&tenant);
+        let entries = &self.inner.entries;
+        let previous = entries.peek(&tenant);
         let (entry, cacheable) = self.build(tenant, tenant_plan, previous.as_deref()).await;
-        if cacheable {
-            inner.entries.insert(tenant, Arc::clone(&entry));
+        if !cacheable {
+            return entry;
         }
-        entry
+        if previous.is_some() {
+            entries.insert(tenant, Arc::clone(&entry));
+            return entry;
+        }
+        // Concurrent first requests of a tenant share the first entry stored (one bucket).
+        let loaded = entry.loaded;
+        entries.insert_first(tenant, entry, |stored| {
+            Generation::serves(stored.loaded, loaded)
+        })
     }
 
     /// The tenant's entry, by id alone: its own plan comes from the validator when one is set

@@ -265,6 +265,21 @@ fn report_ratios(rt: &tokio::runtime::Runtime, fixture: &Fixture) {
         let ratio = paired_ratio(|| batch(baseline), || batch(stack));
         println!("paired ratio to baseline_router, {name}: {ratio:.3}");
     }
+    // Feature `metrics`: the request-level metrics (requests by tenant and outcome, the latency
+    // histogram) counted into a Prometheus recorder, against the same layer counting into none.
+    #[cfg(feature = "metrics")]
+    {
+        let (_, around) = &stacks[5];
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let ratio = paired_ratio(
+            || batch(around),
+            || metrics::with_local_recorder(&recorder, || batch(around)),
+        );
+        println!(
+            "paired ratio to tenancy_require_tenant_around_router, the same with its request \
+             metrics counted into a Prometheus recorder: {ratio:.3}"
+        );
+    }
 }
 
 /// Part (1): the baseline lookup and the tenancy one, over the same request parts.
@@ -429,11 +444,29 @@ fn bench_resolve_validate(c: &mut Criterion, fixture: &Fixture) {
 fn bench_router(c: &mut Criterion, rt: &tokio::runtime::Runtime, fixture: &Fixture) {
     let id = fixture.tenant.id.to_string();
     let mut group = c.benchmark_group("axum_router_request");
-    for (name, stack) in &stacks(fixture) {
+    let stacks = stacks(fixture);
+    for (name, stack) in &stacks {
         group.bench_function(*name, |b| {
             b.to_async(rt)
                 .iter(|| async { black_box(stack.call(request(&id)).await) });
         });
+    }
+    // Feature `metrics`: the last stack with its request metrics counted into a Prometheus
+    // recorder (local to this thread, so set around each request on the current-thread runtime).
+    #[cfg(feature = "metrics")]
+    {
+        let (_, around) = &stacks[5];
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        group.bench_function(
+            "tenancy_require_tenant_around_router_prometheus_recorder",
+            |b| {
+                b.iter(|| {
+                    metrics::with_local_recorder(&recorder, || {
+                        black_box(rt.block_on(around.call(request(&id))))
+                    })
+                });
+            },
+        );
     }
     group.finish();
 }
