@@ -1,5 +1,6 @@
-//! `configure` on the PostgreSQL store: the change feed joins the bundle, and health names a
-//! killed listener and a stopped store, then recovers.
+//! `configure` on the PostgreSQL store: the change feed joins the bundle and carries changes
+//! (status, domains, limit plans) between processes; health names a killed listener and a
+//! stopped store, then recovers.
 
 mod common;
 
@@ -234,6 +235,78 @@ async fn a_domain_added_in_one_process_resolves_in_the_other_through_the_change_
         StatusCode::FORBIDDEN,
         "the removal reached the second process"
     );
+    first.shutdown().await.unwrap();
+    second.shutdown().await.unwrap();
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_changed_in_one_process_lifts_the_limit_in_the_other_through_the_change_feed() {
+    use common::get_with;
+    use http::StatusCode;
+
+    let db = TestDb::create("umbrella_limits").await;
+    let yaml = format!(
+        "tenancy:
+  store: {{ url: '{}' }}
+  resolution: {{ resolvers: [header], trusted_resolvers: [header] }}
+  limits:
+    default_plan: free
+    plans:
+      free: {{ requests_per_second: 1, burst: 1 }}
+      pro: {{ requests_per_second: 1000, burst: 1000 }}
+",
+        db.url
+    );
+    let config = || TenancyConfig::from_figment(&Figment::from(Yaml::string(&yaml))).unwrap();
+    let first = tenancy::configure(config()).await.unwrap();
+    let second = tenancy::configure(config()).await.unwrap();
+    let acme = create(&first, "acme").await;
+    let id = acme.id.to_string();
+    let served_by_second = axum::Router::new()
+        .route("/whoami", axum::routing::get(|| async { "ok" }))
+        .layer(second.limit_layer())
+        .layer(second.guard())
+        .layer(second.layer());
+    // The second process holds acme to the free plan: one request, then 429.
+    assert_eq!(
+        get_with(&served_by_second, "/whoami", Some(&id)).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        get_with(&served_by_second, "/whoami", Some(&id)).await.0,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+
+    // The first process moves acme to the pro plan through its configuration.
+    first
+        .config()
+        .set(acme.id, "limits.plan", serde_json::json!("pro"))
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
+    // The second process keeps a tenant's limits until they are invalidated (no expiry): only
+    // the change feed's notice can make it apply the pro plan.
+    let mut plan = None;
+    for _ in 0..100 {
+        plan = second.limits().entry(acme.id).await.limits().plan.clone();
+        if plan.as_deref() == Some("pro") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        plan.as_deref(),
+        Some("pro"),
+        "the notice reached the second process"
+    );
+    for _ in 0..20 {
+        assert_eq!(
+            get_with(&served_by_second, "/whoami", Some(&id)).await.0,
+            StatusCode::OK
+        );
+    }
     first.shutdown().await.unwrap();
     second.shutdown().await.unwrap();
     db.drop_db().await;
