@@ -12,7 +12,9 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::registry::{InFlight, TenantLimits};
-use crate::rejection::{JsonLimitRejection, LimitResponse};
+use tenancy_resolution::{JsonRejection, RejectionResponse};
+
+use crate::rejection::LimitRejection;
 
 /// Enforces each tenant's limits ([`TenantLimits`]) on the requests that reach it. Place it
 /// inside (after) `ResolveTenantLayer`: it reads the [`ResolvedTenant`] the resolution put in the
@@ -20,9 +22,9 @@ use crate::rejection::{JsonLimitRejection, LimitResponse};
 /// decides about it).
 ///
 /// Over the rate: 429 with `Retry-After` (the bucket's wait, whole seconds rounded up); over the
-/// requests in flight: 503 with `Retry-After: 1`; both shaped by `R` ([`JsonLimitRejection`] by
-/// default, any [`LimitResponse`]). A request's place in flight is given back when its response
-/// future completes or is dropped.
+/// requests in flight: 503 with `Retry-After: 1`; both shaped by `R` ([`JsonRejection`] by
+/// default, any [`RejectionResponse`] of a [`LimitRejection`]). A request's place in flight is
+/// given back when its response future completes or is dropped.
 ///
 /// The path of a tenant whose entry is cached creates no future of its own, performs no I/O and
 /// allocates nothing; an unlimited tenant's touches no counter.
@@ -40,24 +42,24 @@ use crate::rejection::{JsonLimitRejection, LimitResponse};
 /// # let _ = app; Ok(()) }
 /// ```
 #[derive(Debug, Clone)]
-pub struct TenantLimitLayer<R = JsonLimitRejection> {
+pub struct TenantLimitLayer<R = JsonRejection> {
     limits: TenantLimits,
     respond: R,
 }
 
 impl TenantLimitLayer {
-    /// A layer enforcing `limits`, answering refusals with [`JsonLimitRejection`].
+    /// A layer enforcing `limits`, answering refusals with [`JsonRejection`].
     #[must_use]
     pub fn new(limits: TenantLimits) -> Self {
         Self {
             limits,
-            respond: JsonLimitRejection,
+            respond: JsonRejection,
         }
     }
 }
 
 impl<R> TenantLimitLayer<R> {
-    /// Answers refusals with `respond` instead (a [`GrpcLimitRejection`](crate::GrpcLimitRejection),
+    /// Answers refusals with `respond` instead (a [`GrpcRejection`](tenancy_resolution::GrpcRejection),
     /// a closure).
     #[must_use]
     pub fn with_response<R2>(self, respond: R2) -> TenantLimitLayer<R2> {
@@ -88,7 +90,7 @@ impl<S, R: Clone> Layer<S> for TenantLimitLayer<R> {
 
 /// The service of [`TenantLimitLayer`].
 #[derive(Debug, Clone)]
-pub struct TenantLimit<S, R = JsonLimitRejection> {
+pub struct TenantLimit<S, R = JsonRejection> {
     inner: S,
     limits: TenantLimits,
     respond: R,
@@ -153,7 +155,7 @@ where
     S::Error: 'static,
     B: Send + 'static,
     ResB: 'static,
-    R: LimitResponse<ResB>,
+    R: RejectionResponse<ResB, LimitRejection>,
 {
     type Response = Response<ResB>;
     type Error = S::Error;

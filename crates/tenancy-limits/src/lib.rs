@@ -3,7 +3,8 @@
 //! - [`TenantLimitLayer`]: a tower layer, placed after tenant resolution, that enforces each
 //!   tenant's request rate (a token bucket: sustained rate and burst, governor's GCRA) and its
 //!   requests in flight; refusals are a typed [`LimitRejection`] (429 or 503 with `Retry-After`),
-//!   shaped by a [`LimitResponse`].
+//!   answered like tenant rejections, by a
+//!   [`RejectionResponse`](tenancy_resolution::RejectionResponse) (JSON, gRPC or a closure).
 //! - [`LimitsConfig`] and [`Plan`]: the `limits` section names plans and a default plan; a tenant's
 //!   plan and single limits can be overridden through its configuration (`limits.plan`,
 //!   `limits.requests_per_second`, ...), effective on the next request after the change's
@@ -34,4 +35,4 @@ pub use limits::{
     PLAN_KEY, REQUESTS_PER_SECOND_KEY, STATEMENT_TIMEOUT_KEY,
 };
 pub use registry::{Permit, TenantEntry, TenantLimits};
-pub use rejection::{GrpcLimitRejection, JsonLimitRejection, LimitRejection, LimitResponse};
+pub use rejection::LimitRejection;

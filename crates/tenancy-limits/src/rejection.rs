@@ -1,10 +1,27 @@
-//! [`LimitRejection`]: why a tenant's request was refused by its limits, and how the layer answers
-//! it ([`LimitResponse`], with [`JsonLimitRejection`]).
+//! [`LimitRejection`]: why a tenant's request was refused by its limits. The layer answers it
+//! through `tenancy_resolution`'s [`RejectionResponse`](tenancy_resolution::RejectionResponse),
+//! as it answers tenant rejections: [`LimitRejection`] is a [`Refusal`].
 
-use http::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
-use http::{Response, StatusCode};
+use std::borrow::Cow;
+
+use http::StatusCode;
+use tenancy_resolution::Refusal;
 
 /// Why a request of a tenant was refused by the tenant's limits.
+///
+/// ```
+/// use tenancy_limits::LimitRejection;
+/// use tenancy_resolution::{Refusal, RejectionResponse};
+///
+/// let plain = |rejection: LimitRejection| {
+///     let mut response = http::Response::new(rejection.to_string());
+///     *response.status_mut() = rejection.status();
+///     response
+/// };
+/// let response = plain.respond(LimitRejection::TooManyInFlight);
+/// assert_eq!(response.status(), 503);
+/// assert_eq!(LimitRejection::RateLimited { retry_after: 3 }.retry_after(), Some(3));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
 #[non_exhaustive]
 pub enum LimitRejection {
@@ -19,37 +36,25 @@ pub enum LimitRejection {
     TooManyInFlight,
 }
 
-impl LimitRejection {
-    /// The HTTP status: 429 for the rate, 503 for requests in flight.
-    #[must_use]
-    pub const fn status(self) -> StatusCode {
+impl Refusal for LimitRejection {
+    /// 429 for the rate, 503 for requests in flight.
+    fn status(self) -> StatusCode {
         match self {
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::TooManyInFlight => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
-    /// A stable machine-readable code: `tenant_rate_limited`, `tenant_too_many_in_flight`.
-    #[must_use]
-    pub const fn code(self) -> &'static str {
+    /// `tenant_rate_limited`, `tenant_too_many_in_flight`.
+    fn code(self) -> &'static str {
         match self {
             Self::RateLimited { .. } => "tenant_rate_limited",
             Self::TooManyInFlight => "tenant_too_many_in_flight",
         }
     }
 
-    /// The `Retry-After` value in seconds: the bucket's wait, or 1 for requests in flight.
-    #[must_use]
-    pub const fn retry_after(self) -> u64 {
-        match self {
-            Self::RateLimited { retry_after } => retry_after,
-            Self::TooManyInFlight => 1,
-        }
-    }
-
-    /// The JSON body of [`JsonLimitRejection`]: `{"error": code, "message": ..., "retry_after": s}`.
-    #[must_use]
-    pub fn json_body(self) -> String {
+    /// `{"error": code, "message": ..., "retry_after": seconds}`.
+    fn json_body(self) -> Cow<'static, str> {
         let message = match self {
             Self::RateLimited { .. } => {
                 "the tenant of this request is over its request rate; retry after the given seconds"
@@ -58,107 +63,58 @@ impl LimitRejection {
                 "the tenant of this request has too many requests in flight; retry shortly"
             }
         };
-        format!(
+        Cow::Owned(format!(
             r#"{{"error":"{}","message":"{message}","retry_after":{}}}"#,
             self.code(),
-            self.retry_after()
-        )
+            self.retry_after().unwrap_or(1)
+        ))
     }
 
-    /// The gRPC status code: RESOURCE_EXHAUSTED (8) for both.
-    #[must_use]
-    pub const fn grpc_code(self) -> u8 {
+    /// RESOURCE_EXHAUSTED (8) for both.
+    fn grpc_code(self) -> u8 {
         8
     }
-}
 
-/// Turns a [`LimitRejection`] into the response the layer answers with. Implemented by
-/// [`JsonLimitRejection`] (the default), [`GrpcLimitRejection`] and any
-/// `Fn(LimitRejection) -> Response<B>` closure, as `tenancy_resolution::RejectionResponse` is for
-/// tenant rejections.
-///
-/// ```
-/// use tenancy_limits::{LimitRejection, LimitResponse};
-///
-/// let plain = |rejection: LimitRejection| {
-///     let mut response = http::Response::new(rejection.to_string());
-///     *response.status_mut() = rejection.status();
-///     response
-/// };
-/// let response = plain.respond(LimitRejection::TooManyInFlight);
-/// assert_eq!(response.status(), 503);
-/// ```
-pub trait LimitResponse<B>: Clone + Send + Sync + 'static {
-    /// The response for `rejection`.
-    fn respond(&self, rejection: LimitRejection) -> Response<B>;
-}
-
-impl<B, F> LimitResponse<B> for F
-where
-    F: Fn(LimitRejection) -> Response<B> + Clone + Send + Sync + 'static,
-{
-    fn respond(&self, rejection: LimitRejection) -> Response<B> {
-        self(rejection)
-    }
-}
-
-/// The default answer: the rejection's [status](LimitRejection::status), its
-/// [JSON body](LimitRejection::json_body) and `Retry-After`. Needs a body built from a `String`
-/// (axum's `Body`, http-body-util's `Full<Bytes>`, `String`).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct JsonLimitRejection;
-
-impl<B: From<String>> LimitResponse<B> for JsonLimitRejection {
-    fn respond(&self, rejection: LimitRejection) -> Response<B> {
-        let mut response = Response::new(B::from(rejection.json_body()));
-        *response.status_mut() = rejection.status();
-        let headers = response.headers_mut();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        headers.insert(RETRY_AFTER, HeaderValue::from(rejection.retry_after()));
-        response
-    }
-}
-
-/// The answer for gRPC services (tonic): a trailers-only response with `grpc-status` 8
-/// (RESOURCE_EXHAUSTED), the code as `grpc-message`, and `retry-after`, for any body with a
-/// `Default`.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct GrpcLimitRejection;
-
-impl<B: Default> LimitResponse<B> for GrpcLimitRejection {
-    fn respond(&self, rejection: LimitRejection) -> Response<B> {
-        let mut response = Response::new(B::default());
-        let headers = response.headers_mut();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
-        headers.insert(
-            "grpc-status",
-            HeaderValue::from(u16::from(rejection.grpc_code())),
-        );
-        headers.insert("grpc-message", HeaderValue::from_static(rejection.code()));
-        headers.insert(RETRY_AFTER, HeaderValue::from(rejection.retry_after()));
-        response
+    /// The bucket's wait, or 1 for requests in flight.
+    fn retry_after(self) -> Option<u64> {
+        Some(match self {
+            Self::RateLimited { retry_after } => retry_after,
+            Self::TooManyInFlight => 1,
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::Response;
+    use http::header::RETRY_AFTER;
+    use tenancy_resolution::{GrpcRejection, JsonRejection, RejectionResponse};
 
     #[test]
     fn json_answers_carry_status_code_and_retry_after() {
         let response: Response<String> =
-            JsonLimitRejection.respond(LimitRejection::RateLimited { retry_after: 3 });
+            JsonRejection.respond(LimitRejection::RateLimited { retry_after: 3 });
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(response.headers()[RETRY_AFTER], "3");
         let body: serde_json::Value = serde_json::from_str(response.body()).unwrap();
         assert_eq!(body["error"], "tenant_rate_limited");
         assert_eq!(body["retry_after"], 3);
 
-        let response: Response<String> =
-            JsonLimitRejection.respond(LimitRejection::TooManyInFlight);
+        let response: Response<String> = JsonRejection.respond(LimitRejection::TooManyInFlight);
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(response.headers()[RETRY_AFTER], "1");
         let body: serde_json::Value = serde_json::from_str(response.body()).unwrap();
         assert_eq!(body["error"], "tenant_too_many_in_flight");
+    }
+
+    #[test]
+    fn grpc_answers_are_resource_exhausted_with_retry_after() {
+        let response: Response<String> =
+            GrpcRejection.respond(LimitRejection::RateLimited { retry_after: 2 });
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["grpc-status"], "8");
+        assert_eq!(response.headers()["grpc-message"], "tenant_rate_limited");
+        assert_eq!(response.headers()[RETRY_AFTER], "2");
     }
 }

@@ -90,7 +90,7 @@ pub use extract::Tenant;
 #[cfg(feature = "jwks")]
 pub use jwks::{JwksCache, JwksError};
 pub use membership::TenantMembership;
-pub use rejection::{GrpcRejection, JsonRejection, RejectionResponse, TenantRejection};
+pub use rejection::{GrpcRejection, JsonRejection, Refusal, RejectionResponse, TenantRejection};
 pub use require::{RequireTenant, RequireTenantLayer};
 pub use resolve::{ResolveTenant, ResolveTenantBuilder, ResolveTenantLayer};
 pub use resolver::{Resolution, Resolved, ResolverRegistry, TenantResolver};

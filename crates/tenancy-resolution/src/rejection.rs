@@ -1,6 +1,8 @@
 //! [`TenantRejection`]: why a request has no tenant, and how the layers answer it
 //! ([`RejectionResponse`], with [`JsonRejection`] and [`GrpcRejection`]).
 
+use std::borrow::Cow;
+
 use http::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use http::{Response, StatusCode};
 use tenancy_core::{TenantInfo, TenantStatus};
@@ -127,9 +129,50 @@ impl TenantRejection {
     }
 }
 
-/// Turns a [`TenantRejection`] into the response a layer answers with. Implemented by
-/// [`JsonRejection`] (the default), [`GrpcRejection`], and any `Fn(TenantRejection) ->
-/// Response<B>` closure, so an application can shape its own answers for any body type.
+/// A reason a tenancy layer refuses a request, as the answers of [`RejectionResponse`] need it.
+/// Implemented by [`TenantRejection`] and by the limit layer's `LimitRejection`
+/// (`tenancy-limits`), so that one [`JsonRejection`], one [`GrpcRejection`] and one closure form
+/// answer both.
+pub trait Refusal: Copy + Send + 'static {
+    /// The HTTP status.
+    fn status(self) -> StatusCode;
+    /// A stable machine-readable code, also the `grpc-message` of [`GrpcRejection`].
+    fn code(self) -> &'static str;
+    /// The JSON body of [`JsonRejection`]: `{"error": code, "message": ...}` and any details.
+    fn json_body(self) -> Cow<'static, str>;
+    /// The gRPC status code of [`GrpcRejection`].
+    fn grpc_code(self) -> u8;
+    /// Seconds for a `Retry-After` header, when the client should retry.
+    fn retry_after(self) -> Option<u64>;
+}
+
+impl Refusal for TenantRejection {
+    fn status(self) -> StatusCode {
+        Self::status(self)
+    }
+
+    fn code(self) -> &'static str {
+        Self::code(self)
+    }
+
+    fn json_body(self) -> Cow<'static, str> {
+        Cow::Borrowed(Self::json_body(self))
+    }
+
+    fn grpc_code(self) -> u8 {
+        Self::grpc_code(self)
+    }
+
+    /// One second for [`Unavailable`](Self::Unavailable), else none.
+    fn retry_after(self) -> Option<u64> {
+        (self == Self::Unavailable).then_some(1)
+    }
+}
+
+/// Turns a refusal (a [`TenantRejection`] by default, or another [`Refusal`]) into the response
+/// a layer answers with. Implemented by [`JsonRejection`] (the default), [`GrpcRejection`], and
+/// any `Fn(R) -> Response<B>` closure, so an application can shape its own answers for any body
+/// type.
 ///
 /// ```
 /// use tenancy_resolution::{RejectionResponse, TenantRejection};
@@ -143,48 +186,60 @@ impl TenantRejection {
 /// assert_eq!(response.status(), 403);
 /// assert_eq!(response.body(), "the tenant is suspended");
 /// ```
-pub trait RejectionResponse<B>: Clone + Send + Sync + 'static {
+pub trait RejectionResponse<B, R: Refusal = TenantRejection>:
+    Clone + Send + Sync + 'static
+{
     /// The response for `rejection`.
-    fn respond(&self, rejection: TenantRejection) -> Response<B>;
+    fn respond(&self, rejection: R) -> Response<B>;
 }
 
-impl<B, F> RejectionResponse<B> for F
+impl<B, R, F> RejectionResponse<B, R> for F
 where
-    F: Fn(TenantRejection) -> Response<B> + Clone + Send + Sync + 'static,
+    R: Refusal,
+    F: Fn(R) -> Response<B> + Clone + Send + Sync + 'static,
 {
-    fn respond(&self, rejection: TenantRejection) -> Response<B> {
+    fn respond(&self, rejection: R) -> Response<B> {
         self(rejection)
     }
 }
 
-/// The default answer: the rejection's [status](TenantRejection::status) and its
-/// [JSON body](TenantRejection::json_body), with `retry-after: 1` on 503. Needs a body built from
-/// `&'static str` (axum's `Body`, http-body-util's `Full<Bytes>`, `String`).
+/// The default answer: the refusal's status and JSON body, with `Retry-After` when it has one
+/// (a [`TenantRejection`]: 1 s on 503). Needs a body built from `&'static str` and `String`
+/// (axum's `Body`, http-body-util's `Full<Bytes>`, `String`); a tenant rejection's body is
+/// static, not allocated.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct JsonRejection;
 
-impl<B: From<&'static str>> RejectionResponse<B> for JsonRejection {
-    fn respond(&self, rejection: TenantRejection) -> Response<B> {
-        let mut response = Response::new(B::from(rejection.json_body()));
+impl<B, R> RejectionResponse<B, R> for JsonRejection
+where
+    B: From<&'static str> + From<String>,
+    R: Refusal,
+{
+    fn respond(&self, rejection: R) -> Response<B> {
+        let body = match rejection.json_body() {
+            Cow::Borrowed(body) => B::from(body),
+            Cow::Owned(body) => B::from(body),
+        };
+        let mut response = Response::new(body);
         *response.status_mut() = rejection.status();
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if rejection == TenantRejection::Unavailable {
-            headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        if let Some(seconds) = rejection.retry_after() {
+            headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }
 }
 
 /// The answer for gRPC services (tonic): a trailers-only gRPC response (HTTP 200, `grpc-status`
-/// [`grpc_code`](TenantRejection::grpc_code), `grpc-message` the rejection's text) with an
+/// the refusal's gRPC code, `grpc-message` its code, `retry-after` when it has one) with an
 /// empty body, for any body type with a `Default` (tonic's body has one). Clients see a gRPC
-/// status (`PERMISSION_DENIED`, `UNAVAILABLE`) rather than an HTTP error.
+/// status (`PERMISSION_DENIED`, `UNAVAILABLE`, `RESOURCE_EXHAUSTED`) rather than an HTTP error.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct GrpcRejection;
 
-impl<B: Default> RejectionResponse<B> for GrpcRejection {
-    fn respond(&self, rejection: TenantRejection) -> Response<B> {
+impl<B: Default, R: Refusal> RejectionResponse<B, R> for GrpcRejection {
+    fn respond(&self, rejection: R) -> Response<B> {
         let mut response = Response::new(B::default());
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
@@ -193,6 +248,9 @@ impl<B: Default> RejectionResponse<B> for GrpcRejection {
             HeaderValue::from(u16::from(rejection.grpc_code())),
         );
         headers.insert("grpc-message", HeaderValue::from_static(rejection.code()));
+        if let Some(seconds) = rejection.retry_after() {
+            headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
+        }
         response
     }
 }
