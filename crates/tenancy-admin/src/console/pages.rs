@@ -512,6 +512,7 @@ fn sparkline(label: &str, unit: &str, values: &[Option<f64>], capacity: usize) -
     // Right-aligned: the latest point at the right edge.
     let offset = capacity.saturating_sub(values.len());
     let mut segments: Vec<String> = vec![String::new()];
+    let mut dot = None;
     for (i, value) in values.iter().enumerate() {
         match value {
             Some(v) => {
@@ -521,6 +522,7 @@ fn sparkline(label: &str, unit: &str, values: &[Option<f64>], capacity: usize) -
                 if let Some(segment) = segments.last_mut() {
                     let _ = write!(segment, "{x:.1},{y:.1} ");
                 }
+                dot = Some((format!("{x:.1}"), format!("{y:.1}")));
             }
             None => segments.push(String::new()),
         }
@@ -535,6 +537,9 @@ fn sparkline(label: &str, unit: &str, values: &[Option<f64>], capacity: usize) -
                 line x1="0" y1="39" x2="240" y2="39" class="axis" {}
                 @for segment in segments.iter().filter(|s| !s.is_empty()) {
                     polyline points=(segment.trim_end()) class="line" {}
+                }
+                @if let Some((x, y)) = &dot {
+                    circle cx=(x) cy=(y) r="2.5" class="dot" {}
                 }
             }
             figcaption { (label) " " strong { (now) } }

@@ -51,17 +51,37 @@
       }
     });
   }
-  var source = new EventSource(url);
-  source.addEventListener("tenant", function (event) {
-    each("tenant", event.data);
+  var source = null;
+  function connect() {
+    source = new EventSource(url);
+    source.addEventListener("tenant", function (event) {
+      each("tenant", event.data);
+    });
+    source.addEventListener("metrics", function () {
+      each("metrics", null);
+    });
+    source.addEventListener("open", function () {
+      document.body.setAttribute("data-live", "connected");
+    });
+    source.addEventListener("error", function () {
+      document.body.setAttribute("data-live", "reconnecting");
+    });
+  }
+  // A page being left gives its connection back at once (a browser keeps few per server), and
+  // one restored from the back-forward cache connects again and catches up.
+  window.addEventListener("pagehide", function () {
+    if (source) {
+      source.close();
+      source = null;
+    }
   });
-  source.addEventListener("metrics", function () {
-    each("metrics", null);
+  window.addEventListener("pageshow", function (event) {
+    if (!source) {
+      connect();
+      if (event.persisted) {
+        each("tenant", "*");
+      }
+    }
   });
-  source.addEventListener("open", function () {
-    document.body.setAttribute("data-live", "connected");
-  });
-  source.addEventListener("error", function () {
-    document.body.setAttribute("data-live", "reconnecting");
-  });
+  connect();
 })();
