@@ -326,3 +326,61 @@ async fn the_list_pages_through_the_store_and_searches_past_the_first_page() {
     assert!(response.text().await.unwrap().contains("is not a status"));
     f.demo.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_plan_is_edited_and_a_bad_one_is_refused_with_its_reason() {
+    let f = start().await;
+    let globex = f.demo.tenant("globex").unwrap().id;
+    let (cookie, csrf) = f.sign_in().await;
+    let plan = format!("{}/console/tenants/{globex}/plan", f.base);
+    let post = |value: String| {
+        f.http
+            .post(&plan)
+            .header("cookie", &cookie)
+            .form(&[("csrf", csrf.clone()), ("plan", value)])
+            .send()
+    };
+    let response = post("pro".to_owned()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let tenant = f
+        .demo
+        .tenancy()
+        .lifecycle()
+        .get(globex)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(tenant.plan.as_deref(), Some("pro"));
+    // Too long: the page says why, and the plan stays.
+    let response = post("p".repeat(65)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains("must be 1 to 64 bytes")
+    );
+    let tenant = f
+        .demo
+        .tenancy()
+        .lifecycle()
+        .get(globex)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(tenant.plan.as_deref(), Some("pro"));
+    // Empty clears it.
+    let response = post(String::new()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let tenant = f
+        .demo
+        .tenancy()
+        .lifecycle()
+        .get(globex)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(tenant.plan, None);
+    f.demo.shutdown().await.unwrap();
+}

@@ -12,7 +12,7 @@ use futures_util::Stream;
 use maud::Markup;
 use serde::Deserialize;
 use tenancy_core::{
-    CreateTenant, ListQuery, Slug, TenantError, TenantId, TenantInfo, TenantStatus,
+    CreateTenant, ListQuery, Slug, TenantError, TenantId, TenantInfo, TenantStatus, UpdateTenant,
 };
 use tokio::sync::broadcast;
 
@@ -558,6 +558,44 @@ pub(crate) async fn deactivate(
         tracing::info!(tenant_id = %tenant.id, "console: tenant deactivated");
     }
     after_action(&state, &base, &session, &raw, result, "deactivated").await
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct PlanForm {
+    #[serde(default)]
+    plan: String,
+}
+
+/// Sets the tenant's plan; an empty one clears it.
+pub(crate) async fn set_plan(
+    State(state): State<ConsoleState>,
+    base: Base,
+    Extension(session): Extension<Session>,
+    Path(raw): Path<String>,
+    Form(form): Form<PlanForm>,
+) -> Response {
+    let result = async {
+        let id = crate::api::find(state.admin.lifecycle(), &raw)
+            .await
+            .map_err(|e| e.0)?
+            .id;
+        let plan = form.plan.trim();
+        let update = UpdateTenant {
+            plan: Some((!plan.is_empty()).then(|| plan.to_owned())),
+            ..UpdateTenant::default()
+        };
+        Ok(state
+            .admin
+            .lifecycle()
+            .update(id, &update)
+            .await?
+            .into_tenant())
+    }
+    .await;
+    if let Ok(tenant) = &result {
+        tracing::info!(tenant_id = %tenant.id, plan = ?tenant.plan, "console: plan set");
+    }
+    after_action(&state, &base, &session, &raw, result, "plan_saved").await
 }
 
 #[derive(Debug, Default, Deserialize)]

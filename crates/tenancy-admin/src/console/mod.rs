@@ -251,6 +251,7 @@ impl Console {
             .route("/tenants/{tenant}/activate", post(handlers::activate))
             .route("/tenants/{tenant}/suspend", post(handlers::suspend))
             .route("/tenants/{tenant}/deactivate", post(handlers::deactivate))
+            .route("/tenants/{tenant}/plan", post(handlers::set_plan))
             .route("/tenants/{tenant}/config", post(handlers::set_config))
             .route(
                 "/tenants/{tenant}/config/remove",

@@ -87,6 +87,7 @@ pub(crate) fn notice(done: Option<&str>) -> Option<&'static str> {
         "suspended" => "Tenant suspended.",
         "deactivated" => "Tenant deactivated.",
         "config_set" => "Override saved.",
+        "plan_saved" => "Plan saved.",
         "config_removed" => "Override removed: the default applies.",
         _ => return None,
     })
@@ -271,7 +272,16 @@ pub(crate) fn tenant_page(
                 dl {
                     dt { "Id" } dd { code { (t.id) } }
                     dt { "Slug" } dd { code { (t.slug) } }
-                    dt { "Plan" } dd { (t.plan.as_deref().unwrap_or("-")) }
+                    dt { label for="plan" { "Plan" } }
+                    dd {
+                        form.inline method="post" action=(tenant_url(base, t, "/plan")) {
+                            (csrf(session))
+                            input #plan name="plan" value=(t.plan.as_deref().unwrap_or_default())
+                                aria-describedby="plan-hint";
+                            button type="submit" { "Save" }
+                            span.hint #plan-hint { "Empty: no plan (the default applies)." }
+                        }
+                    }
                     dt { "Created" } dd { (time(t.created_at)) }
                 }
             }
