@@ -144,6 +144,7 @@ const FEATURE_MATRIX: &[(&str, &[&str])] = &[
             "metrics",
         ],
     ),
+    ("tenancy-admin", &["console"]),
     ("tenancy-cli", &[]),
 ];
 
@@ -257,6 +258,7 @@ fn dependency_rules() -> Result {
         "tenancy-lifecycle",
         "tenancy-overrides",
         "tenancy-limits",
+        "tenancy-admin",
     ] {
         let deps = tree(&["--package", krate, "--all-features"])?;
         if deps.lines().any(|l| l.starts_with("sqlx")) {

@@ -7,7 +7,9 @@
 //! - `GET /healthz`: the stack's aggregated health (200 healthy, 503 otherwise);
 //! - `GET /metrics`: the stack's metrics in the Prometheus text format, open like `/healthz`
 //!   (a production service serves them on an internal port; the demo has one port);
-//! - `/admin/...`: the admin API (see the crate documentation).
+//! - `/admin/...`: the admin API (see the crate documentation);
+//! - `/console`: the operator console (`tenancy-admin`'s, feature `console`), signed in to with
+//!   the admin token.
 //!
 //! ```no_run
 //! use tenancy_cli::demo::{self, DemoOptions};
@@ -42,12 +44,13 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::admin::{self, AdminState};
 use crate::auth::{self, DemoMembership, TokenKeys};
 use crate::error::CliError;
-use crate::http::ApiError;
 use crate::serve::ServeLimits;
 use crate::stack;
+use tenancy_admin::Admin;
+use tenancy_admin::console::Console;
+use tenancy_admin::http::ApiError;
 
 /// The base domain of the demo's subdomain resolver (`acme.localhost`).
 pub const BASE_DOMAIN: &str = "localhost";
@@ -263,12 +266,9 @@ async fn prepare(
     let lifecycle = Arc::clone(tenancy.lifecycle());
     let seeded = seed(tenancy).await?;
     let tenants = lifecycle.list(ListQuery::default()).await?.items;
-    let admin = AdminState {
-        token: Arc::from(admin_token),
-        lifecycle,
-        config: Arc::clone(tenancy.config()),
-    };
-    let app = app(tenancy, keys, admin, recorder)?;
+    let admin = Admin::new(admin_token, lifecycle, Arc::clone(tenancy.config()))
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    let app = app(tenancy, keys, &admin, recorder)?;
     Ok((app, seeded, tenants))
 }
 
@@ -356,7 +356,7 @@ fn seed_slug(slug: &str) -> Result<Slug, CliError> {
 fn app(
     tenancy: &Arc<Tenancy>,
     keys: &Arc<TokenKeys>,
-    admin: AdminState,
+    admin: &Admin,
     recorder: Result<PrometheusHandle, String>,
 ) -> Result<Router, CliError> {
     let api = Router::new()
@@ -374,6 +374,15 @@ fn app(
             auth::authenticate,
         ))
         .layer(Extension(Arc::clone(tenancy.config())));
+    // The operator console: signed in to with the admin token; the demo serves plain HTTP, so
+    // its session cookie cannot be `Secure`.
+    let events = Arc::clone(tenancy);
+    let mut console = Console::new(admin.clone())
+        .events(move || events.subscribe())
+        .secure_cookie(false);
+    if let Ok(handle) = recorder.clone() {
+        console = console.metrics(move || handle.render());
+    }
     Ok(Router::new()
         .merge(tenant_api)
         .route("/healthz", get(healthz).with_state(Arc::clone(tenancy)))
@@ -381,9 +390,10 @@ fn app(
             "/metrics",
             get(crate::exporter::render).with_state(recorder),
         )
-        .nest("/admin", admin::router(admin))
-        .fallback(crate::http::not_found)
-        .method_not_allowed_fallback(crate::http::method_not_allowed))
+        .nest("/admin", admin.router())
+        .nest("/console", console.router())
+        .fallback(tenancy_admin::http::not_found)
+        .method_not_allowed_fallback(tenancy_admin::http::method_not_allowed))
 }
 
 async fn whoami(
@@ -496,6 +506,10 @@ impl Demo {
         let _ = writeln!(out, "\nTenants:");
         out.push_str(&crate::output::tenant_table(&self.tenants));
         let _ = writeln!(out, "\nAdmin token: {}", self.admin_token);
+        let _ = writeln!(
+            out,
+            "Console: {base}/console (sign in with the admin token)"
+        );
         let _ = writeln!(out, "JWT secret (HS256): {}", self.jwt_secret);
         let _ = writeln!(
             out,

@@ -73,7 +73,7 @@ pub(crate) async fn render(State(recorder): State<Result<PrometheusHandle, Strin
             handle.render(),
         )
             .into_response(),
-        Err(reason) => crate::http::error_response(
+        Err(reason) => tenancy_admin::http::error_response(
             StatusCode::SERVICE_UNAVAILABLE,
             "metrics_unavailable",
             &format!("this process has another metrics recorder: {reason}"),

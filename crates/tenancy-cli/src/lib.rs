@@ -23,14 +23,12 @@
 //! }
 //! ```
 
-mod admin;
 mod auth;
 mod cli;
 mod commands;
 pub mod demo;
 mod error;
 mod exporter;
-mod http;
 mod output;
 pub mod serve;
 mod stack;

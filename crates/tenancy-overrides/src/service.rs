@@ -194,6 +194,14 @@ impl ConfigService {
         self.announce(tenant, key, old, None).await
     }
 
+    /// The tenant's own overrides, without the defaults.
+    ///
+    /// # Errors
+    /// The store's error.
+    pub async fn overrides(&self, tenant: TenantId) -> Result<JsonObject, TenantError> {
+        self.store.get_all_config(tenant).await
+    }
+
     /// The application defaults merged with the tenant's overrides, overrides winning.
     ///
     /// # Errors

@@ -1,5 +1,6 @@
-//! What every route of the demo shares: JSON error responses, the status of each
-//! [`TenantError`], and JSON bodies whose every defect is a 400.
+//! What every JSON route shares: error responses (`{"error": code, "message": message}`), the
+//! status of each [`TenantError`], and JSON bodies and paths whose every defect is a 400. An
+//! application that mounts the admin API can answer its own errors the same way.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -9,24 +10,30 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde_json::json;
-use tenancy::core::TenantError;
+use tenancy_core::TenantError;
 
 /// A JSON error response: `{"error": code, "message": message}`.
-pub(crate) fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
+///
+/// ```
+/// use axum::http::StatusCode;
+/// let response = tenancy_admin::http::error_response(StatusCode::BAD_REQUEST, "bad", "why");
+/// assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+/// ```
+pub fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
     (status, Json(json!({ "error": code, "message": message }))).into_response()
 }
 
 /// The answer to a path no route serves.
-pub(crate) async fn not_found() -> Response {
+pub async fn not_found() -> Response {
     error_response(
         StatusCode::NOT_FOUND,
         "not_found",
-        "no route serves this path: see the routes `tenancy demo` prints",
+        "no route serves this path",
     )
 }
 
 /// The answer to a method a route does not serve.
-pub(crate) async fn method_not_allowed() -> Response {
+pub async fn method_not_allowed() -> Response {
     error_response(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
@@ -36,7 +43,7 @@ pub(crate) async fn method_not_allowed() -> Response {
 
 /// A [`TenantError`] answered with the status that fits it.
 #[derive(Debug)]
-pub(crate) struct ApiError(pub(crate) TenantError);
+pub struct ApiError(pub TenantError);
 
 impl From<TenantError> for ApiError {
     fn from(error: TenantError) -> Self {
@@ -45,7 +52,7 @@ impl From<TenantError> for ApiError {
 }
 
 /// The HTTP status and error code of a [`TenantError`].
-pub(crate) fn classify(error: &TenantError) -> (StatusCode, &'static str) {
+pub fn classify(error: &TenantError) -> (StatusCode, &'static str) {
     match error {
         TenantError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
         TenantError::SlugConflict { .. } => (StatusCode::CONFLICT, "slug_conflict"),
@@ -78,7 +85,7 @@ impl IntoResponse for ApiError {
 /// A JSON request body; a body that is not valid JSON of the expected shape (unknown fields
 /// included) is answered 400 with serde's message, before anything is stored.
 #[derive(Debug)]
-pub(crate) struct JsonBody<T>(pub(crate) T);
+pub struct JsonBody<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     type Rejection = Response;
@@ -112,7 +119,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
 }
 
 /// `bytes` as JSON of type `T`, or the 400 response saying why not (boxed: it is large).
-pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Box<Response>> {
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Box<Response>> {
     serde_json::from_slice(bytes).map_err(|e| {
         Box::new(error_response(
             StatusCode::BAD_REQUEST,
@@ -123,9 +130,9 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Box<Res
 }
 
 /// Path parameters; a path whose segments cannot be read (invalid percent-encoding or UTF-8) is
-/// answered 400 with a JSON body, like every other error of the demo.
+/// answered 400 with a JSON body, like every other error here.
 #[derive(Debug)]
-pub(crate) struct PathParams<T>(pub(crate) T);
+pub struct PathParams<T>(pub T);
 
 impl<T, S> axum::extract::FromRequestParts<S> for PathParams<T>
 where

@@ -1,9 +1,7 @@
-//! The demo's admin HTTP API under `/admin`, behind the admin bearer token.
+//! The admin JSON API, behind the admin bearer token.
 //!
 //! Every change goes through the lifecycle or config service, which invalidate the validator and
 //! overrides caches: the next request sees it.
-
-use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
@@ -16,26 +14,19 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tenancy::core::{
+use tenancy_core::{
     CreateTenant, DomainChange, DomainName, ListQuery, Slug, TenantError, TenantId, TenantInfo,
     TenantRef, UpdateTenant,
 };
-use tenancy::lifecycle::TenantLifecycle;
-use tenancy::overrides::ConfigService;
-use tenancy::resolution::bearer_token;
+use tenancy_lifecycle::TenantLifecycle;
+use tenancy_resolution::bearer_token;
 
-use crate::auth::constant_time_eq;
+use crate::Admin;
 use crate::http::{ApiError, JsonBody, PathParams, error_response, parse_json};
 
-/// What the admin API needs.
-#[derive(Debug, Clone)]
-pub(crate) struct AdminState {
-    pub(crate) token: Arc<str>,
-    pub(crate) lifecycle: Arc<TenantLifecycle>,
-    pub(crate) config: Arc<ConfigService>,
-}
+type AdminState = Admin;
 
-/// The `/admin` routes, each requiring `Authorization: Bearer <token>`.
+/// The admin routes, each requiring `Authorization: Bearer <token>`.
 pub(crate) fn router(state: AdminState) -> Router {
     Router::new()
         .route("/tenants", get(list).post(create))
@@ -62,17 +53,17 @@ pub(crate) fn router(state: AdminState) -> Router {
 
 async fn require_token(State(state): State<AdminState>, request: Request, next: Next) -> Response {
     match bearer_token(request.headers()) {
-        Some(token) if constant_time_eq(token, state.token.as_bytes()) => next.run(request).await,
+        Some(token) if state.token_matches(token) => next.run(request).await,
         _ => error_response(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
-            "the admin API needs `Authorization: Bearer <admin token>` (printed by `tenancy demo`)",
+            "the admin API needs `Authorization: Bearer <admin token>`",
         ),
     }
 }
 
 /// A tenant named in a path: its id or its slug.
-async fn find(lifecycle: &TenantLifecycle, raw: &str) -> Result<TenantInfo, ApiError> {
+pub(crate) async fn find(lifecycle: &TenantLifecycle, raw: &str) -> Result<TenantInfo, ApiError> {
     let tenant = match raw.parse::<TenantId>() {
         Ok(id) => TenantRef::Id(id),
         Err(_) => TenantRef::Slug(raw.parse::<Slug>().map_err(|e| {
@@ -114,7 +105,7 @@ async fn list(
     let query = ListQuery {
         active_only: params.active,
         after: params.after,
-        limit: params.limit.unwrap_or(tenancy::core::DEFAULT_PAGE_SIZE),
+        limit: params.limit.unwrap_or(tenancy_core::DEFAULT_PAGE_SIZE),
     };
     let page = state.lifecycle.list(query).await?;
     Ok(Json(json!({ "items": page.items, "next": page.next })).into_response())
