@@ -47,6 +47,8 @@ mod migrate;
 #[cfg(feature = "migration-audit")]
 mod migration_audit;
 #[cfg(feature = "sql")]
+mod placement;
+#[cfg(feature = "sql")]
 mod router;
 #[cfg(feature = "sql")]
 mod schema;
@@ -55,7 +57,7 @@ mod store;
 #[cfg(feature = "sql")]
 mod tx;
 
-pub use config::{DeprovisionPolicy, IsolationConfig};
+pub use config::{CitusConfig, DeprovisionPolicy, IsolationConfig, ShardTransferMode};
 pub use database::{
     DatabaseProvisioner, DatabaseStrategy, Placement, PlacementStore, validate_server_key,
 };
@@ -79,6 +81,11 @@ pub use migrate::{
 #[cfg(feature = "migration-audit")]
 pub use migration_audit::{
     MigrationAudit, MigrationAuditError, MigrationAuditReport, MigrationFile, MigrationFinding,
+};
+#[cfg(feature = "sql")]
+pub use placement::{
+    CitusPlacement, IsolateOutcome, MoveOutcome, Node, NodeName, PlacementError, PlacementKind,
+    RebalanceProgress, RebalanceReport, RebalancedTenant, TenantPlacement, TenantStats,
 };
 #[cfg(feature = "sql")]
 pub use router::{DatabaseRouter, PgDatabaseProvisioner};
