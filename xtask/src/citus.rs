@@ -275,7 +275,8 @@ fn node_conf(port: u16, data: &Path, hba: &Path) -> String {
          unix_socket_directories = '{data}'\n\
          hba_file = '{hba}'\n\
          fsync = off\n\
-         synchronous_commit = off\n\
+         # synchronous_commit stays on: Citus's non-blocking moves end their catch-up at\n\
+         # pg_current_wal_lsn(), and with it off acknowledged writes can be lost in a move.\n\
          full_page_writes = off\n\
          shared_buffers = 64MB\n\
          max_connections = 300\n\

@@ -8,6 +8,8 @@
 //!   get|set|unset|effective`: administration against `--database` (tables, or `--json`).
 //! - `tenancy schemas migrate|status`, `tenancy audit`: PostgreSQL tenant schemas and row-level
 //!   security.
+//! - `tenancy placement show|move|isolate|rebalance`, `tenancy stats`: tenants on a Citus
+//!   cluster.
 //!
 //! The demo's admin API, under `/admin`, needs `Authorization: Bearer <admin token>`:
 //! `GET|POST /admin/tenants` (create from `{"slug", "name", "plan"?}`: 201 with the tenant),
@@ -32,6 +34,7 @@ mod error;
 mod exporter;
 mod http;
 mod output;
+mod placement;
 pub mod serve;
 mod stack;
 mod top;
@@ -119,6 +122,8 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Config(command) => commands::config(command, target, out).await,
         Command::Schemas(command) => commands::schemas(command, target, out).await,
         Command::Audit(args) => commands::audit(args, target, out).await,
+        Command::Placement(command) => placement::placement(command, target, out).await,
+        Command::Stats(args) => placement::stats(&args, target, out).await,
         Command::Top(args) => {
             top::run(
                 &args.url,

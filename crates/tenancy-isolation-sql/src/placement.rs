@@ -34,7 +34,9 @@ pub enum PlacementError {
     },
     /// The operation applies to row-level tenants only (a tenant schema is a shard group of
     /// its own already).
-    #[error("tenant {tenant} lives in a distributed schema: {operation} applies to row-level tenants")]
+    #[error(
+        "tenant {tenant} lives in a distributed schema: {operation} applies to row-level tenants"
+    )]
     NotRowLevel {
         /// The tenant.
         tenant: TenantId,
@@ -64,6 +66,38 @@ pub enum PlacementError {
         tenant: TenantId,
         /// Citus's message, naming the table.
         message: String,
+    },
+    /// The `force_logical` transfer mode was asked for a table that forces row-level security:
+    /// Citus's logical replication cannot write into it on PostgreSQL 15 (its subscription
+    /// runs as a role that owns the table through membership, neither superuser nor
+    /// BYPASSRLS, so the forced policy applies to it), and the transfer would wait forever;
+    /// nothing moved. Use `auto` or `block_writes`.
+    #[error(
+        "tenant {tenant}: table {table} forces row-level security, which Citus's logical \
+         replication cannot write into; nothing moved. Use the auto or block_writes shard \
+         transfer mode"
+    )]
+    ForcedRowSecurity {
+        /// The tenant.
+        tenant: TenantId,
+        /// The first such table of the tenant's co-location group.
+        table: String,
+    },
+    /// The `force_logical` transfer mode was asked while a worker commits asynchronously
+    /// (`synchronous_commit = off`): Citus's logical replication ends its catch-up at the WAL
+    /// position written so far (`pg_current_wal_lsn()`), which can be before commits already
+    /// acknowledged, and those writes are lost with the old placement; nothing moved. Use
+    /// `auto` or `block_writes`, or turn synchronous commit on.
+    #[error(
+        "tenant {tenant}: worker {node} runs with synchronous_commit = off, under which a \
+         logical-replication move can lose acknowledged writes; nothing moved. Use the auto or \
+         block_writes shard transfer mode, or synchronous_commit = on"
+    )]
+    AsynchronousCommit {
+        /// The tenant.
+        tenant: TenantId,
+        /// The first such worker (`host:port`).
+        node: String,
     },
     /// The rebalance job ended without finishing.
     #[error("rebalance job {job_id} ended {state}{}", message.as_deref().map(|m| format!(": {m}")).unwrap_or_default())]
@@ -691,7 +725,8 @@ impl CitusPlacement {
         here: &TenantPlacement,
         target: &Node,
     ) -> Result<(), PlacementError> {
-        let mode = self.mode.as_str();
+        let table = self.group_table(tenant, &here.kind).await?;
+        let mode = self.mode_for(tenant, &table).await?;
         match &here.kind {
             PlacementKind::Schema { schema } => {
                 sqlx::query(
@@ -700,7 +735,7 @@ impl CitusPlacement {
                 )
                 .bind(crate::ident::quote_ident(schema))
                 .bind(target.id)
-                .bind(mode)
+                .bind(mode.as_str())
                 .execute(&self.pool)
                 .await
                 .map_err(|e| Self::transfer_error(tenant, "moving the tenant schema", e))?;
@@ -712,7 +747,7 @@ impl CitusPlacement {
                 let shard_id = if *isolated {
                     *shard_id
                 } else {
-                    self.split(tenant).await?
+                    self.split(tenant, mode).await?
                 };
                 sqlx::query(
                     "SELECT citus_move_shard_placement($1, $2, $3, \
@@ -721,7 +756,7 @@ impl CitusPlacement {
                 .bind(shard_id)
                 .bind(here.node.id)
                 .bind(target.id)
-                .bind(mode)
+                .bind(mode.as_str())
                 .execute(&self.pool)
                 .await
                 .map_err(|e| Self::transfer_error(tenant, "moving the tenant's shard", e))?;
@@ -746,8 +781,97 @@ impl CitusPlacement {
         }
     }
 
+    /// The transfer mode for the co-location group of `table` (a table of the tenant):
+    /// `auto` becomes `block_writes` when a table of the group forces row-level security (see
+    /// [`PlacementError::ForcedRowSecurity`]) or a worker commits asynchronously (see
+    /// [`PlacementError::AsynchronousCommit`]); `force_logical` is refused then.
+    async fn mode_for(
+        &self,
+        tenant: TenantId,
+        table: &str,
+    ) -> Result<ShardTransferMode, PlacementError> {
+        if self.mode == ShardTransferMode::BlockWrites {
+            return Ok(self.mode);
+        }
+        let forced: Option<String> = sqlx::query_scalar(
+            "SELECT c.oid::regclass::text FROM pg_dist_partition p \
+             JOIN pg_class c ON c.oid = p.logicalrelid \
+             WHERE p.colocationid = \
+                   (SELECT colocationid FROM pg_dist_partition WHERE logicalrelid = $1::regclass) \
+               AND c.relrowsecurity AND c.relforcerowsecurity \
+             ORDER BY 1 LIMIT 1",
+        )
+        .bind(table)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db(
+            "checking the tenant's tables for row-level security",
+            Some(tenant),
+        ))?;
+        if let Some(table) = forced {
+            if self.mode == ShardTransferMode::ForceLogical {
+                return Err(PlacementError::ForcedRowSecurity { tenant, table });
+            }
+            tracing::info!(
+                %table,
+                "a table forces row-level security: its shards are copied with writes blocked \
+                 (block_writes)"
+            );
+            return Ok(ShardTransferMode::BlockWrites);
+        }
+        if let Some(node) = self.asynchronous_worker().await? {
+            if self.mode == ShardTransferMode::ForceLogical {
+                return Err(PlacementError::AsynchronousCommit { tenant, node });
+            }
+            tracing::warn!(
+                %node,
+                "a worker commits asynchronously (synchronous_commit = off): the shards are \
+                 copied with writes blocked (block_writes), since a logical-replication move \
+                 can lose acknowledged writes there"
+            );
+            return Ok(ShardTransferMode::BlockWrites);
+        }
+        Ok(self.mode)
+    }
+
+    /// The first worker whose `synchronous_commit` is `off` (as its sessions start with it).
+    async fn asynchronous_worker(&self) -> Result<Option<String>, PlacementError> {
+        sqlx::query_scalar(
+            "SELECT nodename || ':' || nodeport FROM run_command_on_workers('SHOW synchronous_commit') \
+             WHERE success AND result = 'off' ORDER BY 1 LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db("reading the workers' synchronous_commit", None))
+    }
+
+    /// A table of the tenant's co-location group, for [`mode_for`](Self::mode_for).
+    async fn group_table(
+        &self,
+        tenant: TenantId,
+        kind: &PlacementKind,
+    ) -> Result<String, PlacementError> {
+        match kind {
+            PlacementKind::Shard { table, .. } => Ok(table.clone()),
+            PlacementKind::Schema { schema } => sqlx::query_scalar(
+                "SELECT p.logicalrelid::regclass::text FROM citus_schemas cs \
+                 JOIN pg_dist_partition p ON p.colocationid = cs.colocation_id \
+                 WHERE cs.schema_name::text = $1 LIMIT 1",
+            )
+            .bind(schema)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db("finding the tenant schema's tables", Some(tenant)))?
+            .ok_or(PlacementError::NotPlaced { tenant }),
+        }
+    }
+
     /// `isolate_tenant_to_new_shard` with CASCADE (the co-located tables too); the new shard.
-    async fn split(&self, tenant: TenantId) -> Result<i64, PlacementError> {
+    async fn split(
+        &self,
+        tenant: TenantId,
+        mode: ShardTransferMode,
+    ) -> Result<i64, PlacementError> {
         let Some(table) = &self.tenant_table else {
             return Err(PlacementError::NotPlaced { tenant });
         };
@@ -757,7 +881,7 @@ impl CitusPlacement {
         )
         .bind(table.quoted())
         .bind(tenant.as_uuid())
-        .bind(self.mode.as_str())
+        .bind(mode.as_str())
         .fetch_one(&self.pool)
         .await
         .map_err(|e| Self::transfer_error(tenant, "isolating the tenant's shard", e))
@@ -780,16 +904,16 @@ impl CitusPlacement {
             let here = self.locate(tenant).await?;
             let PlacementKind::Shard {
                 shard_id, isolated, ..
-            } = here.kind
+            } = &here.kind
             else {
                 return Err(PlacementError::NotRowLevel {
                     tenant,
                     operation: PlacementOperation::Isolate,
                 });
             };
-            if isolated {
+            if *isolated {
                 return Ok(IsolateOutcome::AlreadyIsolated {
-                    shard_id,
+                    shard_id: *shard_id,
                     node: here.node,
                 });
             }
@@ -803,7 +927,11 @@ impl CitusPlacement {
                 },
             )
             .await;
-            let split = self.split(tenant).await.map(|_| ());
+            let table = self.group_table(tenant, &here.kind).await?;
+            let split = match self.mode_for(tenant, &table).await {
+                Ok(mode) => self.split(tenant, mode).await.map(|_| ()),
+                Err(e) => Err(e),
+            };
             // Whatever Citus answered, what counts is whether the tenant has its shard now.
             let result = match (split, self.locate(tenant).await) {
                 (
@@ -862,6 +990,9 @@ impl CitusPlacement {
 
     /// Rebalances the cluster with Citus's background rebalancer (`citus_rebalance_start`, by
     /// shard count), waiting until its job ends and calling `progress` as its moves finish.
+    /// When any distributed table forces row-level security, or a worker commits
+    /// asynchronously, the job copies with writes blocked, whatever the transfer mode (see
+    /// [`PlacementError::ForcedRowSecurity`] and [`PlacementError::AsynchronousCommit`]).
     /// Each tenant schema the plan moves gets `placement_started`, then `placement_completed`
     /// or `placement_failed` (row-level shards move too, but hold tenants by hash range, so
     /// they publish nothing).
@@ -898,10 +1029,32 @@ impl CitusPlacement {
             )
             .await;
         }
+        // As for one tenant: logical replication cannot write into tables that force row-level
+        // security, so with any of them the rebalancer copies with writes blocked.
+        let forced: Option<String> = sqlx::query_scalar(
+            "SELECT c.oid::regclass::text FROM pg_dist_partition p \
+             JOIN pg_class c ON c.oid = p.logicalrelid \
+             WHERE c.relrowsecurity AND c.relforcerowsecurity ORDER BY 1 LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db("checking the tables for row-level security", None))?;
+        let asynchronous = self.asynchronous_worker().await?;
+        let mode = match forced.or(asynchronous) {
+            Some(table) => {
+                tracing::info!(
+                    reason = %table,
+                    "a table forcing row-level security, or a worker committing asynchronously: \
+                     the rebalancer copies shards with writes blocked (block_writes)"
+                );
+                ShardTransferMode::BlockWrites
+            }
+            None => self.mode,
+        };
         let job_id: Option<i64> = sqlx::query_scalar(
             "SELECT citus_rebalance_start(shard_transfer_mode => $1::citus.shard_transfer_mode)",
         )
-        .bind(self.mode.as_str())
+        .bind(mode.as_str())
         .fetch_one(&self.pool)
         .await
         .map_err(db("starting the rebalance", None))?;
@@ -958,7 +1111,12 @@ impl CitusPlacement {
             }
         }
         let moves = outcome?;
-        tracing::info!(?job_id, moves, tenants = tenants.len(), "rebalance finished");
+        tracing::info!(
+            ?job_id,
+            moves,
+            tenants = tenants.len(),
+            "rebalance finished"
+        );
         Ok(RebalanceReport {
             job_id,
             moves,
@@ -1064,9 +1222,19 @@ mod tests {
         assert_eq!("7".parse::<NodeName>().unwrap(), NodeName::Id(7));
         let name: NodeName = "db-2.internal:6432".parse().unwrap();
         assert_eq!(name.to_string(), "db-2.internal:6432");
-        for bad in ["", ":5432", "host:", "host:99999", "two words:5432", "worker"] {
+        for bad in [
+            "",
+            ":5432",
+            "host:",
+            "host:99999",
+            "two words:5432",
+            "worker",
+        ] {
             let err = bad.parse::<NodeName>().unwrap_err();
-            assert!(matches!(err, PlacementError::InvalidNode(_)), "{bad}: {err}");
+            assert!(
+                matches!(err, PlacementError::InvalidNode(_)),
+                "{bad}: {err}"
+            );
         }
     }
 
@@ -1077,7 +1245,10 @@ mod tests {
             known: "2 a:1".into(),
         }
         .into();
-        assert!(matches!(err, tenancy_core::TenantError::InvalidInput { .. }));
+        assert!(matches!(
+            err,
+            tenancy_core::TenantError::InvalidInput { .. }
+        ));
         let err: tenancy_core::TenantError = PlacementError::NotCitus.into();
         assert!(matches!(err, tenancy_core::TenantError::Isolation { .. }));
     }
