@@ -69,8 +69,14 @@ where
         }
     };
     let demo = matches!(cli.command, Command::Demo(_));
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(if demo { "info,sqlx=warn" } else { "warn" }));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new(if demo {
+            "info,sqlx=warn"
+        } else {
+            // A placement move is a slow statement by nature: not worth a warning.
+            "warn,sqlx::query=error"
+        })
+    });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(|| output::Lossy(std::io::stderr()))

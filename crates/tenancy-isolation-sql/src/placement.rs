@@ -123,12 +123,14 @@ pub enum PlacementError {
 }
 
 impl From<PlacementError> for tenancy_core::TenantError {
-    /// Naming a node that does not exist is bad input; everything else is an isolation failure.
+    /// Naming a node that does not exist, or a tenant schema to isolate, is bad input;
+    /// everything else is an isolation failure.
     fn from(error: PlacementError) -> Self {
         match error {
             PlacementError::UnknownNode { .. } | PlacementError::InvalidNode(_) => {
                 Self::invalid("node", error.to_string())
             }
+            PlacementError::NotRowLevel { .. } => Self::invalid("tenant", error.to_string()),
             other => Self::isolation(other.to_string(), other),
         }
     }
@@ -1183,6 +1185,7 @@ impl CitusPlacement {
                     read_count_in_this_period::bigint, read_count_in_last_period::bigint, \
                     cpu_usage_in_this_period, cpu_usage_in_last_period \
              FROM citus_stat_tenants \
+             WHERE tenant_attribute IS NOT NULL \
              ORDER BY query_count_in_this_period + query_count_in_last_period DESC, \
                       tenant_attribute",
         )
