@@ -8,7 +8,8 @@
 //!
 //! Feature `sql` adds everything that talks to PostgreSQL (sqlx): [`TenantDatabase`] (tenant-scoped
 //! transactions), [`SchemaStrategy`], [`RlsAudit`], [`DatabaseRouter`], [`PgDatabaseProvisioner`],
-//! [`PgIsolationStore`] and [`TenantMigrator`].
+//! [`PgIsolationStore`], [`TenantMigrator`] and, on a Citus coordinator, [`CitusPlacement`]
+//! (where tenants live, moving them between nodes, per-tenant statistics).
 //!
 //! Every isolation setting is transaction-local: a [`TenantDatabase`] transaction sets
 //! `app.tenant_id` (row level) with `SET LOCAL`, or the `search_path` to
