@@ -99,6 +99,17 @@ pub enum PlacementError {
         /// The first such worker (`host:port`).
         node: String,
     },
+    /// Another shard move, split or co-located table creation held the lock the operation
+    /// needs, through every retry; nothing moved. Run it again later.
+    #[error(
+        "tenant {tenant}: {message}; nothing moved, run it again when the other operation ended"
+    )]
+    Busy {
+        /// The tenant.
+        tenant: TenantId,
+        /// Citus's message.
+        message: String,
+    },
     /// The rebalance job ended without finishing.
     #[error("rebalance job {job_id} ended {state}{}", message.as_deref().map(|m| format!(": {m}")).unwrap_or_default())]
     Rebalance {
@@ -134,6 +145,15 @@ impl From<PlacementError> for tenancy_core::TenantError {
             other => Self::isolation(other.to_string(), other),
         }
     }
+}
+
+/// How many times an operation runs again while Citus reports its lock taken.
+const BUSY_RETRIES: u32 = 20;
+
+/// Citus's answer when a concurrent shard move, split or co-located table creation holds the
+/// lock an operation needs (it does not wait).
+fn is_busy(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.message().starts_with("could not acquire the lock required to"))
 }
 
 fn db(what: &'static str, tenant: Option<TenantId>) -> impl FnOnce(sqlx::Error) -> PlacementError {
@@ -731,16 +751,18 @@ impl CitusPlacement {
         let mode = self.mode_for(tenant, &table).await?;
         match &here.kind {
             PlacementKind::Schema { schema } => {
-                sqlx::query(
-                    "SELECT citus_schema_move($1::regnamespace, $2, \
-                     $3::citus.shard_transfer_mode)",
-                )
-                .bind(crate::ident::quote_ident(schema))
-                .bind(target.id)
-                .bind(mode.as_str())
-                .execute(&self.pool)
-                .await
-                .map_err(|e| Self::transfer_error(tenant, "moving the tenant schema", e))?;
+                let schema = crate::ident::quote_ident(schema);
+                self.citus_op(tenant, "moving the tenant schema", || {
+                    sqlx::query(
+                        "SELECT citus_schema_move($1::regnamespace, $2, \
+                         $3::citus.shard_transfer_mode)",
+                    )
+                    .bind(&schema)
+                    .bind(target.id)
+                    .bind(mode.as_str())
+                    .execute(&self.pool)
+                })
+                .await?;
             }
             PlacementKind::Shard {
                 isolated, shard_id, ..
@@ -751,30 +773,64 @@ impl CitusPlacement {
                 } else {
                     self.split(tenant, mode).await?
                 };
-                sqlx::query(
-                    "SELECT citus_move_shard_placement($1, $2, $3, \
-                     $4::citus.shard_transfer_mode)",
-                )
-                .bind(shard_id)
-                .bind(here.node.id)
-                .bind(target.id)
-                .bind(mode.as_str())
-                .execute(&self.pool)
-                .await
-                .map_err(|e| Self::transfer_error(tenant, "moving the tenant's shard", e))?;
+                self.citus_op(tenant, "moving the tenant's shard", || {
+                    sqlx::query(
+                        "SELECT citus_move_shard_placement($1, $2, $3, \
+                         $4::citus.shard_transfer_mode)",
+                    )
+                    .bind(shard_id)
+                    .bind(here.node.id)
+                    .bind(target.id)
+                    .bind(mode.as_str())
+                    .execute(&self.pool)
+                })
+                .await?;
             }
         }
         Ok(())
     }
 
+    /// Runs one Citus operation, again (up to [`BUSY_RETRIES`] times, `poll` apart) while Citus
+    /// answers that a concurrent move or table creation holds the lock it needs: Citus does
+    /// not wait for that lock, it fails at once and asks to run the operation again.
+    async fn citus_op<T, F, Fut>(
+        &self,
+        tenant: TenantId,
+        what: &'static str,
+        op: F,
+    ) -> Result<T, PlacementError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, sqlx::Error>>,
+    {
+        let mut attempt = 0;
+        loop {
+            match op().await {
+                Ok(value) => return Ok(value),
+                Err(e) if is_busy(&e) && attempt < BUSY_RETRIES => {
+                    attempt += 1;
+                    tracing::info!(attempt, error = %e, "{what}: Citus is busy; trying again");
+                    tokio::time::sleep(self.poll).await;
+                }
+                Err(e) => return Err(Self::transfer_error(tenant, what, e)),
+            }
+        }
+    }
+
     fn transfer_error(tenant: TenantId, what: &'static str, e: sqlx::Error) -> PlacementError {
-        if let sqlx::Error::Database(d) = &e
-            && d.message().contains("REPLICA IDENTITY")
-        {
-            return PlacementError::NoReplicaIdentity {
-                tenant,
-                message: d.message().to_owned(),
-            };
+        if let sqlx::Error::Database(d) = &e {
+            if d.message().contains("REPLICA IDENTITY") {
+                return PlacementError::NoReplicaIdentity {
+                    tenant,
+                    message: d.message().to_owned(),
+                };
+            }
+            if is_busy(&e) {
+                return PlacementError::Busy {
+                    tenant,
+                    message: d.message().to_owned(),
+                };
+            }
         }
         PlacementError::Database {
             what,
@@ -877,16 +933,18 @@ impl CitusPlacement {
         let Some(table) = &self.tenant_table else {
             return Err(PlacementError::NotPlaced { tenant });
         };
-        sqlx::query_scalar(
-            "SELECT isolate_tenant_to_new_shard($1::regclass, $2::uuid, 'CASCADE', \
-             $3::citus.shard_transfer_mode)",
-        )
-        .bind(table.quoted())
-        .bind(tenant.as_uuid())
-        .bind(mode.as_str())
-        .fetch_one(&self.pool)
+        let table = table.quoted();
+        self.citus_op(tenant, "isolating the tenant's shard", || {
+            sqlx::query_scalar(
+                "SELECT isolate_tenant_to_new_shard($1::regclass, $2::uuid, 'CASCADE', \
+                 $3::citus.shard_transfer_mode)",
+            )
+            .bind(&table)
+            .bind(tenant.as_uuid())
+            .bind(mode.as_str())
+            .fetch_one(&self.pool)
+        })
         .await
-        .map_err(|e| Self::transfer_error(tenant, "isolating the tenant's shard", e))
     }
 
     /// Gives a row-level tenant a shard of its own (of the tenant table and every co-located

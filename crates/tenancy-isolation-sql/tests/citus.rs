@@ -976,6 +976,7 @@ async fn rebalance_spreads_tenant_schemas_piled_on_one_worker() {
     assert_eq!(nodes.len(), 2, "{nodes:?}");
     // Balance first, so that only the pile below is to spread.
     placement.rebalance(|_| {}).await.unwrap();
+    let balanced = spread(&placement, &nodes).await;
     let pile: Vec<TenantId> = (0..8).map(|_| TenantId::new()).collect();
     for tenant in &pile {
         strategy.provision(*tenant).await.unwrap();
@@ -986,7 +987,7 @@ async fn rebalance_spreads_tenant_schemas_piled_on_one_worker() {
     }
     while events.try_recv().is_ok() {}
     let before = spread(&placement, &nodes).await;
-    assert!(before >= 8, "the pile is on the first worker: {before}");
+    assert_eq!(before, balanced + 8, "the pile is on the first worker");
 
     let mut seen = Vec::new();
     let report = placement.rebalance(|p| seen.push(p)).await.unwrap();
@@ -1032,4 +1033,91 @@ async fn rebalance_spreads_tenant_schemas_piled_on_one_worker() {
     for tenant in pile {
         strategy.deprovision(tenant).await.unwrap();
     }
+}
+
+/// Sets `synchronous_commit` on every worker and waits until the coordinator's connections to
+/// them report it.
+async fn workers_synchronous_commit(admin: &PgPool, value: &str) {
+    let ports: Vec<i32> =
+        sqlx::query_scalar("SELECT nodeport FROM pg_dist_node WHERE groupid <> 0 ORDER BY 1")
+            .fetch_all(admin)
+            .await
+            .unwrap();
+    let options = PgConnectOptions::from_str(&citus_url()).unwrap();
+    for port in ports {
+        let worker = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone().port(u16::try_from(port).unwrap()))
+            .await
+            .unwrap();
+        let set = format!("ALTER SYSTEM SET synchronous_commit = {value}");
+        exec(&worker, &[set, "SELECT pg_reload_conf()".to_owned()]).await;
+        worker.close().await;
+    }
+    for _ in 0..200 {
+        let values: Vec<String> = sqlx::query_scalar(
+            "SELECT result FROM run_command_on_workers('SHOW synchronous_commit')",
+        )
+        .fetch_all(admin)
+        .await
+        .unwrap();
+        if values.iter().all(|v| v == value) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the workers' synchronous_commit did not become {value}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn asynchronous_commit_on_a_worker_makes_moves_block_writes() {
+    // Changes the workers' configuration: no other test runs meanwhile.
+    let _cluster = alone().await;
+    let (admin, _app) = pools(1).await;
+    let strategy = distributed_schemas(&admin);
+    let tenant = TenantId::new();
+    strategy.provision(tenant).await.unwrap();
+    let placement = CitusPlacement::new(admin.clone());
+    let from = placement.locate(tenant).await.unwrap().node;
+    let to = placement
+        .nodes()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|n| *n != from)
+        .unwrap();
+
+    let before: String = sqlx::query_scalar(
+        "SELECT result FROM run_command_on_workers('SHOW synchronous_commit') LIMIT 1",
+    )
+    .fetch_one(&admin)
+    .await
+    .unwrap();
+    assert_eq!(before, "on", "the fixture's workers commit synchronously");
+    workers_synchronous_commit(&admin, "off").await;
+    let forced = placement
+        .clone()
+        .transfer_mode(ShardTransferMode::ForceLogical)
+        .move_tenant(tenant, &NodeName::Id(to.id))
+        .await;
+    let stayed = placement.locate(tenant).await.map(|p| p.node);
+    // `auto` moves it, with writes blocked.
+    let auto = placement.move_tenant(tenant, &NodeName::Id(to.id)).await;
+    workers_synchronous_commit(&admin, "on").await;
+
+    let err = forced.unwrap_err();
+    assert!(
+        matches!(&err, PlacementError::AsynchronousCommit { .. }),
+        "{err}"
+    );
+    assert_eq!(stayed.unwrap(), from, "nothing moved");
+    assert_eq!(
+        auto.unwrap(),
+        MoveOutcome::Moved {
+            from,
+            to: to.clone()
+        }
+    );
+    assert_eq!(placement.locate(tenant).await.unwrap().node, to);
+    strategy.deprovision(tenant).await.unwrap();
 }
