@@ -275,7 +275,8 @@ fn node_conf(port: u16, data: &Path, hba: &Path) -> String {
          unix_socket_directories = '{data}'\n\
          hba_file = '{hba}'\n\
          fsync = off\n\
-         synchronous_commit = off\n\
+         # synchronous_commit stays on: Citus's non-blocking moves end their catch-up at\n\
+         # pg_current_wal_lsn(), and with it off acknowledged writes can be lost in a move.\n\
          full_page_writes = off\n\
          shared_buffers = 64MB\n\
          max_connections = 300\n\
@@ -286,10 +287,36 @@ fn node_conf(port: u16, data: &Path, hba: &Path) -> String {
          wal_level = logical\n\
          max_replication_slots = 16\n\
          max_wal_senders = 16\n\
-         max_worker_processes = 32\n",
+         max_worker_processes = 32\n\
+         # Per-tenant statistics (`citus_stat_tenants`) for every tenant, not only sampled ones.\n\
+         citus.stat_tenants_track = 'all'\n",
         data = data.display(),
         hba = hba.display(),
     )
+}
+
+/// The setting that lets Citus's shard moves and splits decode WAL, on servers that have it.
+///
+/// PostgreSQL 15.20 (and the other branches' releases of the same day) added
+/// `output_plugin_libraries`, the logical decoding output plugins a replication connection may
+/// name (`pgoutput, test_decoding` by default). Citus's non-blocking shard splits
+/// (`isolate_tenant_to_new_shard`) create their replication slots with its own plugin, `citus`,
+/// which such a server refuses ("library \"citus\" may not be used as an output plugin"). Older
+/// servers do not know the setting and would refuse to start with it, so it is written only when
+/// `postgres --describe-config` lists it.
+fn output_plugin_conf(bin: &Path) -> Result<&'static str> {
+    let known = output(
+        "postgres --describe-config",
+        Command::new(bin.join("postgres")).arg("--describe-config"),
+    )?
+    .lines()
+    .any(|line| line.starts_with("output_plugin_libraries\t"));
+    Ok(if known {
+        "# Citus's shard splits decode WAL with its own output plugin, `citus`.\n\
+         output_plugin_libraries = 'pgoutput, test_decoding, citus'\n"
+    } else {
+        ""
+    })
 }
 
 fn start_node(bin: &Path, data: &Path) -> Result<Node> {
@@ -326,11 +353,15 @@ fn start_node(bin: &Path, data: &Path) -> Result<Node> {
         0o600,
     )?;
     let port = free_port()?;
+    let plugins = output_plugin_conf(bin)?;
     let conf = data.join("postgresql.conf");
     fs::OpenOptions::new()
         .append(true)
         .open(&conf)
-        .and_then(|mut f| f.write_all(node_conf(port, data, &hba).as_bytes()))
+        .and_then(|mut f| {
+            f.write_all(node_conf(port, data, &hba).as_bytes())?;
+            f.write_all(plugins.as_bytes())
+        })
         .map_err(|e| format!("writing {}: {e}", conf.display()))?;
     let node = Node {
         data: data.to_path_buf(),

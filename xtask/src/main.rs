@@ -452,12 +452,15 @@ fn bench(extra: &[&str]) -> Result {
     callgrind::require_valgrind()?;
     {
         let cluster = pg::Cluster::start()?;
+        // The Citus benchmarks compare with the PostgreSQL server in the same run.
+        let citus = citus::Cluster::start()?;
         let mut cmd = cargo();
         cmd.args(["bench", "--workspace", "--all-features", "--locked"]);
         if !extra.is_empty() {
             cmd.arg("--").args(extra);
         }
         cluster.export(&mut cmd);
+        citus.export(&mut cmd);
         run("benchmarks", &mut cmd)?;
     }
     callgrind::instructions(&[])

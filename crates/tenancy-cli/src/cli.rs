@@ -91,6 +91,69 @@ pub(crate) enum Command {
     /// cap are counted together as `other`; requests naming no (existing) tenant are summed by
     /// outcome below the table.
     Top(TopArgs),
+    /// Where tenants live on a Citus cluster, and moving them (needs `isolation.citus.enabled`
+    /// in --config, and --database on the coordinator).
+    ///
+    /// A tenant schema is found as a Citus distributed schema; a row-level tenant through the
+    /// shard of `isolation.citus.tenant_table` holding its id.
+    #[command(subcommand)]
+    Placement(PlacementCommand),
+    /// Per-tenant activity on a Citus cluster, from `citus_stat_tenants`, the busiest first.
+    ///
+    /// Columns: queries and read queries in Citus's current period (`citus.stat_tenants_period`,
+    /// 60 s by default) and the period before, CPU seconds in both, and the node that served
+    /// them. Citus tracks tenants only with `citus.stat_tenants_track = 'all'` on every node.
+    Stats(StatsArgs),
+}
+
+/// `tenancy placement ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum PlacementCommand {
+    /// The cluster's nodes and where each tenant (or one) lives.
+    Show {
+        /// Tenant id or slug [default: every tenant of the store, up to --limit]
+        tenant: Option<TenantArg>,
+        /// How many tenants to show at most, without a tenant (1 to 100000).
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        limit: u32,
+    },
+    /// Move a tenant to another node while it is served (a row-level tenant gets a shard of
+    /// its own first). Moving a tenant to the node it is on does nothing.
+    Move {
+        /// Tenant id or slug.
+        tenant: TenantArg,
+        /// The node: its Citus node id, or `host:port` as registered (see `placement show`).
+        #[arg(long)]
+        to: NodeArg,
+    },
+    /// Give a row-level tenant a shard of its own, on the node it is on (does nothing when it
+    /// has one).
+    Isolate {
+        /// Tenant id or slug.
+        tenant: TenantArg,
+    },
+    /// Even out the shards over the nodes with Citus's rebalancer; waits until it ends.
+    Rebalance,
+}
+
+/// A node named on the command line (parsed before anything is opened).
+#[derive(Debug, Clone)]
+pub(crate) struct NodeArg(pub(crate) tenancy::isolation::NodeName);
+
+impl std::str::FromStr for NodeArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse().map(Self).map_err(|e| e.to_string())
+    }
+}
+
+/// Options of `tenancy stats`.
+#[derive(Debug, Args)]
+pub(crate) struct StatsArgs {
+    /// How many tenants to show.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub(crate) limit: u32,
 }
 
 /// Options of `tenancy top`.

@@ -29,12 +29,16 @@ pub(crate) struct Output {
 }
 
 impl Output {
-    fn print(self, text: &str) {
+    pub(crate) fn print(self, text: &str) {
         output::out(text);
     }
 
     /// Prints `value` as JSON, or `human` as text.
-    fn emit(self, value: &Value, human: impl FnOnce() -> String) -> Result<(), CliError> {
+    pub(crate) fn emit(
+        self,
+        value: &Value,
+        human: impl FnOnce() -> String,
+    ) -> Result<(), CliError> {
         let text = if self.json {
             output::json(value)?
         } else {
@@ -63,7 +67,7 @@ pub(crate) struct Target<'a> {
 }
 
 /// Runs `body` on a stack built for `target`, then shuts the stack down.
-async fn with_stack<T>(
+pub(crate) async fn with_stack<T>(
     target: Target<'_>,
     body: impl AsyncFnOnce(&Tenancy) -> Result<T, CliError>,
 ) -> Result<T, CliError> {
@@ -76,7 +80,10 @@ async fn with_stack<T>(
     Ok(value)
 }
 
-async fn find(lifecycle: &TenantLifecycle, tenant: TenantArg) -> Result<TenantInfo, CliError> {
+pub(crate) async fn find(
+    lifecycle: &TenantLifecycle,
+    tenant: TenantArg,
+) -> Result<TenantInfo, CliError> {
     Ok(lifecycle
         .find(&tenant.0)
         .await?

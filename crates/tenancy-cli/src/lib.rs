@@ -8,6 +8,8 @@
 //!   get|set|unset|effective`: administration against `--database` (tables, or `--json`).
 //! - `tenancy schemas migrate|status`, `tenancy audit`: PostgreSQL tenant schemas and row-level
 //!   security.
+//! - `tenancy placement show|move|isolate|rebalance`, `tenancy stats`: tenants on a Citus
+//!   cluster.
 //!
 //! The demo's admin API, under `/admin`, needs `Authorization: Bearer <admin token>`:
 //! `GET|POST /admin/tenants` (create from `{"slug", "name", "plan"?}`: 201 with the tenant),
@@ -30,6 +32,7 @@ pub mod demo;
 mod error;
 mod exporter;
 mod output;
+mod placement;
 pub mod serve;
 mod stack;
 mod top;
@@ -64,8 +67,14 @@ where
         }
     };
     let demo = matches!(cli.command, Command::Demo(_));
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(if demo { "info,sqlx=warn" } else { "warn" }));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new(if demo {
+            "info,sqlx=warn"
+        } else {
+            // A placement move is a slow statement by nature: not worth a warning.
+            "warn,sqlx::query=error"
+        })
+    });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(|| output::Lossy(std::io::stderr()))
@@ -117,6 +126,8 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Config(command) => commands::config(command, target, out).await,
         Command::Schemas(command) => commands::schemas(command, target, out).await,
         Command::Audit(args) => commands::audit(args, target, out).await,
+        Command::Placement(command) => placement::placement(command, target, out).await,
+        Command::Stats(args) => placement::stats(&args, target, out).await,
         Command::Top(args) => {
             top::run(
                 &args.url,

@@ -71,6 +71,68 @@ pub enum TenantEventKind {
         /// The value after (`None`: the override was removed).
         new: Option<Value>,
     },
+    /// A change of where the tenant's data lives (a move to another node, a shard of its own)
+    /// started.
+    PlacementStarted {
+        /// What changes.
+        operation: PlacementOperation,
+        /// The node the tenant's data is on (`host:port`), when known.
+        from: Option<String>,
+        /// The node it goes to (`host:port`), when known.
+        to: Option<String>,
+    },
+    /// A change of the tenant's placement completed: its data is where `to` says.
+    PlacementCompleted {
+        /// What changed.
+        operation: PlacementOperation,
+        /// The node the tenant's data was on, when known.
+        from: Option<String>,
+        /// The node it is on now, when known.
+        to: Option<String>,
+    },
+    /// A change of the tenant's placement failed; the tenant is served from where it was, and
+    /// the operation can be run again.
+    PlacementFailed {
+        /// What was to change.
+        operation: PlacementOperation,
+        /// The node the tenant's data is on, when known.
+        from: Option<String>,
+        /// The node it was to go to, when known.
+        to: Option<String>,
+        /// Why it failed.
+        error: String,
+    },
+}
+
+/// Which change of a tenant's placement a placement event is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum PlacementOperation {
+    /// The tenant's data is moved to another node.
+    Move,
+    /// The tenant gets a shard of its own (row level), on the node it is on.
+    Isolate,
+    /// The cluster's rebalancer moves the tenant's data to another node.
+    Rebalance,
+}
+
+impl PlacementOperation {
+    /// The operation's name in snake case.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Move => "move",
+            Self::Isolate => "isolate",
+            Self::Rebalance => "rebalance",
+        }
+    }
+}
+
+impl fmt::Display for PlacementOperation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl TenantEventKind {
@@ -88,6 +150,9 @@ impl TenantEventKind {
             Self::DomainRemoved { .. } => "domain_removed",
             Self::PrimaryDomainChanged { .. } => "primary_domain_changed",
             Self::ConfigChanged { .. } => "config_changed",
+            Self::PlacementStarted { .. } => "placement_started",
+            Self::PlacementCompleted { .. } => "placement_completed",
+            Self::PlacementFailed { .. } => "placement_failed",
         }
     }
 }
@@ -235,5 +300,26 @@ mod tests {
         assert_eq!(value["new"], "dark");
         assert_eq!(serde_json::from_value::<TenantEvent>(value).unwrap(), event);
         assert_eq!(event.kind.name(), "config_changed");
+    }
+
+    #[test]
+    fn placement_events_serialize_with_their_operation() {
+        let id = TenantId::new();
+        let event = TenantEvent::now(
+            id,
+            TenantEventKind::PlacementFailed {
+                operation: PlacementOperation::Move,
+                from: Some("10.0.0.1:5432".into()),
+                to: Some("10.0.0.2:5432".into()),
+                error: "node down".into(),
+            },
+        );
+        let value = serde_json::to_value(&event).unwrap();
+        assert_eq!(value["type"], "placement_failed");
+        assert_eq!(value["operation"], "move");
+        assert_eq!(value["to"], "10.0.0.2:5432");
+        assert_eq!(serde_json::from_value::<TenantEvent>(value).unwrap(), event);
+        assert_eq!(event.kind.name(), "placement_failed");
+        assert_eq!(PlacementOperation::Isolate.to_string(), "isolate");
     }
 }

@@ -55,7 +55,10 @@ pub use domain::{
     sort_domains,
 };
 pub use error::{BoxError, TenantError};
-pub use events::{BroadcastPublisher, EventPublisher, NoopPublisher, TenantEvent, TenantEventKind};
+pub use events::{
+    BroadcastPublisher, EventPublisher, NoopPublisher, PlacementOperation, TenantEvent,
+    TenantEventKind,
+};
 pub use id::{IdError, SLUG_MAX_LEN, Slug, TenantId, TenantRef};
 pub use isolation::{IsolationPlan, IsolationStep, IsolationStrategy};
 pub use labels::{DEFAULT_LABELLED_TENANTS, OTHER, TenantLabels};

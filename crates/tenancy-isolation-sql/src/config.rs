@@ -76,6 +76,83 @@ pub struct IsolationConfig {
     pub pool_cache_capacity: u64,
     /// Database per tenant: the connection limit of each tenant pool (5).
     pub pool_max_connections: u32,
+    /// Running on a Citus coordinator (the `citus` section: off by default).
+    pub citus: CitusConfig,
+}
+
+/// How Citus copies a tenant's shards to another node (`citus.shard_transfer_mode`).
+///
+/// Citus's non-blocking transfers use logical replication, which can carry the `UPDATE` and
+/// `DELETE` of a table only when it has a primary key (or another replica identity).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShardTransferMode {
+    /// Writes go on during the transfer (logical replication); Citus refuses the transfer when a
+    /// table of the tenant has no replica identity (the default).
+    #[default]
+    Auto,
+    /// Writes go on during the transfer, also for tables without a replica identity, whose
+    /// `UPDATE` and `DELETE` then fail while the transfer runs.
+    ForceLogical,
+    /// Writes to the tenant wait while its shards are copied; reads go on.
+    BlockWrites,
+}
+
+impl ShardTransferMode {
+    /// The value of Citus's `citus.shard_transfer_mode` type.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::ForceLogical => "force_logical",
+            Self::BlockWrites => "block_writes",
+        }
+    }
+}
+
+impl std::str::FromStr for ShardTransferMode {
+    type Err = TenantError;
+
+    /// Parses `auto`, `force_logical` or `block_writes`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "force_logical" => Ok(Self::ForceLogical),
+            "block_writes" => Ok(Self::BlockWrites),
+            other => Err(TenantError::invalid(
+                "shard_transfer_mode",
+                format!("{other:?}: expected auto, force_logical or block_writes"),
+            )),
+        }
+    }
+}
+
+/// Running on a Citus coordinator (the `isolation.citus` section).
+///
+/// ```
+/// use tenancy_isolation_sql::{IsolationConfig, ShardTransferMode};
+///
+/// let config: IsolationConfig = serde_json::from_str(
+///     r#"{"citus": {"enabled": true, "tenant_table": "items", "shard_transfer_mode": "block_writes"}}"#,
+/// ).unwrap();
+/// assert!(config.citus.enabled);
+/// assert_eq!(config.citus.shard_transfer_mode, ShardTransferMode::BlockWrites);
+/// config.validate().unwrap();
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CitusConfig {
+    /// The database is a Citus coordinator (false): row-level transactions send the tenant
+    /// setting so that the workers' policies see it (`TenantDatabase::on_citus`), tenant schemas
+    /// are provisioned as distributed schemas (`SchemaStrategy::distributed_on_citus`), and the
+    /// stack offers placement operations.
+    pub enabled: bool,
+    /// Row level: a distributed table of the tenants' co-location group (`items`, or
+    /// `schema.items`), through which a tenant's shard is found, isolated and moved (none: only
+    /// tenant schemas are placed).
+    pub tenant_table: Option<String>,
+    /// How tenants' shards are copied when they move (`auto`).
+    pub shard_transfer_mode: ShardTransferMode,
 }
 
 /// Shows the server URLs without their passwords.
@@ -97,6 +174,7 @@ impl std::fmt::Debug for IsolationConfig {
             .field("tls", &self.tls)
             .field("pool_cache_capacity", &self.pool_cache_capacity)
             .field("pool_max_connections", &self.pool_max_connections)
+            .field("citus", &self.citus)
             .finish()
     }
 }
@@ -114,6 +192,7 @@ impl Default for IsolationConfig {
             tls: TlsConfig::default(),
             pool_cache_capacity: 100,
             pool_max_connections: 5,
+            citus: CitusConfig::default(),
         }
     }
 }
@@ -144,6 +223,9 @@ impl IsolationConfig {
             crate::database::validate_server_key(key).map_err(|e| config("servers", e))?;
         }
         self.tls.validate("isolation.tls")?;
+        if let Some(table) = &self.citus.tenant_table {
+            crate::ident::TableName::parse(table).map_err(|e| config("citus.tenant_table", e))?;
+        }
         Ok(())
     }
 }
@@ -197,5 +279,30 @@ mod tests {
             ..IsolationConfig::default()
         };
         assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn citus_section_is_off_by_default_and_checked() {
+        assert_eq!(IsolationConfig::default().citus, CitusConfig::default());
+        assert!(!CitusConfig::default().enabled);
+        assert!(
+            serde_json::from_str::<IsolationConfig>(r#"{"citus":{"shard_transfer_mode":"fast"}}"#)
+                .is_err()
+        );
+        assert!(serde_json::from_str::<IsolationConfig>(r#"{"citus":{"enable":true}}"#).is_err());
+        let config: IsolationConfig =
+            serde_json::from_str(r#"{"citus":{"enabled":true,"tenant_table":"Items; --"}}"#)
+                .unwrap();
+        let err = config.validate().unwrap_err();
+        assert!(
+            matches!(&err, TenantError::Configuration(m) if m.contains("citus.tenant_table")),
+            "{err}"
+        );
+        assert_eq!(
+            "force_logical".parse::<ShardTransferMode>().unwrap(),
+            ShardTransferMode::ForceLogical
+        );
+        assert!("fast".parse::<ShardTransferMode>().is_err());
+        assert_eq!(ShardTransferMode::BlockWrites.as_str(), "block_writes");
     }
 }

@@ -8,7 +8,8 @@
 //!
 //! Feature `sql` adds everything that talks to PostgreSQL (sqlx): [`TenantDatabase`] (tenant-scoped
 //! transactions), [`SchemaStrategy`], [`RlsAudit`], [`DatabaseRouter`], [`PgDatabaseProvisioner`],
-//! [`PgIsolationStore`] and [`TenantMigrator`].
+//! [`PgIsolationStore`], [`TenantMigrator`] and, on a Citus coordinator, [`CitusPlacement`]
+//! (where tenants live, moving them between nodes, per-tenant statistics).
 //!
 //! Every isolation setting is transaction-local: a [`TenantDatabase`] transaction sets
 //! `app.tenant_id` (row level) with `SET LOCAL`, or the `search_path` to
@@ -47,6 +48,8 @@ mod migrate;
 #[cfg(feature = "migration-audit")]
 mod migration_audit;
 #[cfg(feature = "sql")]
+mod placement;
+#[cfg(feature = "sql")]
 mod router;
 #[cfg(feature = "sql")]
 mod schema;
@@ -55,7 +58,7 @@ mod store;
 #[cfg(feature = "sql")]
 mod tx;
 
-pub use config::{DeprovisionPolicy, IsolationConfig};
+pub use config::{CitusConfig, DeprovisionPolicy, IsolationConfig, ShardTransferMode};
 pub use database::{
     DatabaseProvisioner, DatabaseStrategy, Placement, PlacementStore, validate_server_key,
 };
@@ -79,6 +82,11 @@ pub use migrate::{
 #[cfg(feature = "migration-audit")]
 pub use migration_audit::{
     MigrationAudit, MigrationAuditError, MigrationAuditReport, MigrationFile, MigrationFinding,
+};
+#[cfg(feature = "sql")]
+pub use placement::{
+    CitusPlacement, IsolateOutcome, MoveOutcome, Node, NodeName, PlacementError, PlacementKind,
+    RebalanceProgress, RebalanceReport, RebalancedTenant, TenantPlacement, TenantStats,
 };
 #[cfg(feature = "sql")]
 pub use router::{DatabaseRouter, PgDatabaseProvisioner};

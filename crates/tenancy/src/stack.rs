@@ -300,6 +300,8 @@ struct Parts {
     isolation: Arc<IsolationRegistry>,
     #[cfg(feature = "sql")]
     database: Option<tenancy_isolation_sql::TenantDatabase>,
+    #[cfg(feature = "sql")]
+    placement: Option<tenancy_isolation_sql::CitusPlacement>,
     #[cfg(feature = "limits")]
     limits: tenancy_limits::TenantLimits,
 }
@@ -366,6 +368,17 @@ impl Parts {
         })?;
         #[cfg(feature = "sql")]
         let database = tenant_database(config, store, Arc::clone(&strategy))?;
+        #[cfg(feature = "sql")]
+        let placement = match store.postgres() {
+            Some(pg) if config.isolation.citus.enabled => Some(
+                tenancy_isolation_sql::CitusPlacement::from_config(
+                    pg.pool().clone(),
+                    &config.isolation.citus,
+                )?
+                .with_publisher(Arc::clone(&events) as _),
+            ),
+            _ => None,
+        };
         #[cfg(all(feature = "sql", feature = "limits"))]
         let database = database.map(|db| {
             db.with_budgets(
@@ -388,6 +401,8 @@ impl Parts {
             isolation: Arc::new(isolation),
             #[cfg(feature = "sql")]
             database,
+            #[cfg(feature = "sql")]
+            placement,
             #[cfg(feature = "limits")]
             limits,
         })
@@ -429,7 +444,8 @@ fn tenant_database(
         return Ok(None);
     };
     let mut db = tenancy_isolation_sql::TenantDatabase::new(pg.pool().clone(), strategy)
-        .with_context_bridge(config.integration.sql_context_bridge);
+        .with_context_bridge(config.integration.sql_context_bridge)
+        .on_citus(config.isolation.citus.enabled);
     if !config.isolation.servers.is_empty() {
         db = db.with_router(tenancy_isolation_sql::DatabaseRouter::from_config(
             &config.isolation,
@@ -453,7 +469,8 @@ fn schema_strategy(
             SchemaStrategy::new(pool, migrator, isolation.deprovision)
         }
         None => SchemaStrategy::without_migrations(pool, isolation.deprovision),
-    })
+    }
+    .distributed_on_citus(isolation.citus.enabled))
 }
 
 /// A running tenancy stack: its parts, and the providers that boot, shut down and report on them.
@@ -633,5 +650,15 @@ impl Tenancy {
     #[must_use]
     pub fn database(&self) -> Option<&tenancy_isolation_sql::TenantDatabase> {
         self.parts.database.as_ref()
+    }
+
+    /// Placement operations on a Citus coordinator (feature `sql`): present when
+    /// `isolation.citus.enabled` is set and the stack runs on the PostgreSQL store (the
+    /// coordinator). Moves publish their `placement_*` events through the stack's events
+    /// ([`subscribe`](Self::subscribe)).
+    #[cfg(feature = "sql")]
+    #[must_use]
+    pub fn placement(&self) -> Option<&tenancy_isolation_sql::CitusPlacement> {
+        self.parts.placement.as_ref()
     }
 }

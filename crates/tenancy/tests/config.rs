@@ -349,6 +349,40 @@ fn the_complete_file_of_the_configuration_reference_loads() {
             config.store.tls.mode,
             Some(tenancy::pg_connect::SslMode::VerifyFull)
         );
+        assert_eq!(
+            config.isolation.citus.tenant_table.as_deref(),
+            Some("items")
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn citus_keys_load_from_the_environment_and_bad_ones_are_named() {
+    Jail::expect_with(|jail| {
+        jail.set_env("TENANCY__ISOLATION__CITUS__ENABLED", "true");
+        jail.set_env("TENANCY__ISOLATION__CITUS__TENANT_TABLE", "app.items");
+        jail.set_env(
+            "TENANCY__ISOLATION__CITUS__SHARD_TRANSFER_MODE",
+            "block_writes",
+        );
+        let config = load_in(jail, None).unwrap();
+        assert!(config.isolation.citus.enabled);
+        assert_eq!(
+            config.isolation.citus.tenant_table.as_deref(),
+            Some("app.items")
+        );
+        assert_eq!(
+            config.isolation.citus.shard_transfer_mode,
+            tenancy::isolation::ShardTransferMode::BlockWrites
+        );
+        jail.set_env("TENANCY__ISOLATION__CITUS__SHARD_TRANSFER_MODE", "fast");
+        let error = load_in(jail, None).unwrap_err();
+        assert!(error.to_string().contains("shard_transfer_mode"), "{error}");
+        jail.set_env("TENANCY__ISOLATION__CITUS__SHARD_TRANSFER_MODE", "auto");
+        jail.set_env("TENANCY__ISOLATION__CITUS__TENANT_TABLE", "Items");
+        let error = load_in(jail, None).unwrap_err();
+        assert!(error.to_string().contains("citus.tenant_table"), "{error}");
         Ok(())
     });
 }
