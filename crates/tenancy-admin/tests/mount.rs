@@ -138,3 +138,77 @@ async fn the_console_works_under_the_applications_prefix() {
     assert!(html.contains("data-events=\"/ops/console/events\""));
     assert!(html.contains("No tenant matches."));
 }
+
+/// An application's own placement source: one tenant on a named node, the others nowhere.
+#[cfg(feature = "console")]
+#[derive(Debug)]
+struct OneNode(TenantId);
+
+#[cfg(feature = "console")]
+#[async_trait::async_trait]
+impl tenancy_core::PlacementSource for OneNode {
+    async fn placement(
+        &self,
+        tenant: &tenancy_core::TenantInfo,
+    ) -> Result<Option<tenancy_core::Placement>, TenantError> {
+        Ok((tenant.id == self.0)
+            .then(|| tenancy_core::Placement::new("node <b>7</b>").detail("schema", "tenant_<x>")))
+    }
+}
+
+#[cfg(feature = "console")]
+#[tokio::test]
+async fn a_tenant_page_shows_the_placement_its_source_reports_escaped() {
+    use tenancy_admin::console::Console;
+    use tenancy_core::CreateTenant;
+
+    let (lifecycle, config) = services();
+    let mut ids = Vec::new();
+    for slug in ["placed", "nowhere"] {
+        let created = lifecycle
+            .create(CreateTenant::new(slug.parse().unwrap(), slug))
+            .await
+            .unwrap()
+            .into_result()
+            .unwrap();
+        ids.push(created.id);
+    }
+    let admin = Admin::new("the-admin-token", lifecycle, config).unwrap();
+    let console = Console::new(admin).placement(Arc::new(OneNode(ids[0])));
+    let app: Router = Router::new().nest("/console", console.router());
+    let sign_in = Request::post("/console/sign-in")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from("token=the-admin-token"))
+        .unwrap();
+    let response = app.clone().oneshot(sign_in).await.unwrap();
+    let cookie = response.headers()[header::SET_COOKIE].to_str().unwrap();
+    let session = cookie.split(';').next().unwrap().to_owned();
+    let page = async |slug: &str| {
+        let request = Request::get(format!("/console/tenants/{slug}"))
+            .header(header::COOKIE, &session)
+            .body(Body::empty())
+            .unwrap();
+        let response = app.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8(body.to_vec()).unwrap()
+    };
+    let placed = page("placed").await;
+    assert!(
+        placed.contains(r#"<h2 id="placement">Placement</h2>"#),
+        "{placed}"
+    );
+    assert!(
+        placed.contains("<p>node &lt;b&gt;7&lt;/b&gt;</p>"),
+        "{placed}"
+    );
+    assert!(
+        placed.contains("<dt>schema</dt><dd>tenant_&lt;x&gt;</dd>"),
+        "{placed}"
+    );
+    let nowhere = page("nowhere").await;
+    assert!(
+        !nowhere.contains("id=\"placement\""),
+        "no placement, no section"
+    );
+}

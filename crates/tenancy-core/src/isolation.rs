@@ -12,6 +12,7 @@ use async_trait::async_trait;
 
 use crate::error::TenantError;
 use crate::id::TenantId;
+use crate::tenant::TenantInfo;
 
 /// One step of isolating a unit of database work.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,4 +79,44 @@ pub trait IsolationStrategy: Send + Sync + fmt::Debug {
 
     /// How to isolate one unit of database work for `tenant`.
     async fn plan(&self, tenant: TenantId) -> Result<IsolationPlan, TenantError>;
+}
+
+/// Where a tenant's data lives, as its isolation reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Placement {
+    /// One line: the node, database or shard group holding the tenant's data.
+    pub summary: String,
+    /// Further facts, as (name, value) pairs, shown in a table.
+    pub details: Vec<(String, String)>,
+}
+
+impl Placement {
+    /// A placement described by `summary`, without details.
+    #[must_use]
+    pub fn new(summary: impl Into<String>) -> Self {
+        Self {
+            summary: summary.into(),
+            details: Vec::new(),
+        }
+    }
+
+    /// Adds a (name, value) detail.
+    #[must_use]
+    pub fn detail(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.details.push((name.into(), value.into()));
+        self
+    }
+}
+
+/// The hook through which an isolation reports a tenant's placement (a database per tenant, a
+/// Citus worker...), for operators: the admin console (`tenancy-admin`) shows it on a tenant's
+/// page. `tenancy-isolation-sql`'s `CitusPlacement` implements it.
+#[async_trait]
+pub trait PlacementSource: Send + Sync + fmt::Debug {
+    /// Where `tenant`'s data lives, or `None` when the isolation has nothing to say about it.
+    ///
+    /// # Errors
+    /// The isolation's error; the page shows it in place of the placement.
+    async fn placement(&self, tenant: &TenantInfo) -> Result<Option<Placement>, TenantError>;
 }

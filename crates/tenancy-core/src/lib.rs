@@ -60,7 +60,7 @@ pub use events::{
     TenantEventKind,
 };
 pub use id::{IdError, SLUG_MAX_LEN, Slug, TenantId, TenantRef};
-pub use isolation::{IsolationPlan, IsolationStep, IsolationStrategy};
+pub use isolation::{IsolationPlan, IsolationStep, IsolationStrategy, Placement, PlacementSource};
 pub use labels::{DEFAULT_LABELLED_TENANTS, OTHER, TenantLabels};
 pub use memory::InMemoryStore;
 pub use provider::{Health, HealthReport, HealthStatus, Provider};

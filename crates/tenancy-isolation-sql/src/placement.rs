@@ -7,7 +7,8 @@ use std::time::Duration;
 use serde::Serialize;
 use sqlx::PgPool;
 use tenancy_core::{
-    EventPublisher, NoopPublisher, PlacementOperation, TenantEvent, TenantEventKind, TenantId,
+    EventPublisher, NoopPublisher, Placement, PlacementOperation, PlacementSource, TenantError,
+    TenantEvent, TenantEventKind, TenantId, TenantInfo,
 };
 use tracing::Instrument as _;
 
@@ -133,7 +134,7 @@ pub enum PlacementError {
     },
 }
 
-impl From<PlacementError> for tenancy_core::TenantError {
+impl From<PlacementError> for TenantError {
     /// Naming a node that does not exist, or a tenant schema to isolate, is bad input;
     /// everything else is an isolation failure.
     fn from(error: PlacementError) -> Self {
@@ -415,6 +416,40 @@ type PlacementRow = (
     Option<sqlx::types::Uuid>,
 );
 
+/// What the admin console shows on a tenant's page: the node, and the schema or shard.
+#[async_trait::async_trait]
+impl PlacementSource for CitusPlacement {
+    async fn placement(&self, tenant: &TenantInfo) -> Result<Option<Placement>, TenantError> {
+        let found = match self.locate(tenant.id).await {
+            Ok(found) => found,
+            Err(PlacementError::NotPlaced { .. }) => return Ok(None),
+            Err(error) => return Err(error.into()),
+        };
+        let placement = Placement::new(format!("Citus node {} (id {})", found.node, found.node.id));
+        Ok(Some(match found.kind {
+            PlacementKind::Schema { schema } => placement
+                .detail("kind", "distributed schema")
+                .detail("schema", schema),
+            PlacementKind::Shard {
+                table,
+                shard_id,
+                isolated,
+            } => placement
+                .detail("kind", "row level")
+                .detail("table", table)
+                .detail("shard", shard_id.to_string())
+                .detail(
+                    "shard holds",
+                    if isolated {
+                        "this tenant only"
+                    } else {
+                        "tenants hashing to its range"
+                    },
+                ),
+        }))
+    }
+}
+
 impl CitusPlacement {
     /// Placement operations through `owner_pool` (the coordinator), for tenant schemas only,
     /// in the `auto` transfer mode, publishing nothing.
@@ -434,10 +469,7 @@ impl CitusPlacement {
     /// # Errors
     /// [`TenantError::InvalidInput`](tenancy_core::TenantError) when the tenant table is not a
     /// valid table name.
-    pub fn from_config(
-        owner_pool: PgPool,
-        config: &CitusConfig,
-    ) -> Result<Self, tenancy_core::TenantError> {
+    pub fn from_config(owner_pool: PgPool, config: &CitusConfig) -> Result<Self, TenantError> {
         let mut placement = Self::new(owner_pool).transfer_mode(config.shard_transfer_mode);
         if let Some(table) = &config.tenant_table {
             placement = placement.tenant_table(TableName::parse(table)?);
@@ -1301,16 +1333,13 @@ mod tests {
 
     #[test]
     fn unknown_nodes_are_bad_input_and_the_rest_isolation_failures() {
-        let err: tenancy_core::TenantError = PlacementError::UnknownNode {
+        let err: TenantError = PlacementError::UnknownNode {
             node: "9".into(),
             known: "2 a:1".into(),
         }
         .into();
-        assert!(matches!(
-            err,
-            tenancy_core::TenantError::InvalidInput { .. }
-        ));
-        let err: tenancy_core::TenantError = PlacementError::NotCitus.into();
-        assert!(matches!(err, tenancy_core::TenantError::Isolation { .. }));
+        assert!(matches!(err, TenantError::InvalidInput { .. }));
+        let err: TenantError = PlacementError::NotCitus.into();
+        assert!(matches!(err, TenantError::Isolation { .. }));
     }
 }

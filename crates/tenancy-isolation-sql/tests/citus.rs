@@ -10,8 +10,8 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{AssertSqlSafe, PgPool};
 use tenancy_core::conformance::test_app_role;
 use tenancy_core::{
-    BroadcastPublisher, IsolationStrategy, PlacementOperation, TenantEvent, TenantEventKind,
-    TenantId,
+    BroadcastPublisher, CreateTenant, IsolationStrategy, PlacementOperation, PlacementSource,
+    TenantEvent, TenantEventKind, TenantId, TenantInfo,
 };
 use tenancy_isolation_sql::{
     CitusPlacement, DeprovisionPolicy, IsolateOutcome, Migration, Migrations, MoveOutcome, Node,
@@ -647,6 +647,25 @@ async fn tenant_schema_moves_to_another_node_while_written_to() {
             schema: tenant_schema(a)
         }
     );
+    // What the admin console shows on the tenant's page (`PlacementSource`): the new node.
+    let info = |id| {
+        let command = CreateTenant::new("acme".parse().unwrap(), "Acme").with_id(id);
+        TenantInfo::from_command(command, chrono::Utc::now()).unwrap()
+    };
+    let shown = PlacementSource::placement(&placement, &info(a))
+        .await
+        .unwrap()
+        .expect("a placed tenant has a placement");
+    assert_eq!(shown.summary, format!("Citus node {to} (id {})", to.id));
+    assert!(
+        shown
+            .details
+            .contains(&("schema".to_owned(), tenant_schema(a))),
+        "{shown:?}"
+    );
+    let unplaced = info(TenantId::new());
+    let unplaced = PlacementSource::placement(&placement, &unplaced).await;
+    assert_eq!(unplaced.unwrap(), None, "no placement, no section");
     let mut tx = tenants.begin(a).await.unwrap();
     let stored: Vec<String> = sqlx::query_scalar("SELECT body FROM notes")
         .fetch_all(&mut **tx)

@@ -67,7 +67,8 @@ use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use tenancy_core::{TenantError, TenantEvent, TenantInfo};
+use tenancy_core::TenantEvent;
+pub use tenancy_core::{Placement, PlacementSource};
 use tokio::sync::broadcast;
 
 use crate::Admin;
@@ -78,46 +79,6 @@ use session::Sessions;
 /// Subscribes to the application's tenant events (`Tenancy::subscribe`, or a
 /// `BroadcastPublisher`'s `subscribe`).
 pub type EventSubscriber = Arc<dyn Fn() -> broadcast::Receiver<TenantEvent> + Send + Sync>;
-
-/// Where a tenant's data lives, as its isolation reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Placement {
-    /// One line: the node, database or shard group holding the tenant's data.
-    pub summary: String,
-    /// Further facts, as (name, value) pairs, shown in a table.
-    pub details: Vec<(String, String)>,
-}
-
-impl Placement {
-    /// A placement described by `summary`, without details.
-    #[must_use]
-    pub fn new(summary: impl Into<String>) -> Self {
-        Self {
-            summary: summary.into(),
-            details: Vec::new(),
-        }
-    }
-
-    /// Adds a (name, value) detail.
-    #[must_use]
-    pub fn detail(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.details.push((name.into(), value.into()));
-        self
-    }
-}
-
-/// The hook through which an isolation reports a tenant's placement (a database per tenant, a
-/// Citus worker...). The console shows the placement section only when one is set and reports a
-/// placement for the tenant.
-#[async_trait::async_trait]
-pub trait PlacementSource: Send + Sync + fmt::Debug {
-    /// Where `tenant`'s data lives, or `None` when the isolation has nothing to say about it.
-    ///
-    /// # Errors
-    /// The isolation's error; the page shows it in place of the placement.
-    async fn placement(&self, tenant: &TenantInfo) -> Result<Option<Placement>, TenantError>;
-}
 
 /// How long a console session lasts after sign-in.
 pub const SESSION_LIFETIME: Duration = Duration::from_secs(8 * 60 * 60);
