@@ -22,8 +22,9 @@ const EVIL_NAME: &str = "<script>window.__pwned = 1</script><b>Evil</b> & Co";
 /// How long the test waits for something the page must show (pushed updates, samples).
 const PATIENCE: Duration = Duration::from_secs(20);
 
-/// `chromedriver`, stopped when dropped.
-struct Driver(Child);
+/// `chromedriver`, stopped when dropped, and the temporary directory it and Chromium write to
+/// (removed after it: Chromium leaves its profile's singleton directory behind otherwise).
+struct Driver(Child, #[allow(dead_code)] tempfile::TempDir);
 
 impl Drop for Driver {
     fn drop(&mut self) {
@@ -52,13 +53,15 @@ fn start_driver() -> (Driver, String) {
         .and_then(|listener| listener.local_addr())
         .unwrap()
         .port();
+    let scratch = tempfile::tempdir().expect("a temporary directory for Chromium");
     let child = Command::new(chromedriver)
         .arg(format!("--port={port}"))
+        .env("TMPDIR", scratch.path())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("starting chromedriver");
-    let driver = Driver(child);
+    let driver = Driver(child, scratch);
     let deadline = Instant::now() + PATIENCE;
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(
