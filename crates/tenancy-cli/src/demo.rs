@@ -211,6 +211,13 @@ pub async fn start(options: DemoOptions) -> Result<Demo, CliError> {
     let addr = listener
         .local_addr()
         .map_err(|e| CliError::io("reading the bound address", e))?;
+    if !addr.ip().is_loopback() {
+        tracing::warn!(
+            %addr,
+            "the demo serves plain HTTP beyond this host: the admin token, bearer tokens and the \
+             console's session cookie cross the network unencrypted"
+        );
+    }
 
     // Before the stack: its parts register their metrics when they are built.
     let recorder = crate::exporter::recorder();

@@ -384,3 +384,88 @@ async fn the_plan_is_edited_and_a_bad_one_is_refused_with_its_reason() {
     assert_eq!(tenant.plan, None);
     f.demo.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn signing_out_ends_the_event_stream_and_signing_in_again_ends_the_old_session() {
+    let f = start().await;
+    let (cookie, csrf) = f.sign_in().await;
+    let mut events = f
+        .http
+        .get(format!("{}/console/events", f.base))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.status(), StatusCode::OK);
+    let create = async |slug: &str| {
+        let response = f
+            .http
+            .post(format!("{}/admin/tenants", f.base))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&json!({"slug": slug, "name": slug}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let tenant: serde_json::Value = response.json().await.unwrap();
+        tenant["id"].as_str().unwrap().to_owned()
+    };
+    // Signed in, the stream carries the tenant events.
+    let streamed = create("streamed").await;
+    let mut seen = String::new();
+    while !seen.contains(&format!("data: {streamed}")) {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(10), events.chunk())
+            .await
+            .expect("a pushed event")
+            .unwrap()
+            .expect("the stream is open");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let response = f
+        .http
+        .post(format!("{}/console/sign-out", f.base))
+        .header("cookie", &cookie)
+        .form(&[("csrf", &csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    // Signed out, the next push ends the stream instead of reaching it (events of the first
+    // tenant sent before the sign-out may still be read).
+    let unseen = create("unseen").await;
+    let mut after = String::new();
+    let rest = async {
+        while let Some(chunk) = events.chunk().await.unwrap() {
+            after.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), rest)
+        .await
+        .expect("the stream ends after the next push");
+    assert!(!after.contains(&unseen), "{after}");
+
+    // A sign-in from a browser that holds a session ends that session.
+    let (first, _) = f.sign_in().await;
+    let response = f
+        .http
+        .post(format!("{}/console/sign-in", f.base))
+        .header("cookie", &first)
+        .form(&[("token", ADMIN_TOKEN)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let response = f
+        .http
+        .get(format!("{}/console/tenants", f.base))
+        .header("cookie", &first)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::SEE_OTHER,
+        "the old session ended"
+    );
+    assert_eq!(response.headers()["location"], "/console/sign-in");
+}

@@ -1110,17 +1110,6 @@ impl CitusPlacement {
             .filter_map(|(schema,)| tenant_of_schema(schema))
             .collect();
         let before = self.locate_many(&planned).await?;
-        for p in &before {
-            self.publish(
-                p.tenant,
-                TenantEventKind::PlacementStarted {
-                    operation: PlacementOperation::Rebalance,
-                    from: Some(p.node.to_string()),
-                    to: None,
-                },
-            )
-            .await;
-        }
         // As for one tenant: logical replication cannot write into tables that force row-level
         // security, so with any of them the rebalancer copies with writes blocked.
         let forced: Option<String> = sqlx::query_scalar(
@@ -1143,18 +1132,38 @@ impl CitusPlacement {
             }
             None => self.mode,
         };
-        let job_id: Option<i64> = sqlx::query_scalar(
+        // Started only now that everything that could refuse the rebalance has been asked: each
+        // started event is followed by a completed or a failed one.
+        for p in &before {
+            self.publish(
+                p.tenant,
+                TenantEventKind::PlacementStarted {
+                    operation: PlacementOperation::Rebalance,
+                    from: Some(p.node.to_string()),
+                    to: None,
+                },
+            )
+            .await;
+        }
+        let started: Result<Option<i64>, PlacementError> = sqlx::query_scalar(
             "SELECT citus_rebalance_start(shard_transfer_mode => $1::citus.shard_transfer_mode)",
         )
         .bind(mode.as_str())
         .fetch_one(&self.pool)
         .await
-        .map_err(db("starting the rebalance", None))?;
+        .map_err(db("starting the rebalance", None));
+        let job_id = match started {
+            Ok(job_id) => job_id,
+            Err(error) => return Err(self.rebalance_failed(&before, error).await),
+        };
         let outcome = match job_id {
             Some(job_id) => self.wait_for_job(job_id, &mut progress).await,
             None => Ok(0),
         };
-        let after = self.locate_many(&planned).await?;
+        let after = match self.locate_many(&planned).await {
+            Ok(after) => after,
+            Err(error) => return Err(self.rebalance_failed(&before, error).await),
+        };
         let mut tenants = Vec::new();
         for was in &before {
             let now = after.iter().find(|p| p.tenant == was.tenant);
@@ -1217,6 +1226,28 @@ impl CitusPlacement {
     }
 
     /// Polls Citus's background job until it ends; the number of tasks it ran.
+    /// Publishes `placement_failed` for every tenant a rebalance had started, and returns the
+    /// error.
+    async fn rebalance_failed(
+        &self,
+        started: &[TenantPlacement],
+        error: PlacementError,
+    ) -> PlacementError {
+        for p in started {
+            self.publish(
+                p.tenant,
+                TenantEventKind::PlacementFailed {
+                    operation: PlacementOperation::Rebalance,
+                    from: Some(p.node.to_string()),
+                    to: None,
+                    error: error.to_string(),
+                },
+            )
+            .await;
+        }
+        error
+    }
+
     async fn wait_for_job(
         &self,
         job_id: i64,

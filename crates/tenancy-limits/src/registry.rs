@@ -298,7 +298,8 @@ impl TenantLimits {
             entries.insert(tenant, Arc::clone(&entry));
             return entry;
         }
-        // Concurrent first requests of a tenant share the first entry stored (one bucket).
+        // Concurrent first requests of a tenant build side by side (the overrides cache
+        // coalesces their store read into one) and share the first entry stored: one bucket.
         let loaded = entry.loaded;
         entries.insert_first(tenant, entry, |stored| {
             Generation::serves(stored.loaded, loaded)

@@ -12,6 +12,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use papaya::{Compute, Operation};
 use tenancy_core::TenantId;
 
 /// What the table keeps per tenant: the value and its "used" bit.
@@ -79,12 +80,16 @@ impl<V: Send + Sync + 'static> Table<V> {
     ) -> Arc<V> {
         let stored = {
             let map = self.map.pin();
-            let stored = map.get_or_insert(tenant, Slot::new(Arc::clone(&value)));
-            if keep(&stored.value) {
-                Arc::clone(&stored.value)
-            } else {
-                map.insert(tenant, Slot::new(Arc::clone(&value)));
-                value
+            // One atomic step: no value stored meanwhile is overwritten unseen.
+            match map.compute(tenant, |stored| match stored {
+                Some((_, slot)) if keep(&slot.value) => Operation::Abort(Arc::clone(&slot.value)),
+                _ => Operation::Insert(Slot::new(Arc::clone(&value))),
+            }) {
+                Compute::Aborted(kept) => kept,
+                Compute::Inserted(_, slot) | Compute::Updated { new: (_, slot), .. } => {
+                    Arc::clone(&slot.value)
+                }
+                Compute::Removed(..) => value,
             }
         };
         self.trim();
@@ -115,7 +120,11 @@ impl<V: Send + Sync + 'static> Table<V> {
                 if len <= target {
                     return;
                 }
-                if !slot.used.swap(false, Ordering::Relaxed) && map.remove(tenant).is_some() {
+                if slot.used.swap(false, Ordering::Relaxed) {
+                    continue;
+                }
+                // Only the slot looked at: one stored meanwhile (a rebuilt entry) stays.
+                if let Ok(Some(_)) = map.remove_if(tenant, |_, now| std::ptr::eq(now, slot)) {
                     len -= 1;
                 }
             }
@@ -164,11 +173,25 @@ mod tests {
     fn concurrent_first_values_are_one() {
         let table = Table::new(10);
         let tenant = TenantId::new();
-        let first = table.insert_first(tenant, Arc::new(1_u32), |_| true);
-        let second = table.insert_first(tenant, Arc::new(2_u32), |_| true);
-        assert!(Arc::ptr_eq(&first, &second));
-        let replaced = table.insert_first(tenant, Arc::new(3_u32), |value| *value != 1);
-        assert_eq!(*replaced, 3);
-        assert_eq!(table.peek(&tenant).as_deref(), Some(&3));
+        let barrier = std::sync::Barrier::new(8);
+        let stored: Vec<Arc<u32>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8_u32)
+                .map(|i| {
+                    let (table, barrier) = (&table, &barrier);
+                    scope.spawn(move || {
+                        barrier.wait();
+                        table.insert_first(tenant, Arc::new(i), |_| true)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(
+            stored.iter().all(|s| Arc::ptr_eq(s, &stored[0])),
+            "{stored:?}"
+        );
+        let replaced = table.insert_first(tenant, Arc::new(99), |value| *value != *stored[0]);
+        assert_eq!(*replaced, 99);
+        assert_eq!(table.peek(&tenant).as_deref(), Some(&99));
     }
 }

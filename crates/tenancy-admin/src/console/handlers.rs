@@ -1,6 +1,7 @@
 //! The console's routes.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 
 use axum::Extension;
 use axum::extract::{Form, Path, Query, State};
@@ -83,6 +84,7 @@ pub(crate) struct SignInForm {
 pub(crate) async fn sign_in(
     State(state): State<ConsoleState>,
     base: Base,
+    headers: HeaderMap,
     form: Result<Form<SignInForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
     let token = form.map(|Form(f)| f.token).unwrap_or_default();
@@ -93,6 +95,10 @@ pub(crate) async fn sign_in(
             StatusCode::UNAUTHORIZED,
             pages::layout(&base, "Sign in", None, &body),
         );
+    }
+    // A new sign-in ends the session the browser had: one session per sign-in.
+    if let Some(previous) = session::cookie(&headers, session::COOKIE_NAME) {
+        state.sessions.close(previous);
     }
     let session = state.sessions.open();
     let cookie = session::set_cookie(
@@ -724,20 +730,28 @@ pub(crate) async fn live(
 
 /// `GET /events`: server-sent events, `tenant` (data: the tenant's id, or `*` after missed
 /// events) and `metrics` (data: `sample`).
+///
+/// The stream ends at the first push after its session ended (signed out or expired).
 pub(crate) async fn events(
     State(state): State<ConsoleState>,
+    Extension(session): Extension<Session>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let receiver = state.hub.push.subscribe();
-    let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
-        let event = match receiver.recv().await {
-            Ok(Push::Tenant(Some(id))) => Event::default().event("tenant").data(id.to_string()),
-            Ok(Push::Tenant(None)) | Err(broadcast::error::RecvError::Lagged(_)) => {
-                Event::default().event("tenant").data("*")
-            }
-            Ok(Push::Metrics) => Event::default().event("metrics").data("sample"),
-            Err(broadcast::error::RecvError::Closed) => return None,
-        };
-        Some((Ok(event), receiver))
+    let stream = futures_util::stream::unfold(receiver, move |mut receiver| {
+        let (state, session) = (state.clone(), Arc::clone(&session.id));
+        async move {
+            let pushed = receiver.recv().await;
+            state.sessions.get(&session)?;
+            let event = match pushed {
+                Ok(Push::Tenant(Some(id))) => Event::default().event("tenant").data(id.to_string()),
+                Ok(Push::Tenant(None)) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                    Event::default().event("tenant").data("*")
+                }
+                Ok(Push::Metrics) => Event::default().event("metrics").data("sample"),
+                Err(broadcast::error::RecvError::Closed) => return None,
+            };
+            Some((Ok(event), receiver))
+        }
     });
     Sse::new(stream).keep_alive(KeepAlive::default())
 }

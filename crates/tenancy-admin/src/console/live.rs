@@ -129,12 +129,45 @@ pub(crate) struct History {
     tenants: Mutex<HashMap<TenantId, VecDeque<HistoryEntry>>>,
 }
 
+/// The longest detail kept per history entry, in characters: config values may be 64 KiB each,
+/// and the history holds up to [`HISTORY_PER_TENANT`] x [`HISTORY_TENANTS`] entries.
+const DETAIL_MAX_CHARS: usize = 200;
+
 fn detail(kind: &TenantEventKind) -> String {
+    let mut detail = full_detail(kind);
+    if let Some((cut, _)) = detail.char_indices().nth(DETAIL_MAX_CHARS) {
+        detail.truncate(cut);
+        detail.push('…');
+    }
+    detail
+}
+
+fn full_detail(kind: &TenantEventKind) -> String {
     let json = |v: &Option<serde_json::Value>| {
         v.as_ref()
             .map_or_else(|| "(default)".to_owned(), ToString::to_string)
     };
+    let nodes = |from: &Option<String>, to: &Option<String>| {
+        let node = |n: &Option<String>| n.clone().unwrap_or_else(|| "?".to_owned());
+        format!("{} → {}", node(from), node(to))
+    };
     match kind {
+        TenantEventKind::PlacementStarted {
+            operation,
+            from,
+            to,
+        }
+        | TenantEventKind::PlacementCompleted {
+            operation,
+            from,
+            to,
+        } => format!("{operation}: {}", nodes(from, to)),
+        TenantEventKind::PlacementFailed {
+            operation,
+            from,
+            to,
+            error,
+        } => format!("{operation}: {}: {error}", nodes(from, to)),
         TenantEventKind::Created { slug } => format!("slug {slug}"),
         TenantEventKind::Updated { fields } => fields.join(", "),
         TenantEventKind::Suspended { reason } => reason.clone().unwrap_or_default(),
@@ -488,5 +521,37 @@ mod tests {
         assert_eq!(entries[0].detail, "reason 39");
         assert_eq!(entries[0].what, "suspended");
         assert!(history.of(TenantId::new()).is_empty());
+    }
+
+    #[test]
+    fn history_details_are_bounded_and_name_placements() {
+        let history = History::default();
+        let id = TenantId::new();
+        let big = serde_json::Value::String("x".repeat(60_000));
+        history.record(&TenantEvent::now(
+            id,
+            TenantEventKind::ConfigChanged {
+                key: "theme".into(),
+                old: None,
+                new: Some(big),
+            },
+        ));
+        history.record(&TenantEvent::now(
+            id,
+            TenantEventKind::PlacementFailed {
+                operation: tenancy_core::PlacementOperation::Move,
+                from: Some("w1:5432".into()),
+                to: Some("w2:5432".into()),
+                error: "could not acquire the lock".into(),
+            },
+        ));
+        let entries = history.of(id);
+        assert_eq!(
+            entries[0].detail,
+            "move: w1:5432 → w2:5432: could not acquire the lock"
+        );
+        assert_eq!(entries[1].detail.chars().count(), DETAIL_MAX_CHARS + 1);
+        assert!(entries[1].detail.starts_with("theme: (default) → \"xxx"));
+        assert!(entries[1].detail.ends_with('…'));
     }
 }
