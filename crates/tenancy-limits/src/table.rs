@@ -45,7 +45,8 @@ impl<V: Send + Sync + 'static> Table<V> {
         }
     }
 
-    /// The tenant's value, marked used: lock-free, and no write to shared memory.
+    /// The tenant's value, marked used: lock-free, writing only to the tenant's own slot (and
+    /// only when its bit was clear).
     #[inline]
     pub(crate) fn get(&self, tenant: &TenantId) -> Option<Arc<V>> {
         let map = self.map.pin();
@@ -114,7 +115,8 @@ impl<V: Send + Sync + 'static> Table<V> {
         let target = self.capacity - self.capacity / 8;
         let map = self.map.pin();
         let mut len = map.len();
-        // Two passes clear every bit; the third removes what hits set again meanwhile.
+        // Pass one clears the bits of used slots and removes the others; pass two removes those
+        // not used since; pass three, those used again during pass two.
         for _ in 0..3 {
             for (tenant, slot) in &map {
                 if len <= target {
