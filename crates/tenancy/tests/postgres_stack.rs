@@ -240,6 +240,7 @@ async fn a_domain_added_in_one_process_resolves_in_the_other_through_the_change_
     db.drop_db().await;
 }
 
+#[cfg(feature = "limits")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plan_changed_in_one_process_lifts_the_limit_in_the_other_through_the_change_feed() {
     use common::get_with;
