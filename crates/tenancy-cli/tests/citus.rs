@@ -147,20 +147,22 @@ async fn placement_show_move_and_stats_through_the_cli() {
     }
     let (code, stats, stderr) = tenancy(&url, &["--config", &config, "stats", "--limit", "10000"]);
     assert_eq!(code, 0, "{stderr}");
-    let mine = stats["tenants"]
+    // One row per node that ran the tenant's queries (its provisioning ran on the node it
+    // was on): the queries after the move are the new node's.
+    let rows: Vec<&serde_json::Value> = stats["tenants"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|s| s["tenant"] == id.to_string())
-        .unwrap_or_else(|| panic!("{id} in {stats}"))
-        .clone();
+        .filter(|s| s["tenant"] == id.to_string())
+        .collect();
+    let mine = rows
+        .iter()
+        .find(|s| s["node_id"] == to["id"])
+        .unwrap_or_else(|| panic!("{id} served by node {} in {rows:?}", to["id"]));
     assert_eq!(mine["attribute"], schema.as_str());
     let queries = mine["queries"].as_i64().unwrap() + mine["queries_last_period"].as_i64().unwrap();
     let reads = mine["reads"].as_i64().unwrap() + mine["reads_last_period"].as_i64().unwrap();
-    // Every query counts; Citus counts fewer of them as reads than were sent (3 of 5 seen in
-    // CI), so reads only have to have moved.
-    assert!(queries >= 5 && reads >= 1, "{mine}");
-    assert_eq!(mine["node_id"], to["id"], "served by the node it moved to");
+    assert!(queries >= 5 && reads >= 5, "{mine}");
 
     conn.execute(sqlx::AssertSqlSafe(format!(
         "DROP SCHEMA \"{schema}\" CASCADE"
