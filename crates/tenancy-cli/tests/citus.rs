@@ -149,7 +149,7 @@ async fn placement_show_move_and_stats_through_the_cli() {
     assert_eq!(code, 0, "{stderr}");
     // One row per node that ran the tenant's queries (its provisioning ran on the node it
     // was on): the queries after the move are the new node's.
-    let rows: Vec<&serde_json::Value> = stats["tenants"]
+    let rows: Vec<&Value> = stats["tenants"]
         .as_array()
         .unwrap()
         .iter()
