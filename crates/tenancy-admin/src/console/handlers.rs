@@ -508,6 +508,27 @@ pub(crate) async fn activate(
     after_action(&state, &base, &session, &raw, result, "activated").await
 }
 
+/// The tenant `raw` names once the form confirms `action` (`Err`: the confirmation page, or the
+/// failure to find the tenant).
+async fn confirmed(
+    state: &ConsoleState,
+    base: &Base,
+    session: &Session,
+    raw: &str,
+    form: &ActionForm,
+    (action, title): (&str, &str),
+    reason: Option<&str>,
+) -> Result<TenantInfo, Response> {
+    let tenant = crate::api::find(state.admin.lifecycle(), raw)
+        .await
+        .map_err(|e| failure(base, Some(session), &e.0))?;
+    if form.confirmed.as_deref() != Some("yes") {
+        let body = pages::confirm(base, session, &tenant, action, reason);
+        return Err(page(base, session, title, StatusCode::OK, &body));
+    }
+    Ok(tenant)
+}
+
 pub(crate) async fn suspend(
     State(state): State<ConsoleState>,
     base: Base,
@@ -517,16 +538,25 @@ pub(crate) async fn suspend(
 ) -> Response {
     let reason = form
         .reason
-        .map(|r| r.trim().to_owned())
-        .filter(|r| !r.is_empty());
-    let tenant = match crate::api::find(state.admin.lifecycle(), &raw).await {
+        .as_deref()
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .map(str::to_owned);
+    let action = ("suspend", "Suspend?");
+    let tenant = match confirmed(
+        &state,
+        &base,
+        &session,
+        &raw,
+        &form,
+        action,
+        reason.as_deref(),
+    )
+    .await
+    {
         Ok(tenant) => tenant,
-        Err(e) => return failure(&base, Some(&session), &e.0),
+        Err(response) => return response,
     };
-    if form.confirmed.as_deref() != Some("yes") {
-        let body = pages::confirm(&base, &session, &tenant, "suspend", reason.as_deref());
-        return page(&base, &session, "Suspend?", StatusCode::OK, &body);
-    }
     let result = state
         .admin
         .lifecycle()
@@ -546,14 +576,11 @@ pub(crate) async fn deactivate(
     Path(raw): Path<String>,
     Form(form): Form<ActionForm>,
 ) -> Response {
-    let tenant = match crate::api::find(state.admin.lifecycle(), &raw).await {
+    let action = ("deactivate", "Deactivate?");
+    let tenant = match confirmed(&state, &base, &session, &raw, &form, action, None).await {
         Ok(tenant) => tenant,
-        Err(e) => return failure(&base, Some(&session), &e.0),
+        Err(response) => return response,
     };
-    if form.confirmed.as_deref() != Some("yes") {
-        let body = pages::confirm(&base, &session, &tenant, "deactivate", None);
-        return page(&base, &session, "Deactivate?", StatusCode::OK, &body);
-    }
     let result = state
         .admin
         .lifecycle()
